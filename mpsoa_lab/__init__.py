@@ -1,0 +1,25 @@
+"""mpsoa-lab: Celery over RabbitMQ as the middleware of a service-oriented system, measured.
+
+The package does the plumbing for the notebooks: it starts and stops RabbitMQ nodes
+(:mod:`~mpsoa_lab.node`, :mod:`~mpsoa_lab.lab`), holds the design's topology, router and app
+factory (:mod:`~mpsoa_lab.topology`, :mod:`~mpsoa_lab.routing`, :mod:`~mpsoa_lab.apps`), the
+2014 originals (:mod:`~mpsoa_lab.legacy`) and the services (:mod:`mpsoa_lab.services`).
+"""
+from __future__ import annotations
+
+from .apps import celery_apps_factory
+from .errors import (BrokerNotConfigured, BrokerUnreachable, LabError, MalformedTaskName,
+                     ManagementAPIUnavailable, NodeStartError, RabbitMQNotInstalled, RoutingError,
+                     UnknownService)
+from .lab import Broker, Lab, up
+from .naming import KINDS, SERVICES, parse_task_name
+from .versions import versions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "celery_apps_factory", "up", "Lab", "Broker", "versions", "parse_task_name", "SERVICES",
+    "KINDS", "LabError", "RabbitMQNotInstalled", "BrokerUnreachable", "BrokerNotConfigured",
+    "NodeStartError", "ManagementAPIUnavailable", "RoutingError", "MalformedTaskName",
+    "UnknownService",
+]

@@ -1,0 +1,69 @@
+"""The lab's watchdog: ``python -m mpsoa_lab.reaper <home> <lab-id>``.
+
+It runs in a session of its own, so it survives the notebook kernel or test process that
+started the lab. Twice a second it looks at the lab's holders; when none has been alive for
+``MPSOA_LAB_GRACE`` seconds it stops every process the lab started and removes the state file.
+Processes started on behalf of one holder (``owner`` in the state file, e.g. the Celery workers
+of one notebook) are stopped as soon as that holder is gone.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import settings as settings_mod
+from .lab import _State, teardown
+from .node import ManagedProcess
+
+__all__ = ["main"]
+
+POLL = 0.5
+
+
+def _stop_orphans(state: dict, live: set[int]) -> bool:
+    """Stop processes whose owner is gone; return True if the state changed."""
+    kept, changed = [], False
+    for data in state.get("processes", []):
+        proc = ManagedProcess.from_dict(data)
+        if proc.owner is not None and proc.owner not in live:
+            proc.terminate(10.0)
+            changed = True
+        elif proc.is_running():
+            kept.append(data)
+        else:
+            changed = True
+    state["processes"] = kept
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    home, lab_id = (argv or sys.argv[1:])[:2]
+    state_file = _State(Path(home))
+    grace = settings_mod.load().grace
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    alone_since: float | None = None
+    while True:
+        time.sleep(POLL)
+        with state_file.lock():
+            state = state_file.read()
+            if not state or state.get("id") != lab_id:
+                return 0  # stopped by someone else, or replaced by a newer lab
+            live = set(state_file.live_holders())
+            if _stop_orphans(state, live):
+                state_file.write(state)
+            if live:
+                alone_since = None
+                continue
+            alone_since = alone_since or time.monotonic()
+            if time.monotonic() - alone_since < grace:
+                continue
+            print(f"{time.ctime()}: no holder left for {grace:.0f} s; stopping lab {lab_id}", flush=True)
+            teardown(state)
+            state_file.remove()
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
