@@ -1,0 +1,67 @@
+"""Pytest plumbing shared by the unit tests, the integration tests and the notebooks (nbval).
+
+* The test session gets a lab home of its own (unless ``MPSOA_LAB_HOME`` is set), so tests never
+  touch a lab you have open in JupyterLab.
+* If anything collected needs a broker (``tests/integration`` and every notebook), the session
+  starts the lab once, holds it while the notebooks attach to it through the state file, and
+  stops it at the end. A missing or broken RabbitMQ is an error in those tests, never a skip.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_session: dict = {"lab": None, "error": None, "home": None}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("MPSOA_LAB_HOME"):
+        home = tempfile.mkdtemp(prefix="mpsoa-lab-pytest-")
+        os.environ["MPSOA_LAB_HOME"] = home
+        _session["home"] = home
+
+
+def _needs_broker(item: pytest.Item) -> bool:
+    path = Path(str(item.fspath))
+    return path.suffix == ".ipynb" or "integration" in path.parts
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_broker(item):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any(_needs_broker(item) for item in session.items):
+        return
+    import mpsoa_lab
+
+    try:
+        _session["lab"] = mpsoa_lab.up()
+    except mpsoa_lab.LabError as exc:  # every test that needs it reports this error
+        _session["error"] = exc
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    lab = _session["lab"]
+    if lab is not None:
+        lab.down() if lab.started_here else lab.release()
+    if _session["home"]:
+        shutil.rmtree(_session["home"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The session's lab: the design's two brokers, started once for the whole run."""
+    if _session["error"] is not None:
+        raise _session["error"]
+    if _session["lab"] is None:
+        import mpsoa_lab
+
+        _session["lab"] = mpsoa_lab.up()
+    return _session["lab"]
