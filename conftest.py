@@ -47,12 +47,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _session["error"] = exc
 
 
+def _leftovers(home: str) -> list[str]:
+    """Processes that the lab under this session's home started and that still run."""
+    from mpsoa_lab.node import managed_processes
+
+    return [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in managed_processes(home)]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lab = _session["lab"]
     if lab is not None:
         lab.down() if lab.started_here else lab.release()
-    if _session["home"]:
-        shutil.rmtree(_session["home"], ignore_errors=True)
+    home = _session["home"]
+    if home:
+        # Whatever the tests and notebooks started must be gone now; a leak fails the run.
+        import time
+
+        deadline = time.monotonic() + 20
+        while (left := _leftovers(home)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if left:
+            print("\nProcesses left behind by the lab (a cleanup bug):\n" + "\n".join(left))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

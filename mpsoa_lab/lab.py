@@ -29,8 +29,8 @@ import psutil
 
 from . import settings as settings_mod
 from .errors import BrokerUnreachable
-from .node import Epmd, ManagedProcess, RabbitMQNode, free_port
-from .settings import ROLES, Settings, redact_url
+from .node import MANAGED_MARK, Epmd, ManagedProcess, RabbitMQNode, find_rabbitmq_server, free_port
+from .settings import ROLES, Settings, redact_url, strip_credentials
 
 __all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls"]
 
@@ -209,7 +209,7 @@ class Lab:
             rows.append({
                 "role": role,
                 "amqp": broker.safe_url,
-                "management UI": redact_url(mgmt) if mgmt else "-",
+                "management UI": strip_credentials(mgmt) if mgmt else "-",
                 "node": node.nodename if node else "(not started by the lab)",
                 "data and logs": ("$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home)))
                 if node else "-",
@@ -273,12 +273,13 @@ class Lab:
 
 def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
     """Start epmd, the design's two nodes (in parallel) and the reaper; return the new state."""
+    find_rabbitmq_server(settings.rabbitmq_server)  # fail before starting anything
     lab_id = secrets.token_hex(3)
     home = settings.home
     for stale in ("nodes", "holders"):
         shutil.rmtree(home / stale, ignore_errors=True)
     erlang_home = home / "erlang"
-    epmd = Epmd(free_port(), home).start()
+    epmd = Epmd(free_port(), home, mark=str(home)).start()
     state: dict[str, Any] = {"version": STATE_VERSION, "id": lab_id, "external": False,
                              "epmd": epmd.to_dict(), "nodes": {}, "brokers": {}, "processes": []}
     try:
@@ -287,7 +288,7 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
             nodes[role] = RabbitMQNode(role, home / "nodes" / role, epmd_port=epmd.port,
                                        erlang_home=erlang_home,
                                        nodename=f"mpsoa-{lab_id}-{role}@localhost",
-                                       server=settings.rabbitmq_server)
+                                       server=settings.rabbitmq_server, mark=str(home))
             nodes[role].start(wait=False)
             state["nodes"][role] = nodes[role].to_dict()
         state_file.write(state)  # so that a crash from here on can still be cleaned up
@@ -307,7 +308,7 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
 def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
     log = open(home / "reaper.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "mpsoa_lab.reaper", str(home), lab_id],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, MANAGED_MARK: str(home)}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     log.close()
     return ManagedProcess.from_popen("reaper", proc)

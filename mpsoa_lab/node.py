@@ -36,6 +36,8 @@ __all__ = [
     "free_port",
     "install_hint",
     "ensure_cookie",
+    "managed_processes",
+    "MANAGED_MARK",
 ]
 
 GUEST = ("guest", "guest")
@@ -209,12 +211,14 @@ def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subpro
 class Epmd:
     """The lab's own Erlang port mapper, in the foreground so the lab can stop it."""
 
-    def __init__(self, port: int, base_dir: Path, process: ManagedProcess | None = None):
+    def __init__(self, port: int, base_dir: Path, process: ManagedProcess | None = None,
+                 mark: str | None = None):
         self.port, self.base_dir, self.process = port, Path(base_dir), process
+        self.mark = mark if mark is not None else str(base_dir)
 
     def start(self) -> Epmd:
         proc = _spawn([find_epmd(), "-port", str(self.port), "-address", "127.0.0.1"],
-                      _clean_env(), self.base_dir / "epmd.log", self.base_dir)
+                      _clean_env(self.mark), self.base_dir / "epmd.log", self.base_dir)
         self.process = ManagedProcess.from_popen("epmd", proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -232,19 +236,40 @@ class Epmd:
             self.process.terminate(5.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"port": self.port, "base_dir": str(self.base_dir),
+        return {"port": self.port, "base_dir": str(self.base_dir), "mark": self.mark,
                 "process": self.process.to_dict() if self.process else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Epmd:
         proc = data.get("process")
-        return cls(data["port"], Path(data["base_dir"]), ManagedProcess.from_dict(proc) if proc else None)
+        return cls(data["port"], Path(data["base_dir"]), ManagedProcess.from_dict(proc) if proc else None,
+                   data.get("mark"))
 
 
-def _clean_env() -> dict[str, str]:
-    """The caller's environment without RabbitMQ or Erlang settings that would leak into a node."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))}
+#: Set in the environment of every process the lab starts, so a leak can be found by it.
+MANAGED_MARK = "MPSOA_LAB_MANAGED"
+
+
+def _clean_env(home: Path | str | None = None) -> dict[str, str]:
+    """The caller's environment without RabbitMQ or Erlang settings that would leak into a node,
+    marked with :data:`MANAGED_MARK` (the lab home) so leftovers can be found."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))}
+    if home is not None:
+        env[MANAGED_MARK] = str(home)
+    return env
+
+
+def managed_processes(home: Path | str) -> list[psutil.Process]:
+    """Processes running now that the lab under ``home`` started (and their children)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MANAGED_MARK) == str(home):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 class RabbitMQNode:
@@ -253,8 +278,10 @@ class RabbitMQNode:
     def __init__(self, name: str, base_dir: Path, *, epmd_port: int, erlang_home: Path,
                  nodename: str | None = None, amqp_port: int | None = None,
                  management_port: int | None = None, dist_port: int | None = None,
-                 server: str | None = None, process: ManagedProcess | None = None):
+                 server: str | None = None, process: ManagedProcess | None = None,
+                 mark: str | None = None):
         taken: set[int] = set()
+        self.mark = mark if mark is not None else str(base_dir)
         self.name = name
         self.base_dir = Path(base_dir)
         self.epmd_port = epmd_port
@@ -287,7 +314,7 @@ class RabbitMQNode:
     def env(self) -> dict[str, str]:
         """The environment ``rabbitmq-server`` and ``rabbitmqctl`` need for this node."""
         d = self.base_dir
-        env = _clean_env()
+        env = _clean_env(self.mark)
         env.update(
             HOME=str(self.erlang_home),
             RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
@@ -443,7 +470,7 @@ class RabbitMQNode:
             "name": self.name, "base_dir": str(self.base_dir), "epmd_port": self.epmd_port,
             "erlang_home": str(self.erlang_home), "nodename": self.nodename,
             "amqp_port": self.amqp_port, "management_port": self.management_port,
-            "dist_port": self.dist_port, "server": self.server,
+            "dist_port": self.dist_port, "server": self.server, "mark": self.mark,
             "process": self.process.to_dict() if self.process else None,
         }
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Settings", "load", "redact_url", "management_url_for"]
+__all__ = ["Settings", "load", "redact_url", "strip_credentials", "management_url_for"]
 
 #: The broker roles of the design: one cluster for blocking calls, one for fire and forget.
 ROLES = ("sync", "async")
@@ -50,6 +50,15 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def strip_credentials(url: str) -> str:
+    """Return ``url`` without user and password: what to type in a browser."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def management_url_for(amqp_url: str, port: int = 15672) -> str:

@@ -1,0 +1,49 @@
+# mpsoa-lab: two commands.
+#   make lab    set everything up, then open JupyterLab on the notebooks
+#   make test   set everything up, then run unit tests, integration tests and every notebook (nbval)
+# Both are idempotent and quick when nothing is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mpsoa-installed
+PYTEST_ARGS ?=
+
+.PHONY: lab test setup rabbitmq unit integration notebooks status down clean
+
+lab: $(STAMP)
+	@sh tools/ensure-rabbitmq.sh --optional
+	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab notebooks/
+
+test: $(STAMP) rabbitmq
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--durations=12 --timeout=900 $(PYTEST_ARGS)
+
+setup: $(STAMP) rabbitmq
+
+rabbitmq:
+	@sh tools/ensure-rabbitmq.sh
+
+$(STAMP): requirements.txt pyproject.toml
+	@sh tools/ensure-python.sh $(PYTHON)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	@touch $(STAMP)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP) rabbitmq
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+notebooks: $(STAMP) rabbitmq
+	$(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+status: $(STAMP)
+	$(BIN)/python -m mpsoa_lab status
+
+down: $(STAMP)
+	$(BIN)/python -m mpsoa_lab down
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,103 @@
+"""``python -m mpsoa_lab``: bring the lab up or down from a terminal.
+
+    python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
+    python -m mpsoa_lab status    what runs where
+    python -m mpsoa_lab env       the broker URLs as shell exports
+    python -m mpsoa_lab down      stop everything the lab started
+    python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from . import settings as settings_mod
+from .errors import LabError
+from .lab import _State, up
+
+__all__ = ["main"]
+
+
+def _print_lab(lab) -> None:
+    for row in lab.describe():
+        print(f"{row['role']:>5}  AMQP {row['amqp']}")
+        print(f"{'':>5}  management UI {row['management UI']}  (user guest, password guest)"
+              if not lab.external else f"{'':>5}  management UI {row['management UI']}")
+        print(f"{'':>5}  node {row['node']}  {row['data and logs']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpsoa_lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start or attach, and hold until Ctrl-C")
+    sub.add_parser("status", help="what runs where")
+    sub.add_parser("env", help="print the broker URLs as shell exports")
+    sub.add_parser("down", help="stop everything the lab started")
+    run = sub.add_parser("run", help="hold the lab while a command runs")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except LabError as exc:
+        print(f"mpsoa-lab: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    if args.command == "status":
+        state = _State(settings.home).read()
+        if settings.external:
+            print("Brokers given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL).")
+        elif not state:
+            print(f"No lab is running under {settings.home}.")
+            return 1
+        lab = up(settings, hold=False)
+        _print_lab(lab)
+        if not lab.external:
+            print(f"holders: {_State(settings.home).live_holders()}")
+        return 0
+    if args.command == "env":
+        lab = up(settings, hold=False)
+        print(f"export MPSOA_SYNC_BROKER_URL={lab.sync.url}")
+        print(f"export MPSOA_ASYNC_BROKER_URL={lab.async_.url}")
+        return 0
+    if args.command == "down":
+        state = _State(settings.home).read()
+        if not state:
+            print(f"No lab is running under {settings.home}.")
+            return 0
+        up(settings, hold=False).down()
+        print("Lab stopped.")
+        return 0
+    lab = up(settings)
+    print("The lab is up." if lab.started_here else "Attached to the running lab.")
+    _print_lab(lab)
+    try:
+        if args.command == "up":
+            print("Ctrl-C stops it.", flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                time.sleep(3600)
+        cmd = [c for c in args.cmd if c != "--"]
+        if not cmd:
+            print("run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr)
+            return 2
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if lab.started_here:
+            lab.down()
+            print("Lab stopped.")
+        else:
+            lab.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Settings from the environment, URL redaction, and the errors for a missing server."""
+from __future__ import annotations
+
+import pytest
+
+from mpsoa_lab import RabbitMQNotInstalled
+from mpsoa_lab import node as node_mod
+from mpsoa_lab.settings import load, management_url_for, redact_url, strip_credentials
+
+
+def test_defaults_start_own_nodes(tmp_path):
+    settings = load({"MPSOA_LAB_HOME": str(tmp_path)})
+    assert settings.external is False
+    assert settings.home == tmp_path.resolve()
+    assert settings.data_dir == tmp_path.resolve() / "data"
+    assert settings.start_timeout == 90.0 and settings.connect_timeout == 5.0
+
+
+def test_default_home_is_a_cache_dir(tmp_path):
+    assert load({"XDG_CACHE_HOME": str(tmp_path)}).home == (tmp_path / "mpsoa-lab").resolve()
+
+
+def test_urls_from_the_environment():
+    settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:secret@s:5673//",
+                     "MPSOA_ASYNC_BROKER_URL": "amqp://u:secret@a:5674//"})
+    assert settings.external
+    assert settings.broker_url("async") == "amqp://u:secret@a:5674//"
+    assert settings.management_url("sync") == "http://u:secret@s:15672/"
+
+
+def test_explicit_management_url_wins():
+    settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s:5673//",
+                     "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a:5674//",
+                     "MPSOA_SYNC_MANAGEMENT_URL": "http://u:p@localhost:15673/"})
+    assert settings.management_url("sync") == "http://u:p@localhost:15673/"
+
+
+def test_one_url_alone_is_an_error():
+    with pytest.raises(ValueError, match="MPSOA_ASYNC_BROKER_URL is not"):
+        load({"MPSOA_SYNC_BROKER_URL": "amqp://localhost//"})
+
+
+def test_bad_number_is_an_error():
+    with pytest.raises(ValueError, match="MPSOA_START_TIMEOUT"):
+        load({"MPSOA_START_TIMEOUT": "soon"})
+
+
+def test_redaction_hides_only_the_password():
+    assert redact_url("amqp://mpsoa:s3cret@host:5673//") == "amqp://mpsoa:***@host:5673//"
+    assert redact_url("amqp://host:5673//") == "amqp://host:5673//"
+    assert strip_credentials("http://guest:guest@127.0.0.1:15672/") == "http://127.0.0.1:15672/"
+    assert management_url_for("amqp://a:b@h:1//", 15673) == "http://a:b@h:15673/"
+
+
+def test_missing_server_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(node_mod, "_SEARCH_DIRS", ())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RabbitMQNotInstalled) as err:
+        node_mod.find_rabbitmq_server()
+    message = str(err.value)
+    assert "rabbitmq-server is not installed" in message
+    assert "docker compose up -d" in message and "MPSOA_SYNC_BROKER_URL" in message
+
+
+def test_explicit_server_path_must_exist():
+    with pytest.raises(RabbitMQNotInstalled, match="MPSOA_RABBITMQ_SERVER='/nonexistent/rabbitmq-server'"):
+        node_mod.find_rabbitmq_server("/nonexistent/rabbitmq-server")
+
+
+def test_free_ports_are_distinct_and_below_cli_range():
+    taken: set[int] = set()
+    ports = [node_mod.free_port(taken=taken) for _ in range(10)]
+    assert len(set(ports)) == 10
+    assert all(20000 <= p < 44000 for p in ports)

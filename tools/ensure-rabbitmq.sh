@@ -1,0 +1,62 @@
+#!/bin/sh
+# Make sure a RabbitMQ server is installed, from the OS packages (apt or Homebrew) where this
+# script may install; otherwise stop with the exact commands to run. Quick when nothing is missing.
+set -eu
+
+have_server() {
+    if [ -n "${MPSOA_RABBITMQ_SERVER:-}" ]; then
+        [ -x "$MPSOA_RABBITMQ_SERVER" ] && return 0
+        echo "MPSOA_RABBITMQ_SERVER=$MPSOA_RABBITMQ_SERVER is not an executable file." >&2
+        return 1
+    fi
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && return 0
+    PATH="$PATH:/usr/sbin:/usr/local/sbin:/opt/homebrew/sbin" command -v rabbitmq-server >/dev/null 2>&1
+}
+
+cannot_install() {
+    cat >&2 <<MSG
+
+mpsoa-lab needs a RabbitMQ server and could not install one here ($1).
+Install it yourself, then run make again:
+  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y rabbitmq-server
+  macOS:          brew install rabbitmq
+Or run the brokers in Docker and point the lab at them (no local server needed for 'make lab'):
+  docker compose up -d
+  export MPSOA_SYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5673//
+  export MPSOA_ASYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5674//
+MSG
+    exit 1
+}
+
+have_server && exit 0
+
+if [ "${1:-}" = "--optional" ] && [ -n "${MPSOA_SYNC_BROKER_URL:-}" ] && [ -n "${MPSOA_ASYNC_BROKER_URL:-}" ]; then
+    echo "No rabbitmq-server here; using the brokers given by MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL."
+    exit 0
+fi
+
+case "$(uname -s)" in
+Darwin)
+    command -v brew >/dev/null 2>&1 || cannot_install "Homebrew is not installed"
+    echo "Installing RabbitMQ with Homebrew..."
+    brew install rabbitmq
+    ;;
+Linux)
+    command -v apt-get >/dev/null 2>&1 || cannot_install "no apt-get on this Linux"
+    if [ "$(id -u)" = 0 ]; then
+        SUDO=""
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"
+    else
+        cannot_install "installing needs root, and sudo asks for a password"
+    fi
+    echo "Installing RabbitMQ from the OS packages (apt-get install rabbitmq-server)..."
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q rabbitmq-server
+    ;;
+*)
+    cannot_install "unknown OS $(uname -s)"
+    ;;
+esac
+
+have_server || cannot_install "the install finished but rabbitmq-server is still not found"
