@@ -218,18 +218,33 @@ class Lab:
 
     # -- life cycle --------------------------------------------------------------------------
     def hold(self, pid: int | None = None) -> None:
-        if not self.external:
-            self._state_file.add_holder(pid or os.getpid())
+        self._state_file.add_holder(pid or os.getpid())
 
     def release(self, pid: int | None = None) -> None:
         """Stop using the lab; the reaper stops it when nobody else uses it."""
-        if not self.external:
-            self._state_file.remove_holder(pid or os.getpid())
+        self._state_file.remove_holder(pid or os.getpid())
+
+    def remember_process(self, process: ManagedProcess) -> None:
+        """Record a process the lab started (a worker), so that it is stopped with the lab."""
+        with self._state_file.lock():
+            state = self._state_file.read() or self._state
+            state.setdefault("processes", []).append(process.to_dict())
+            self._state_file.write(state)
+            self._state = state
+
+    def forget_process(self, process: ManagedProcess) -> None:
+        with self._state_file.lock():
+            state = self._state_file.read() or self._state
+            state["processes"] = [p for p in state.get("processes", [])
+                                  if (p["pid"], p["create_time"]) != (process.pid, process.create_time)]
+            self._state_file.write(state)
+            self._state = state
 
     def down(self) -> None:
-        """Stop every process the lab started, now, whoever else holds it."""
-        if self.external:
-            return
+        """Stop every process the lab started, now, whoever else holds it.
+
+        Brokers given by URL are left alone: the lab did not start them.
+        """
         with self._state_file.lock():
             state = self._state_file.read() or self._state
             reaper = state.get("reaper")
@@ -247,13 +262,30 @@ class Lab:
 
     def save(self) -> None:
         """Write node handles back to the state file (after a restart changed a pid)."""
-        if self.external:
-            return
         with self._state_file.lock():
             state = self._state_file.read() or self._state
             state["nodes"] = {role: node.to_dict() for role, node in self.nodes.items()}
             self._state_file.write(state)
             self._state = state
+
+    def prepare_topology(self, purge: bool = True) -> dict[str, int]:
+        """Declare the platform's queues of each kind on that kind's broker; empty them.
+
+        Returns the number of messages purged from each queue (what earlier runs left).
+        """
+        from kombu import Connection
+
+        from .topology import declare, platform_queues
+
+        purged = {}
+        for role, broker in self.brokers.items():
+            queues = platform_queues(kinds=(role,))
+            with Connection(broker.url) as conn:
+                declare(conn, queues)
+                if purge:
+                    for queue in queues:
+                        purged[queue.name] = conn.default_channel.queue_purge(queue.name) or 0
+        return purged
 
     def restart_node(self, role: str) -> RabbitMQNode:
         node = self.nodes[role]
@@ -317,7 +349,7 @@ def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
 def _heal(settings: Settings, state: dict[str, Any], state_file: _State) -> dict[str, Any]:
     """Bring a found lab back to full strength: dead nodes started again, a dead reaper replaced."""
     changed = False
-    for role, data in state["nodes"].items():
+    for role, data in state.get("nodes", {}).items():
         node = RabbitMQNode.from_dict(data)
         if not node.is_running():
             node.start(settings.start_timeout)
@@ -337,32 +369,50 @@ def _epmd_alive(state: dict[str, Any]) -> bool:
     return bool(epmd and Epmd.from_dict(epmd).process and Epmd.from_dict(epmd).process.is_running())
 
 
+def _external_state(settings: Settings) -> dict[str, Any]:
+    return {"version": STATE_VERSION, "id": secrets.token_hex(3), "external": True,
+            "brokers": {role: {"url": settings.broker_url(role),
+                               "management_url": settings.management_url(role)} for role in ROLES},
+            "nodes": {}, "processes": []}
+
+
+def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
+    """Whether a lab found in the state file can be attached to with these settings."""
+    if not state or state.get("version") != STATE_VERSION or not state.get("brokers"):
+        return False
+    if settings.external:
+        return bool(state.get("external")) and state["brokers"] == _external_state(settings)["brokers"]
+    return not state.get("external") and _epmd_alive(state)
+
+
 def up(settings: Settings | None = None, *, hold: bool = True) -> Lab:
     """Attach to the running lab, or start one; the calling process becomes one of its holders.
 
     With ``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL`` set, the lab uses those
-    brokers (after checking that each accepts a connection) and starts nothing.
+    brokers (after checking that each accepts a connection) and starts no node: only the
+    reaper, which stops the workers the lab starts when their owner is gone.
     """
     settings = settings or settings_mod.load()
     if settings.external:
         for role in ROLES:
             check_broker(settings.broker_url(role), settings.connect_timeout)
-        state = {"external": True, "brokers": {
-            role: {"url": settings.broker_url(role), "management_url": settings.management_url(role)}
-            for role in ROLES}}
-        return Lab(settings, state, started_here=False)
 
     state_file = _State(settings.home)
     with state_file.lock():
         state = state_file.read()
         started_here = False
-        if state and state.get("version") == STATE_VERSION and _epmd_alive(state) and state.get("brokers"):
+        if _usable(state, settings):
             state = _heal(settings, state, state_file)
         else:
-            if state:  # a lab that crashed half way: clean up what it left
+            if state:  # a lab that crashed half way, or one of another kind: clean up what it left
                 teardown(state)
                 state_file.remove()
-            state = _start(settings, state_file)
+            if settings.external:
+                state = _external_state(settings)
+                state["reaper"] = _spawn_reaper(settings.home, state["id"]).to_dict()
+                state_file.write(state)
+            else:
+                state = _start(settings, state_file)
             started_here = True
         if hold:
             state_file.add_holder(os.getpid())

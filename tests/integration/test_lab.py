@@ -75,11 +75,15 @@ def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
     env = {"MPSOA_LAB_HOME": str(tmp_path), "MPSOA_SYNC_BROKER_URL": standalone.url,
            "MPSOA_ASYNC_BROKER_URL": standalone.url}
     ext = mpsoa_lab.up(load(env))
-    assert ext.external and not ext.started_here and ext.nodes == {}
+    assert ext.external and ext.nodes == {}
     assert ext.sync.url == ext.async_.url == standalone.url
-    assert not (tmp_path / "lab.json").exists()  # nothing started, nothing to find again
-    ext.down()  # a no-op: the lab does not stop brokers it did not start
+    # The lab starts no node of its own: only its reaper runs under its home.
+    assert [p.cmdline()[2] for p in processes_of(tmp_path)] == ["mpsoa_lab.reaper"]
+    again = mpsoa_lab.up(load(env))
+    assert not again.started_here and again.sync.url == standalone.url
+    ext.down()  # stops what the lab started; the broker given by URL stays up
     assert standalone.is_running()
+    assert wait_until(lambda: processes_of(tmp_path) == [], 10)
 
 
 def test_unreachable_broker_fails_fast_without_password(tmp_path):

@@ -1,0 +1,138 @@
+"""Celery workers as real ``celery worker`` processes: start, wait until ready, stop, kill.
+
+A worker is started with the same command a person would type in a terminal::
+
+    celery -A mpsoa_lab.services.mplogin.sync_app worker -Q mplogin.sync -n mplogin-sync-1@%h
+
+"Ready" means the worker answered Celery's own control ``ping`` through the broker, never a
+sleep. A worker belongs to the process that started it (a notebook kernel): the lab's reaper
+stops it when that process is gone, and ``Lab.down()`` stops it with everything else.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .lab import Lab
+from .naming import KINDS, SERVICES
+from .node import MANAGED_MARK, ManagedProcess
+
+__all__ = ["Worker", "start_worker", "worker_command"]
+
+
+def worker_command(service: str, kind: str, name: str, *, pool: str = "solo", concurrency: int = 1,
+                   prefetch_multiplier: int | None = None, loglevel: str = "INFO",
+                   extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``celery worker`` command line for one of the design's daemons."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    cmd = ["celery", "-A", f"mpsoa_lab.services.{service}.{kind}_app", "worker",
+           "-Q", f"{service}.{kind}", "-n", f"{name}@%h", "--pool", pool,
+           "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-heartbeat",
+           "--without-mingle", "--without-gossip"]
+    if prefetch_multiplier is not None:
+        cmd += ["--prefetch-multiplier", str(prefetch_multiplier)]
+    return cmd + list(extra)
+
+
+@dataclass
+class Worker:
+    """One running ``celery worker`` process."""
+
+    service: str
+    kind: str
+    name: str
+    command: list[str]
+    log_file: Path
+    process: ManagedProcess
+    lab: Lab = field(repr=False)
+
+    @property
+    def hostname(self) -> str:
+        """The node name Celery knows the worker by (``name@host``)."""
+        return f"{self.name}@{socket.gethostname()}"
+
+    @property
+    def app(self):
+        from . import services
+
+        module = services.load(self.service)
+        return module.sync_app if self.kind == "sync" else module.async_app
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Block until the worker answers a control ping; return how long that took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if not self.is_running():
+                raise RuntimeError(f"worker {self.name} exited while starting:\n{self.log_tail(25)}")
+            replies = self.app.control.ping(destination=[self.hostname], timeout=0.5)
+            if any(self.hostname in reply for reply in replies):
+                return time.monotonic() - started
+        raise TimeoutError(f"worker {self.name} did not answer ping within {timeout:.0f} s:\n"
+                           f"{self.log_tail(25)}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (SIGTERM): finish the tasks in hand, then exit; kill after ``timeout``."""
+        self.process.terminate(timeout)
+        self.lab.forget_process(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool processes: tasks in hand die with them."""
+        self.process.signal_group(signal.SIGKILL)
+        self.process.wait_gone(10.0)
+        self.lab.forget_process(self.process)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
+                 timeout: float = 60.0, **options) -> Worker:
+    """Start one of the design's daemons against ``lab``'s broker of that kind.
+
+    ``options`` go to :func:`worker_command` (``pool``, ``concurrency``,
+    ``prefetch_multiplier``, ``loglevel``, ``extra``).
+    """
+    name = name or f"{service}-{kind}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    cmd = worker_command(service, kind, name, **options)
+    env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home)}
+    if lab.external:
+        env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = lab.sync.url, lab.async_.url
+    log_file = lab.home / "logs" / f"{name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    exe = [sys.executable, "-m", "celery", *cmd[1:]]  # the venv's celery, whatever PATH says
+    with open(log_file, "ab") as out:
+        out.write(f"$ {shlex.join(cmd)}\n".encode())
+        out.flush()
+        popen = subprocess.Popen(exe, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    process = ManagedProcess.from_popen(f"worker {name}", popen, owner=os.getpid())
+    lab.remember_process(process)
+    worker = Worker(service, kind, name, cmd, log_file, process, lab)
+    if wait:
+        try:
+            worker.wait_ready(timeout)
+        except BaseException:
+            worker.kill()
+            raise
+    return worker
