@@ -8,6 +8,7 @@ __all__ = [
     "BrokerNotConfigured",
     "NodeStartError",
     "ManagementAPIUnavailable",
+    "EntityNotFound",
     "RoutingError",
     "MalformedTaskName",
     "UnknownService",
@@ -36,6 +37,10 @@ class NodeStartError(LabError):
 
 class ManagementAPIUnavailable(LabError):
     """The broker's management HTTP API does not answer."""
+
+
+class EntityNotFound(LabError, LookupError):
+    """The exchange, queue or vhost asked for does not exist on the broker."""
 
 
 class RoutingError(LabError, ValueError):

@@ -27,6 +27,7 @@ from typing import Any
 from celery import Celery
 
 from .apps import kind_router
+from .errors import RoutingError
 from .routing import route_task
 
 __all__ = [
@@ -59,7 +60,8 @@ class Router:
     then falls back to its default queue).
     """
 
-    def route_for_task(self, task: str, args: Any = None, kwargs: Any = None) -> dict[str, str] | None:
+    def route_for_task(self, task: str, args: Any = None,
+                       kwargs: Any = None) -> dict[str, str] | None:
         parts = task.split(".")
         if re.match(LEGACY_SYNC_PATTERN, task) is not None:
             return {"routing_key": task, "queue": parts[0] + ".sync"}
@@ -159,7 +161,7 @@ def modern_route(name: str) -> dict[str, Any]:
     label = f"kind_router({kind!r})" if kind else "route_task"
     try:
         return {"router": label, "route": router(name), "error": None}
-    except Exception as exc:  # noqa: BLE001 - the error itself is the result to report
+    except RoutingError as exc:  # the error is the result to report
         return {"router": label, "route": None, "error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from .errors import LabError, ManagementAPIUnavailable
+from .errors import EntityNotFound, LabError, ManagementAPIUnavailable
 from .settings import redact_url
 
 __all__ = ["Management", "EntityNotFound", "is_builtin"]
@@ -31,10 +31,6 @@ __all__ = ["Management", "EntityNotFound", "is_builtin"]
 DEFAULT_TIMEOUT = 5.0
 #: What a request answered with 404 returns when the caller said that is fine.
 _MISSING = object()
-
-
-class EntityNotFound(LabError, LookupError):
-    """The exchange, queue or vhost asked for does not exist on the broker."""
 
 
 def is_builtin(name: str) -> bool:
@@ -128,49 +124,57 @@ class Management:
 
     # -- HTTP ----------------------------------------------------------------------------------
     @staticmethod
-    def _advice(role: str | None) -> str:
-        names = ([f"MPSOA_{role.upper()}_MANAGEMENT_URL"] if role in ("sync", "async")
-                 else ["MPSOA_SYNC_MANAGEMENT_URL", "MPSOA_ASYNC_MANAGEMENT_URL"])
+    def _variables(role: str | None) -> str:
+        if role in ("sync", "async"):
+            return f"MPSOA_{role.upper()}_MANAGEMENT_URL"
+        return "MPSOA_SYNC_MANAGEMENT_URL / MPSOA_ASYNC_MANAGEMENT_URL"
+
+    @classmethod
+    def _advice(cls, role: str | None) -> str:
         return (
             "Check that the broker runs with the management plugin "
             "(rabbitmq-plugins enable rabbitmq_management; the rabbitmq:*-management images "
-            "have it) and that host and port are right: set "
-            f"{' / '.join(names)} to its URL, e.g. http://user:password@host:15672/ ."
+            f"have it) and that host and port are right: set {cls._variables(role)} to its "
+            "URL, e.g. http://user:password@host:15672/ ."
         )
 
     def _request(self, method: str, path: str, *, what: str | None = None,
                  ok_missing: bool = False, **kwargs: Any) -> Any:
         url = f"{self.base}/{path}"
+        call = f"{method} /api/{path}"
         started = time.monotonic()
         try:
             resp = self._session.request(method, url, timeout=(self.timeout, self.timeout), **kwargs)
         except requests.RequestException as exc:
             raise ManagementAPIUnavailable(
-                f"The RabbitMQ management API at {self.safe_url} did not answer "
-                f"{method} /api/{path} ({type(exc).__name__}: {_reason(exc)}; gave up after "
+                f"The RabbitMQ management API at {self.safe_url} did not answer {call} "
+                f"({type(exc).__name__}: {_reason(exc)}; gave up after "
                 f"{time.monotonic() - started:.1f} s). {self._advice(self.role)}"
             ) from None
-        if resp.status_code == 404 and what and _is_rabbitmq_not_found(resp):
+        status = resp.status_code
+        if status == 404 and what and _is_rabbitmq_not_found(resp):
             if ok_missing:
                 return _MISSING
             raise EntityNotFound(f"{what} does not exist on the broker at {self.safe_url}.")
-        if resp.status_code in (401, 403):
-            env = self._advice(self.role).split(": set ", 1)[1]
+        if status in (401, 403):
             raise ManagementAPIUnavailable(
                 f"The RabbitMQ management API at {self.safe_url} refused user {self.user!r} "
-                f"(HTTP {resp.status_code} on {method} /api/{path}). Put the name and password "
-                "of a user with the 'administrator' tag (or 'management' for reads) in the URL: "
-                f"set {env}")
-        looks_foreign = resp.status_code == 404 or resp.status_code >= 500 or (
-            resp.content and "json" not in resp.headers.get("content-type", ""))
-        if looks_foreign:
+                f"(HTTP {status} on {call}). Put the name and password of a user with the "
+                "'administrator' tag (or 'management' for reads) in the URL: set "
+                f"{self._variables(self.role)}.")
+        if status >= 500:
+            raise ManagementAPIUnavailable(
+                f"The RabbitMQ management API at {self.safe_url} answered HTTP {status} to "
+                f"{call}: the node may be starting, stopping or overloaded. Try again in a few "
+                f"seconds. ({resp.text[:200]})")
+        if status == 404 or (resp.content and "json" not in resp.headers.get("content-type", "")):
             raise ManagementAPIUnavailable(
                 f"Something answered at {self.safe_url}, but not as a RabbitMQ management API "
-                f"(HTTP {resp.status_code} on {method} /api/{path}). " + self._advice(self.role))
-        if resp.status_code >= 400:
+                f"(HTTP {status} on {call}). " + self._advice(self.role))
+        if status >= 400:
             raise LabError(
-                f"The RabbitMQ management API at {self.safe_url} answered HTTP "
-                f"{resp.status_code} to {method} /api/{path}: {resp.text[:300]}")
+                f"The RabbitMQ management API at {self.safe_url} answered HTTP {status} to "
+                f"{call}: {resp.text[:300]}")
         if not resp.content:
             return None
         return resp.json()

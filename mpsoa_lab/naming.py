@@ -29,7 +29,7 @@ KINDS: tuple[str, ...] = ("sync", "async")
 
 # Dots escaped (the 2014 pattern left them as "any character"); methods may hold digits
 # after the first letter, as Python identifiers do.
-_TASK_NAME = re.compile(r"^(mp[a-z_]+)\.(sync|async)\.([a-z_][a-z0-9_]*)$")
+_TASK_NAME = re.compile(r"(mp[a-z_]+)\.(sync|async)\.([a-z_][a-z0-9_]*)")
 
 
 class TaskName(NamedTuple):
@@ -73,7 +73,7 @@ def parse_task_name(name: str, services: tuple[str, ...] | list[str] = SERVICES)
     >>> parse_task_name("mplogin.sync.register")
     TaskName(service='mplogin', kind='sync', method='register')
     """
-    match = _TASK_NAME.match(name)
+    match = _TASK_NAME.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
     if match is None:
         raise MalformedTaskName(
             f"Task name {name!r} starts with the platform prefix {PLATFORM_PREFIX!r} but does not "

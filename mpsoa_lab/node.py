@@ -61,6 +61,8 @@ def install_hint() -> str:
         "  docker compose up -d\n"
         "  export MPSOA_SYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5673//\n"
         "  export MPSOA_ASYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5674//\n"
+        "  export MPSOA_SYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15673/\n"
+        "  export MPSOA_ASYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15674/\n"
         "or set MPSOA_RABBITMQ_SERVER to the path of an installed rabbitmq-server script."
     )
 

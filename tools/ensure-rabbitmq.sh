@@ -24,6 +24,8 @@ Or run the brokers in Docker and point the lab at them (no local server needed f
   docker compose up -d
   export MPSOA_SYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5673//
   export MPSOA_ASYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5674//
+  export MPSOA_SYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15673/
+  export MPSOA_ASYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15674/
 MSG
     exit 1
 }

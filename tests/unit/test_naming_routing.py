@@ -29,7 +29,7 @@ def test_parse_valid_names(name, expected):
 @pytest.mark.parametrize("name", [
     "mplogin.sync", "mplogin.sync.", "mplogin.sync.register.extra", "mplogin.SYNC.register",
     "mploginXsyncXregister", "mplogin.syncing.register", "mplogin.sync.2fa", "mp.sync.x",
-    "mplogin..register", "mplogin.sync.Register",
+    "mplogin..register", "mplogin.sync.Register", "mplogin.sync.register\n",
 ])
 def test_malformed_platform_names_raise_with_advice(name):
     with pytest.raises(MalformedTaskName) as err:
