@@ -72,11 +72,13 @@ class Storage:
         return {t: self.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in self.tables()}
 
     def reset(self) -> None:
-        """Empty every table (between two experiments)."""
+        """Empty every table and restart the ids at 1 (between two experiments)."""
         with self.connect() as conn:
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                         "AND name NOT LIKE 'sqlite_%'").fetchall():
                 conn.execute(f"DELETE FROM {name}")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'").fetchone():
+                conn.execute("DELETE FROM sqlite_sequence")
 
     def record_execution(self, task_id: str | None, task_name: str, hostname: str | None,
                          pid: int, started: float, finished: float, succeeded: bool) -> None:
