@@ -29,7 +29,9 @@ import psutil
 
 from . import settings as settings_mod
 from .errors import BrokerUnreachable
-from .node import MANAGED_MARK, Epmd, ManagedProcess, RabbitMQNode, find_rabbitmq_server, free_port
+from .install import find_rabbitmq_server
+from .node import Epmd, RabbitMQNode, free_port
+from .processes import MANAGED_MARK, ManagedProcess
 from .settings import ROLES, Settings, redact_url, strip_credentials
 
 __all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls"]

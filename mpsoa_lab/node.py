@@ -10,105 +10,23 @@ A node runs in a process group of its own; :meth:`RabbitMQNode.stop` shuts it do
 """
 from __future__ import annotations
 
-import glob
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from .errors import NodeStartError, RabbitMQNotInstalled
+from .errors import NodeStartError
+from .install import find_epmd, find_rabbitmq_server
+from .processes import ManagedProcess, clean_env, spawn
 
-__all__ = [
-    "RabbitMQNode",
-    "Epmd",
-    "ManagedProcess",
-    "find_rabbitmq_server",
-    "find_epmd",
-    "free_port",
-    "install_hint",
-    "ensure_cookie",
-    "managed_processes",
-    "MANAGED_MARK",
-]
+__all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie"]
 
 GUEST = ("guest", "guest")
-_SEARCH_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/sbin", "/usr/sbin", "/opt/homebrew/sbin",
-                "/usr/local/opt/rabbitmq/sbin", "/opt/homebrew/opt/rabbitmq/sbin")
-
-
-def install_hint() -> str:
-    """What to run to get a RabbitMQ server, on this OS, and the route that needs none."""
-    if sys.platform == "darwin":
-        how = "brew install rabbitmq"
-    elif shutil.which("apt-get"):
-        how = "sudo apt-get update && sudo apt-get install -y rabbitmq-server"
-    elif shutil.which("dnf"):
-        how = "sudo dnf install -y rabbitmq-server"
-    else:
-        how = "install RabbitMQ from your OS packages (https://www.rabbitmq.com/download.html)"
-    return (
-        f"Install it with:  {how}\n"
-        "or point the lab at brokers it does not start, e.g. the ones in docker-compose.yml:\n"
-        "  docker compose up -d\n"
-        "  export MPSOA_SYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5673//\n"
-        "  export MPSOA_ASYNC_BROKER_URL=amqp://mpsoa:mpsoa@localhost:5674//\n"
-        "  export MPSOA_SYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15673/\n"
-        "  export MPSOA_ASYNC_MANAGEMENT_URL=http://mpsoa:mpsoa@localhost:15674/\n"
-        "or set MPSOA_RABBITMQ_SERVER to the path of an installed rabbitmq-server script."
-    )
-
-
-def _is_root_wrapper(path: str) -> bool:
-    """Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user; we want the real one."""
-    try:
-        return "rabbitmq-script-wrapper" in Path(path).read_text(errors="replace")[:4000] or \
-            "su rabbitmq" in Path(path).read_text(errors="replace")
-    except OSError:
-        return False
-
-
-def find_rabbitmq_server(explicit: str | None = None) -> str:
-    """The ``rabbitmq-server`` script to run nodes with, or :class:`RabbitMQNotInstalled`."""
-    if explicit:
-        if os.access(explicit, os.X_OK):
-            return explicit
-        raise RabbitMQNotInstalled(
-            f"MPSOA_RABBITMQ_SERVER={explicit!r} is not an executable file.\n" + install_hint())
-    search = os.pathsep.join([*_SEARCH_DIRS, os.environ.get("PATH", "")])
-    found = shutil.which("rabbitmq-server", path=search)
-    if found and _is_root_wrapper(found):
-        real = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-        found = real if os.access(real, os.X_OK) else None
-    if not found:
-        raise RabbitMQNotInstalled(
-            "rabbitmq-server is not installed on this machine (looked in PATH and "
-            f"{', '.join(_SEARCH_DIRS)}).\n" + install_hint())
-    return found
-
-
-def find_epmd(server: str | None = None) -> str:
-    """The Erlang port mapper daemon that comes with the Erlang RabbitMQ runs on."""
-    found = shutil.which("epmd")
-    if not found:
-        patterns = ["/usr/lib/erlang/erts-*/bin/epmd", "/usr/local/lib/erlang/erts-*/bin/epmd",
-                    "/opt/homebrew/lib/erlang/erts-*/bin/epmd", "/opt/homebrew/opt/erlang/lib/erlang/erts-*/bin/epmd"]
-        hits = sorted(h for p in patterns for h in glob.glob(p))
-        found = hits[-1] if hits else None
-    if not found:
-        raise RabbitMQNotInstalled("epmd (part of Erlang, which RabbitMQ needs) was not found.\n"
-                                   + install_hint())
-    return found
-
-
 def free_port(low: int = 20000, high: int = 44000, taken: set[int] | None = None) -> int:
     """A TCP port free on 127.0.0.1, below 44000 so that RabbitMQ's CLI port (+10000) fits."""
     taken = taken or set()
@@ -136,80 +54,6 @@ def ensure_cookie(erlang_home: Path) -> Path:
     return cookie
 
 
-@dataclass
-class ManagedProcess:
-    """A process the lab started: pid plus start time, so a reused pid is never mistaken for it."""
-
-    name: str
-    pid: int
-    create_time: float
-    owner: int | None = None  # pid whose death ends this process; None: lives as long as the lab
-
-    @classmethod
-    def from_popen(cls, name: str, proc: subprocess.Popen, owner: int | None = None) -> ManagedProcess:
-        return cls(name, proc.pid, psutil.Process(proc.pid).create_time(), owner)
-
-    def process(self) -> psutil.Process | None:
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-
-    def is_running(self) -> bool:
-        return self.process() is not None
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the process group this process leads (start_new_session=True)."""
-        if self.process() is None:
-            return
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def wait_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                _reap(self.pid)
-                return True
-            _reap(self.pid)
-            time.sleep(0.05)
-        return not self.is_running()
-
-    def terminate(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
-        """Ask the group to stop; kill it if it is still there after ``timeout`` seconds."""
-        self.signal_group(sig)
-        if not self.wait_gone(timeout):
-            self.signal_group(signal.SIGKILL)
-            self.wait_gone(5.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "create_time": self.create_time, "owner": self.owner}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ManagedProcess:
-        return cls(data["name"], data["pid"], data["create_time"], data.get("owner"))
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of our own child, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
 class Epmd:
     """The lab's own Erlang port mapper, in the foreground so the lab can stop it."""
 
@@ -219,8 +63,8 @@ class Epmd:
         self.mark = mark if mark is not None else str(base_dir)
 
     def start(self) -> Epmd:
-        proc = _spawn([find_epmd(), "-port", str(self.port), "-address", "127.0.0.1"],
-                      _clean_env(self.mark), self.base_dir / "epmd.log", self.base_dir)
+        proc = spawn([find_epmd(), "-port", str(self.port), "-address", "127.0.0.1"],
+                      clean_env(self.mark), self.base_dir / "epmd.log", self.base_dir)
         self.process = ManagedProcess.from_popen("epmd", proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -246,32 +90,6 @@ class Epmd:
         proc = data.get("process")
         return cls(data["port"], Path(data["base_dir"]), ManagedProcess.from_dict(proc) if proc else None,
                    data.get("mark"))
-
-
-#: Set in the environment of every process the lab starts, so a leak can be found by it.
-MANAGED_MARK = "MPSOA_LAB_MANAGED"
-
-
-def _clean_env(home: Path | str | None = None) -> dict[str, str]:
-    """The caller's environment without RabbitMQ or Erlang settings that would leak into a node,
-    marked with :data:`MANAGED_MARK` (the lab home) so leftovers can be found."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))}
-    if home is not None:
-        env[MANAGED_MARK] = str(home)
-    return env
-
-
-def managed_processes(home: Path | str) -> list[psutil.Process]:
-    """Processes running now that the lab under ``home`` started (and their children)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MANAGED_MARK) == str(home):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
 
 
 class RabbitMQNode:
@@ -316,7 +134,7 @@ class RabbitMQNode:
     def env(self) -> dict[str, str]:
         """The environment ``rabbitmq-server`` and ``rabbitmqctl`` need for this node."""
         d = self.base_dir
-        env = _clean_env(self.mark)
+        env = clean_env(self.mark)
         env.update(
             HOME=str(self.erlang_home),
             RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
@@ -364,7 +182,7 @@ class RabbitMQNode:
         server = find_rabbitmq_server(self.server)
         ensure_cookie(self.erlang_home)
         self._write_config()
-        proc = _spawn([server], self.env(), self.base_dir / "stdout.log", self.base_dir)
+        proc = spawn([server], self.env(), self.base_dir / "stdout.log", self.base_dir)
         self.process = ManagedProcess.from_popen(f"rabbitmq {self.nodename}", proc)
         self._popen = proc
         if wait:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import settings as settings_mod
 from .lab import _State, teardown
-from .node import ManagedProcess
+from .processes import ManagedProcess
 
 __all__ = ["main"]
 

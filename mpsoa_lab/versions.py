@@ -18,7 +18,7 @@ def rabbitmq_server_version(lab=None) -> str:
         except Exception:  # noqa: BLE001 - fall back to the installed server's files
             pass
     try:
-        from .node import find_rabbitmq_server
+        from .install import find_rabbitmq_server
         from pathlib import Path
 
         path = Path(find_rabbitmq_server()).resolve()

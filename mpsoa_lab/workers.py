@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .lab import Lab
 from .naming import KINDS, SERVICES
-from .node import MANAGED_MARK, ManagedProcess
+from .processes import MANAGED_MARK, ManagedProcess
 
 __all__ = ["Worker", "start_worker", "worker_command"]
 

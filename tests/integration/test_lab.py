@@ -18,7 +18,8 @@ from kombu import Connection, Exchange, Producer, Queue
 import mpsoa_lab
 from mpsoa_lab import BrokerUnreachable, RabbitMQNotInstalled
 from mpsoa_lab.lab import running_lab_urls
-from mpsoa_lab.node import Epmd, RabbitMQNode, free_port, managed_processes
+from mpsoa_lab.node import Epmd, RabbitMQNode, free_port
+from mpsoa_lab.processes import managed_processes
 from mpsoa_lab.settings import load
 
 

@@ -1,7 +1,7 @@
 """docker-compose.yml agrees with the lab: brokers, ports, credentials, and the URLs we print.
 
 Docker is not needed: the file is read as YAML and compared with what the lab expects and
-with what :func:`mpsoa_lab.node.install_hint` tells people to export.
+with what :func:`mpsoa_lab.install.install_hint` tells people to export.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mpsoa_lab import settings as settings_mod
-from mpsoa_lab.node import install_hint
+from mpsoa_lab.install import install_hint
 from mpsoa_lab.settings import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]

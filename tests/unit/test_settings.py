@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mpsoa_lab import RabbitMQNotInstalled
-from mpsoa_lab import node as node_mod
+from mpsoa_lab import install as install_mod
+from mpsoa_lab.node import free_port
 from mpsoa_lab.settings import load, management_url_for, redact_url, strip_credentials
 
 
@@ -53,10 +54,10 @@ def test_redaction_hides_only_the_password():
 
 
 def test_missing_server_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(node_mod, "_SEARCH_DIRS", ())
+    monkeypatch.setattr(install_mod, "_SEARCH_DIRS", ())
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RabbitMQNotInstalled) as err:
-        node_mod.find_rabbitmq_server()
+        install_mod.find_rabbitmq_server()
     message = str(err.value)
     assert "rabbitmq-server is not installed" in message
     assert "docker compose up -d" in message and "MPSOA_SYNC_BROKER_URL" in message
@@ -64,11 +65,11 @@ def test_missing_server_says_how_to_install(monkeypatch):
 
 def test_explicit_server_path_must_exist():
     with pytest.raises(RabbitMQNotInstalled, match="MPSOA_RABBITMQ_SERVER='/nonexistent/rabbitmq-server'"):
-        node_mod.find_rabbitmq_server("/nonexistent/rabbitmq-server")
+        install_mod.find_rabbitmq_server("/nonexistent/rabbitmq-server")
 
 
 def test_free_ports_are_distinct_and_below_cli_range():
     taken: set[int] = set()
-    ports = [node_mod.free_port(taken=taken) for _ in range(10)]
+    ports = [free_port(taken=taken) for _ in range(10)]
     assert len(set(ports)) == 10
     assert all(20000 <= p < 44000 for p in ports)
