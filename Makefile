@@ -8,12 +8,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mpsoa-installed
 PYTEST_ARGS ?=
+# JupyterLab refuses to run as root unless told; containers and CI machines often are root.
+JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test setup rabbitmq unit integration notebooks status down clean
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
-	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab notebooks/
+	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/
 
 test: $(STAMP) rabbitmq
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \

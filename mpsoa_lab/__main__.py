@@ -87,7 +87,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not cmd:
             print("run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr)
             return 2
-        return subprocess.call(cmd)
+        child = subprocess.Popen(cmd)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C: let the command (JupyterLab) shut down its kernels, then stop the lab.
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            return 0
     except KeyboardInterrupt:
         return 0
     finally:
