@@ -21,11 +21,12 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from .errors import RoutingError, UnknownService
-from .naming import KINDS, SERVICES, is_platform_name, parse_task_name
+from .errors import UnknownService
+from .naming import SERVICES
+from .routing import kind_router
 from .topology import platform_queues
 
-__all__ = ["APP_TYPES", "celery_apps_factory", "base_config", "kind_router", "normalize_broker_url"]
+__all__ = ["APP_TYPES", "celery_apps_factory", "base_config", "normalize_broker_url"]
 
 #: The 2014 factory chose a transport by app type; today both use ``pyamqp``.
 APP_TYPES = ("PUBLISHER", "SUBSCRIBER")
@@ -38,32 +39,6 @@ def normalize_broker_url(url: str) -> str:
     if "://" not in url:
         return "pyamqp://" + url
     return url
-
-
-def _article(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
-def kind_router(kind: str, services: tuple[str, ...] = SERVICES):
-    """A Celery 5 router function for the app of one kind (``sync`` or ``async``)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-
-    def route_task(name: str, args: Any = None, kwargs: Any = None, options: Any = None,
-                   task: Any = None, **kw: Any) -> dict[str, str] | None:
-        if not is_platform_name(name):
-            return None  # Celery's own tasks keep Celery's default routing
-        parsed = parse_task_name(name, services)
-        if parsed.kind != kind:
-            raise RoutingError(
-                f"Task {name!r} is {_article(parsed.kind)} task but was sent through the {kind} app, "
-                f"which publishes to the {kind} broker. Send it with the {parsed.kind} app "
-                f"returned by celery_apps_factory()."
-            )
-        return {"queue": parsed.queue, "routing_key": parsed.routing_key}
-
-    route_task.__qualname__ = f"kind_router.<{kind}>"
-    return route_task
 
 
 def base_config(kind: str, services: tuple[str, ...] = SERVICES) -> dict[str, Any]:

@@ -14,7 +14,7 @@ a current RabbitMQ and show what still holds (:mod:`mpsoa_lab.audit`):
   ``librabbitmq`` for publishers, results ignored on the async app.
 
 :func:`compare_routers` puts the 2014 router next to the modern one
-(:func:`mpsoa_lab.apps.kind_router`) for a list of task names; :data:`ROUTER_CASES` holds names
+(:func:`mpsoa_lab.routing.kind_router`) for a list of task names; :data:`ROUTER_CASES` holds names
 on which the two agree and names on which they do not.
 
 Nothing here is meant for use in the platform: it is the behaviour the lab measures.
@@ -26,9 +26,8 @@ from typing import Any
 
 from celery import Celery
 
-from .apps import kind_router
 from .errors import RoutingError
-from .routing import route_task
+from .routing import kind_router, route_task
 
 __all__ = [
     "LEGACY_SERVICES",
@@ -151,7 +150,7 @@ def modern_route(name: str) -> dict[str, Any]:
     """What the modern routers do with ``name``: a route, None, or the error they raise.
 
     The name's own kind (``sync`` or ``async``, when it has one) selects the app, i.e. the
-    router of :func:`mpsoa_lab.apps.kind_router`; other names go through
+    router of :func:`mpsoa_lab.routing.kind_router`; other names go through
     :func:`mpsoa_lab.routing.route_task`, the kind-blind router. Returns a dict with
     ``router`` (which one was asked), ``route`` and ``error`` (``"Class: message"`` or None).
     """
@@ -219,6 +218,6 @@ ROUTER_CASES: tuple[str, ...] = (
     "mplogin.sync.user.register",
     "mplogin.sync.",
     "mplogin.batch.register",
-    # '$' also matches before a trailing newline, in both routers' patterns
+    # '$' in both 2014 patterns also matches before a trailing newline (the lab uses fullmatch)
     "mplogin.sync.register\n",
 )

@@ -12,6 +12,7 @@ from .errors import MalformedTaskName, UnknownService
 
 __all__ = [
     "PLATFORM_PREFIX",
+    "TASK_NAME_PATTERN",
     "SERVICES",
     "KINDS",
     "TaskName",
@@ -27,9 +28,10 @@ SERVICES: tuple[str, ...] = ("mplogin", "mpwallet", "mpledger")
 #: ``sync``: blocking calls that return a result; ``async``: fire and forget.
 KINDS: tuple[str, ...] = ("sync", "async")
 
-# Dots escaped (the 2014 pattern left them as "any character"); methods may hold digits
-# after the first letter, as Python identifiers do.
-_TASK_NAME = re.compile(r"(mp[a-z_]+)\.(sync|async)\.([a-z_][a-z0-9_]*)")
+#: A platform task name, matched whole (``fullmatch``: ``$`` would accept a trailing newline).
+#: Dots escaped (the 2014 pattern left them as "any character"); methods may hold digits
+#: after the first letter, as Python identifiers do.
+TASK_NAME_PATTERN = re.compile(r"(mp[a-z_]+)\.(sync|async)\.([a-z_][a-z0-9_]*)")
 
 
 class TaskName(NamedTuple):
@@ -63,8 +65,9 @@ def queue_name(service: str, kind: str) -> str:
 
 
 def is_platform_name(name: str) -> bool:
-    """True for names the platform claims (they start with ``mp``); Celery's own do not."""
-    return name.startswith(PLATFORM_PREFIX)
+    """True for names the platform claims: they start with ``mp``, in any case (``MPLOGIN.x``
+    is a mistyped platform name, to be refused, not someone else's task); Celery's own do not."""
+    return name[:len(PLATFORM_PREFIX)].lower() == PLATFORM_PREFIX
 
 
 def parse_task_name(name: str, services: tuple[str, ...] | list[str] = SERVICES) -> TaskName:
@@ -73,7 +76,7 @@ def parse_task_name(name: str, services: tuple[str, ...] | list[str] = SERVICES)
     >>> parse_task_name("mplogin.sync.register")
     TaskName(service='mplogin', kind='sync', method='register')
     """
-    match = _TASK_NAME.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
+    match = TASK_NAME_PATTERN.fullmatch(name)
     if match is None:
         raise MalformedTaskName(
             f"Task name {name!r} starts with the platform prefix {PLATFORM_PREFIX!r} but does not "

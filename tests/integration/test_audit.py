@@ -11,7 +11,8 @@ from celery.app.defaults import _TO_NEW_KEY
 from mpsoa_lab import legacy
 from mpsoa_lab.errors import ManagementAPIUnavailable
 from mpsoa_lab.audit import (STATUSES, audit_legacy_settings, observe_legacy_on_broker,
-                             probe_mixed_names, run_celery_upgrade_settings)
+                             probe_mixed_names)
+from mpsoa_lab.upgrade import run_celery_upgrade_settings
 from mpsoa_lab.management import Management
 
 #: The status of each 2014 setting, as the audit observed it.

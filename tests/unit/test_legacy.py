@@ -164,7 +164,7 @@ AGREE = {
     "mplogin-sync-register": False, "mplogin_sync_register": False,
     "mploginxsyncxregister": False, "mplogin.sync_register": False,
     "mplogin_async.register": False, "mpshop.sync.x": False, "mpshop.async.notify": False,
-    "mplogin.sync.Register": False, "MPLOGIN.sync.register": True,
+    "mplogin.sync.Register": False, "MPLOGIN.sync.register": False,
     "mplogin.sync.user.register": False, "mplogin.sync.": False,
     "mplogin.batch.register": False, "mplogin.sync.register\n": False,
 }

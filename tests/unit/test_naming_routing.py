@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from mpsoa_lab import MalformedTaskName, RoutingError, UnknownService, celery_apps_factory
-from mpsoa_lab.apps import base_config, kind_router, normalize_broker_url
+from mpsoa_lab.apps import base_config, normalize_broker_url
 from mpsoa_lab.naming import SERVICES, TaskName, parse_task_name
-from mpsoa_lab.routing import route_task
+from mpsoa_lab.routing import kind_router, route_task
 from mpsoa_lab.topology import binding_key, platform_queues, service_queues
 
 URL = "amqp://guest:guest@127.0.0.1:1//"  # never connected to: nothing here publishes
@@ -60,6 +60,8 @@ def test_router_routes_platform_tasks_by_name():
 def test_router_raises_instead_of_falling_back():
     with pytest.raises(MalformedTaskName):
         route_task("mplogin-sync-register")
+    with pytest.raises(MalformedTaskName):  # a mistyped platform name, not someone else's task
+        route_task("MPLOGIN.sync.register")
     with pytest.raises(UnknownService):
         route_task("mpshop.async.x")
 
