@@ -179,3 +179,33 @@ def test_down_stops_everything_at_once(tmp_path):
     lab.down()
     assert wait_until(lambda: processes_of(tmp_path) == [], 10)
     assert not (tmp_path / "lab.json").exists()
+
+
+def test_two_lab_nodes_form_a_cluster(tmp_path):
+    """Nodes that share the lab's epmd and cookie can be clustered (later notebooks need it)."""
+    import requests
+
+    epmd = Epmd(free_port(), tmp_path).start()
+    nodes = [RabbitMQNode(f"c{i}", tmp_path / f"c{i}", epmd_port=epmd.port,
+                          erlang_home=tmp_path / "erlang", nodename=f"mpsoa-c{i}@localhost",
+                          mark=str(tmp_path))
+             for i in (1, 2)]
+    try:
+        for node in nodes:
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_ready()
+        assert len(processes_of(tmp_path)) >= 3  # epmd and two nodes, found by their mark
+        nodes[1].join_cluster(nodes[0])
+        running = requests.get(f"http://127.0.0.1:{nodes[1].management_port}/api/nodes",
+                               auth=("guest", "guest"), timeout=5).json()
+        assert sorted(n["name"] for n in running if n["running"]) == sorted(n.nodename for n in nodes)
+        with Connection(nodes[0].url) as conn:  # declared on one node, seen from the other
+            Queue("t.cluster", durable=True)(conn.channel()).declare()
+        with Connection(nodes[1].url) as conn:
+            assert conn.default_channel.queue_declare("t.cluster", passive=True).queue == "t.cluster"
+    finally:
+        for node in nodes:
+            node.kill()
+        epmd.stop()
+    assert processes_of(tmp_path) == []
