@@ -16,6 +16,8 @@ chatter to a lab of a few workers.
 """
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import shlex
 import signal
@@ -29,8 +31,11 @@ from pathlib import Path
 from .lab import Lab
 from .naming import KINDS, SERVICES
 from .processes import MANAGED_MARK, ManagedProcess
+from .services._service import CONFIG_ENV
 
-__all__ = ["Worker", "start_worker", "worker_command"]
+__all__ = ["Worker", "start_worker", "start_workers", "stop_all", "worker_command"]
+
+_serial = itertools.count(1)
 
 
 def worker_command(service: str, kind: str, name: str, *, pool: str = "prefork", concurrency: int = 1,
@@ -113,15 +118,19 @@ class Worker:
 
 
 def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
-                 timeout: float = 60.0, **options) -> Worker:
+                 timeout: float = 60.0, config: dict | None = None, **options) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind.
 
-    ``options`` go to :func:`worker_command` (``pool``, ``concurrency``,
-    ``prefetch_multiplier``, ``loglevel``, ``extra``).
+    ``config`` holds Celery settings for this worker only (e.g. ``{"task_acks_late": True}``),
+    passed in ``MPSOA_CELERY_CONFIG``; ``options`` go to :func:`worker_command` (``pool``,
+    ``concurrency``, ``prefetch_multiplier``, ``loglevel``, ``extra``).
     """
-    name = name or f"{service}-{kind}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
     env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home)}
+    env.pop(CONFIG_ENV, None)
+    if config:
+        env[CONFIG_ENV] = json.dumps(config)
     if lab.external:
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = lab.sync.url, lab.async_.url
     log_file = lab.home / "logs" / f"{name}.log"
@@ -142,3 +151,29 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
             worker.kill()
             raise
     return worker
+
+
+def start_workers(lab: Lab, service: str, kind: str, count: int, *, timeout: float = 60.0,
+                  **options) -> list[Worker]:
+    """Start ``count`` workers on the same queue, all at once, and wait until each is ready."""
+    workers = [start_worker(lab, service, kind, wait=False, **options) for _ in range(count)]
+    try:
+        for worker in workers:
+            worker.wait_ready(timeout)
+    except BaseException:
+        for worker in workers:
+            worker.kill()
+        raise
+    return workers
+
+
+def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
+    """Warm shutdown of several workers at once: one SIGTERM each, then wait for all."""
+    for worker in workers:
+        worker.process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        if not worker.process.wait_gone(max(0.1, deadline - time.monotonic())):
+            worker.process.signal_group(signal.SIGKILL)
+            worker.process.wait_gone(5.0)
+        worker.lab.forget_process(worker.process)

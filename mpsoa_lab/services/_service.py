@@ -8,9 +8,15 @@ A service module does, at import::
 so that ``celery -A mpsoa_lab.services.mplogin.sync_app worker -Q mplogin.sync`` works from a
 terminal. The broker URLs come from ``MPSOA_SYNC_BROKER_URL`` / ``MPSOA_ASYNC_BROKER_URL`` or,
 when those are not set, from the lab running under ``MPSOA_LAB_HOME``.
+
+``MPSOA_CELERY_CONFIG`` (a JSON object of Celery 5 settings, e.g.
+``{"task_acks_late": true, "worker_prefetch_multiplier": 1}``) is applied on top of the
+factory's configuration: that is how the lab starts one worker with late acks and another
+without, from the same service module.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -23,7 +29,30 @@ from ..errors import BrokerNotConfigured
 from ..lab import running_lab_urls
 from .storage import Storage
 
-__all__ = ["Service", "broker_urls"]
+__all__ = ["Service", "broker_urls", "config_overrides", "CONFIG_ENV"]
+
+#: Environment variable holding Celery settings (JSON) applied on top of the factory's.
+CONFIG_ENV = "MPSOA_CELERY_CONFIG"
+
+
+def config_overrides() -> dict[str, Any]:
+    """The Celery settings given in ``MPSOA_CELERY_CONFIG``, checked against Celery's own names."""
+    from celery.app.defaults import SETTING_KEYS
+
+    raw = os.environ.get(CONFIG_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        overrides = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{CONFIG_ENV} is not valid JSON ({exc}): {raw!r}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{CONFIG_ENV} must be a JSON object of Celery settings, not {raw!r}")
+    unknown = sorted(set(overrides) - set(SETTING_KEYS))
+    if unknown:
+        raise ValueError(f"{CONFIG_ENV} names settings Celery 5 does not have: {', '.join(unknown)} "
+                         "(use the lowercase names, e.g. task_acks_late)")
+    return overrides
 
 
 def broker_urls() -> tuple[str, str]:
@@ -50,7 +79,9 @@ class Service:
         sync_url, async_url = broker_urls()
         self.storage = Storage(settings_mod.load().data_dir / f"{name}.sqlite3", schema)
         self.sync_app, self.async_app = celery_apps_factory("SUBSCRIBER", sync_url, async_url, name)
+        overrides = config_overrides()
         for app in (self.sync_app, self.async_app):
+            app.conf.update(overrides)
             app.Task = self._task_class(app)
 
     def _task_class(self, app: Celery) -> type[Task]:

@@ -1,0 +1,102 @@
+"""Real ``celery worker`` processes: ready on ping, per-worker settings, warm stop, kill, cleanup."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mpsoa_lab.processes import managed_processes
+from mpsoa_lab.services._service import config_overrides
+from mpsoa_lab.workers import start_worker, start_workers, stop_all
+
+
+def worker_pids(lab) -> set[int]:
+    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+
+
+def test_a_sync_worker_answers_calls_and_stops_warm(lab):
+    from mpsoa_lab.services import mpledger
+
+    lab.prepare_topology()
+    before = worker_pids(lab)
+    worker = start_worker(lab, "mpledger", "sync")
+    try:
+        assert worker.is_running()
+        assert mpledger.sync_app.send_task("mpledger.sync.entry_count").get(timeout=10) >= 0
+        assert "ready" in worker.log_tail(50)
+    finally:
+        worker.stop()
+    assert not worker.is_running()
+    assert worker_pids(lab) == before  # its pool processes are gone too
+
+
+def test_per_worker_settings_reach_the_worker(lab):
+    plain, late = (
+        start_worker(lab, "mpledger", "async"),
+        start_worker(lab, "mpledger", "async", config={"task_acks_late": True},
+                     prefetch_multiplier=1))
+    try:
+        replies = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).conf(with_defaults=True)
+        assert replies[plain.hostname]["task_acks_late"] is False
+        assert replies[late.hostname]["task_acks_late"] is True
+        # The prefetch the worker really asked the broker for (basic.qos), not a setting:
+        stats = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).stats()
+        assert stats[plain.hostname]["prefetch_count"] == 4  # Celery's default multiplier, 1 process
+        assert stats[late.hostname]["prefetch_count"] == 1
+    finally:
+        stop_all([plain, late])
+
+
+def test_several_workers_on_one_queue(lab):
+    workers = start_workers(lab, "mplogin", "async", 3)
+    try:
+        replies = workers[0].app.control.ping(timeout=1)
+        answered = {host for reply in replies for host in reply}
+        assert {w.hostname for w in workers} <= answered
+    finally:
+        stop_all(workers)
+    assert all(not w.is_running() for w in workers)
+
+
+def test_kill_leaves_no_pool_process(lab):
+    worker = start_worker(lab, "mpwallet", "async", concurrency=2)
+    children = [p.pid for p in worker.process.process().children(recursive=True)]
+    assert len(children) == 2
+    worker.kill()
+    assert not worker.is_running()
+    time.sleep(0.2)
+    assert not (set(children) & {p.pid for p in managed_processes(lab.home)})
+
+
+def test_workers_die_with_the_process_that_started_them(lab):
+    """A kernel that starts workers and dies: the reaper stops its workers, not the lab."""
+    code = ("import mpsoa_lab, time; from mpsoa_lab.workers import start_worker; "
+            "lab = mpsoa_lab.up(); w = start_worker(lab, 'mplogin', 'sync'); "
+            "print(w.process.pid, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env=os.environ.copy())
+    try:
+        pid = int(owner.stdout.readline())
+        assert pid in worker_pids(lab)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 20
+    while pid in worker_pids(lab) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert pid not in worker_pids(lab)
+    assert all(node.is_running() for node in lab.nodes.values())  # the lab itself lives on
+
+
+@pytest.mark.parametrize("raw,message", [
+    ("{", "not valid JSON"),
+    ("[1]", "must be a JSON object"),
+    ('{"CELERY_ACKS_LATE": true}', "Celery 5 does not have: CELERY_ACKS_LATE"),
+])
+def test_bad_worker_settings_are_refused(monkeypatch, raw, message):
+    monkeypatch.setenv("MPSOA_CELERY_CONFIG", raw)
+    with pytest.raises(ValueError, match=message):
+        config_overrides()
