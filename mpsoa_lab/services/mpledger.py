@@ -6,6 +6,7 @@ Task                           Kind   What it does
 ``mpledger.async.record_entry`` async records an entry under the caller's ``entry_id``
 ``mpledger.sync.balance``      sync   sum of an account's entries, in cents
 ``mpledger.sync.entry_count``  sync   number of entries (of one account, or all)
+``mpledger.async.reconcile``   async  a batch job that takes ``seconds`` (long or short work)
 =============================  =====  =================================================
 
 ``record_entry`` is keyed by the caller's ``entry_id``: delivering the same message twice
@@ -17,11 +18,15 @@ import time
 
 from ._service import Service
 
-__all__ = ["service", "sync_app", "async_app", "record_entry", "balance", "entry_count"]
+__all__ = ["service", "sync_app", "async_app", "record_entry", "balance", "entry_count", "reconcile"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     entry_id TEXT PRIMARY KEY, account TEXT NOT NULL, amount_cents INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reconciliations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, seconds REAL NOT NULL,
+    started REAL NOT NULL, finished REAL NOT NULL
 );
 """
 
@@ -55,3 +60,16 @@ def entry_count(account: str | None = None) -> int:
         return service.storage.query("SELECT COUNT(*) AS n FROM entries")[0]["n"]
     return service.storage.query("SELECT COUNT(*) AS n FROM entries WHERE account = ?",
                                  (account,))[0]["n"]
+
+
+@async_app.task(name="mpledger.async.reconcile")
+def reconcile(batch_id: str, seconds: float) -> None:
+    """A batch job of known length (it sleeps ``seconds``): the long and short tasks of
+    the prefetch experiments. Which worker ran it is in the service's execution log."""
+    if not 0 <= seconds <= 60:
+        raise ValueError(f"seconds must be between 0 and 60, not {seconds!r}")
+    started = time.time()
+    time.sleep(seconds)
+    with service.storage.connect() as db:
+        db.execute("INSERT INTO reconciliations (batch_id, seconds, started, finished) "
+                   "VALUES (?, ?, ?, ?)", (batch_id, seconds, started, time.time()))
