@@ -197,23 +197,25 @@ class RabbitMQNode:
         deadline = time.monotonic() + timeout
         amqp_ok = False
         last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                raise NodeStartError(
-                    f"RabbitMQ node {self.nodename} exited while starting.\n"
-                    f"Last lines of {self.base_dir / 'stdout.log'}:\n{self.tail(15)}")
-            try:
-                if not amqp_ok:
-                    with Connection(self.url, connect_timeout=1) as conn:
-                        conn.connect()
-                    amqp_ok = True
-                resp = requests.get(f"http://127.0.0.1:{self.management_port}/api/overview",
+        with requests.Session() as http:
+            http.trust_env = False  # a proxy from the environment never knows the way to 127.0.0.1
+            while time.monotonic() < deadline:
+                if not self.is_running():
+                    raise NodeStartError(
+                        f"RabbitMQ node {self.nodename} exited while starting.\n"
+                        f"Last lines of {self.base_dir / 'stdout.log'}:\n{self.tail(15)}")
+                try:
+                    if not amqp_ok:
+                        with Connection(self.url, connect_timeout=1) as conn:
+                            conn.connect()
+                        amqp_ok = True
+                    resp = http.get(f"http://127.0.0.1:{self.management_port}/api/overview",
                                     auth=GUEST, timeout=1)
-                if resp.status_code == 200:
-                    return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                last_error = exc
-            time.sleep(0.1)
+                    if resp.status_code == 200:
+                        return
+                except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                    last_error = exc
+                time.sleep(0.1)
         raise NodeStartError(
             f"RabbitMQ node {self.nodename} did not accept AMQP on port {self.amqp_port} "
             f"within {timeout:.0f} s (last error: {last_error}). Raise MPSOA_START_TIMEOUT on "
