@@ -1,7 +1,8 @@
 # mpsoa-lab: two commands.
 #   make lab    set everything up, then open JupyterLab on the notebooks
 #   make test   set everything up, then run unit tests, integration tests and every notebook (nbval)
-# Both are idempotent and quick when nothing is missing.
+# Both are idempotent and quick when nothing is missing. Also: make bench (Celery against raw
+# kombu, a couple of minutes), make unit / integration / notebooks, make status / down.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -49,3 +50,10 @@ down: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# make bench   set everything up, then Celery against raw kombu, side by side (a couple of
+#              minutes); prints a table and writes benchmarks/results.json
+.PHONY: bench
+# Its own lab home: the benchmark empties mpledger's queues, so it never shares a lab you have open.
+bench: $(STAMP) rabbitmq
+	MPSOA_LAB_HOME=$${MPSOA_BENCH_HOME:-$(CURDIR)/.lab/bench} $(BIN)/python -m mpsoa_lab.bench --output benchmarks/results.json

@@ -310,7 +310,7 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
     find_rabbitmq_server(settings.rabbitmq_server)  # fail before starting anything
     lab_id = secrets.token_hex(3)
     home = settings.home
-    for stale in ("nodes", "holders"):
+    for stale in ("nodes", "holders", "trace"):
         shutil.rmtree(home / stale, ignore_errors=True)
     erlang_home = home / "erlang"
     epmd = Epmd(free_port(), home, mark=str(home)).start()

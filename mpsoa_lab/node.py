@@ -165,8 +165,15 @@ class RabbitMQNode:
             f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
             f"management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.management_port}\n"
-            # Queue depths in the management API refresh every second instead of every five.
+            # Queue depths in the management API refresh every second instead of every five:
+            # the interval alone is not enough, the agent collects at the smallest interval of
+            # its sample retention policies (5 s by default), so those come down to 1 s too.
             "collect_statistics_interval = 1000\n"
+            "management.sample_retention_policies.global.minute = 1\n"
+            "management.sample_retention_policies.global.hour = 60\n"
+            "management.sample_retention_policies.basic.minute = 1\n"
+            "management.sample_retention_policies.basic.hour = 60\n"
+            "management.sample_retention_policies.detailed.10 = 1\n"
             "log.console = false\n"
             "log.file.level = info\n"
         )

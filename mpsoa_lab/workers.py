@@ -32,6 +32,7 @@ from .lab import Lab
 from .naming import KINDS, SERVICES
 from .processes import MANAGED_MARK, ManagedProcess
 from .services._service import CONFIG_ENV
+from .tracing import TRACE_ENV, trace_dir
 
 __all__ = ["Worker", "start_worker", "start_workers", "stop_all", "worker_command"]
 
@@ -118,17 +119,23 @@ class Worker:
 
 
 def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
-                 timeout: float = 60.0, config: dict | None = None, **options) -> Worker:
+                 timeout: float = 60.0, config: dict | None = None, trace: bool = False,
+                 **options) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind.
 
     ``config`` holds Celery settings for this worker only (e.g. ``{"task_acks_late": True}``),
-    passed in ``MPSOA_CELERY_CONFIG``; ``options`` go to :func:`worker_command` (``pool``,
-    ``concurrency``, ``prefetch_multiplier``, ``loglevel``, ``extra``).
+    passed in ``MPSOA_CELERY_CONFIG``; ``trace=True`` makes the worker record when it received,
+    started and finished each task (:mod:`mpsoa_lab.tracing`); ``options`` go to
+    :func:`worker_command` (``pool``, ``concurrency``, ``prefetch_multiplier``, ``loglevel``,
+    ``extra``).
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
     env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home)}
     env.pop(CONFIG_ENV, None)
+    env.pop(TRACE_ENV, None)
+    if trace:
+        env[TRACE_ENV] = str(trace_dir(lab))
     if config:
         env[CONFIG_ENV] = json.dumps(config)
     if lab.external:

@@ -27,6 +27,7 @@ from .. import settings as settings_mod
 from ..apps import celery_apps_factory
 from ..errors import BrokerNotConfigured
 from ..lab import running_lab_urls
+from ..tracing import connect_worker_from_env
 from .storage import Storage
 
 __all__ = ["Service", "broker_urls", "config_overrides", "CONFIG_ENV"]
@@ -83,6 +84,8 @@ class Service:
         for app in (self.sync_app, self.async_app):
             app.conf.update(overrides)
             app.Task = self._task_class(app)
+        # A worker started with start_worker(..., trace=True) records every task it runs.
+        connect_worker_from_env()
 
     def _task_class(self, app: Celery) -> type[Task]:
         storage = self.storage
