@@ -34,7 +34,7 @@ from .processes import MANAGED_MARK, ManagedProcess
 from .services._service import CONFIG_ENV
 from .tracing import TRACE_ENV, trace_dir
 
-__all__ = ["Worker", "start_worker", "start_workers", "stop_all", "worker_command"]
+__all__ = ["Worker", "start_worker", "start_workers", "start_daemons", "stop_all", "worker_command"]
 
 _serial = itertools.count(1)
 
@@ -184,3 +184,20 @@ def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
             worker.process.signal_group(signal.SIGKILL)
             worker.process.wait_gone(5.0)
         worker.lab.forget_process(worker.process)
+
+
+def start_daemons(lab: Lab, services: tuple[str, ...] = SERVICES, *, timeout: float = 60.0,
+                  **options) -> dict[tuple[str, str], Worker]:
+    """The design's daemons: for each service a sync worker (``<service>.sync`` on the sync
+    broker) and an async worker (``<service>.async`` on the async broker), started together."""
+    daemons = {(service, kind): start_worker(lab, service, kind, name=f"{service}-{kind}-{os.getpid()}-{next(_serial)}",
+                                             wait=False, **options)
+               for service in services for kind in KINDS}
+    try:
+        for worker in daemons.values():
+            worker.wait_ready(timeout)
+    except BaseException:
+        for worker in daemons.values():
+            worker.kill()
+        raise
+    return daemons

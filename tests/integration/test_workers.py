@@ -100,3 +100,22 @@ def test_bad_worker_settings_are_refused(monkeypatch, raw, message):
     monkeypatch.setenv("MPSOA_CELERY_CONFIG", raw)
     with pytest.raises(ValueError, match=message):
         config_overrides()
+
+
+def test_the_design_daemons_two_per_service_each_on_its_broker(lab):
+    from mpsoa_lab.workers import start_daemons
+
+    daemons = start_daemons(lab)
+    try:
+        assert sorted(daemons) == sorted((s, k) for s in ("mplogin", "mpwallet", "mpledger")
+                                         for k in ("sync", "async"))
+        for (service, kind), worker in daemons.items():
+            queues = worker.app.control.inspect([worker.hostname], timeout=2).active_queues()
+            assert [q["name"] for q in queues[worker.hostname]] == [f"{service}.{kind}"]
+            # The broker the worker itself reports being connected to:
+            stats = worker.app.control.inspect([worker.hostname], timeout=2).stats()
+            broker = lab.sync if kind == "sync" else lab.async_
+            port = int(broker.url.rsplit(":", 1)[1].split("/")[0])
+            assert stats[worker.hostname]["broker"]["port"] == port
+    finally:
+        stop_all(list(daemons.values()))
