@@ -67,6 +67,9 @@ class Worker:
     log_file: Path
     process: ManagedProcess
     lab: Lab = field(repr=False)
+    #: ``(sync_url, async_url)`` the worker was pointed at, or None for the lab's own brokers.
+    broker_urls: tuple[str, str] | None = field(default=None, repr=False)
+    _app: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def hostname(self) -> str:
@@ -75,6 +78,14 @@ class Worker:
 
     @property
     def app(self):
+        """A Celery app on the worker's broker (for control commands: ping, inspect)."""
+        if self.broker_urls is not None:
+            if self._app is None:
+                from .apps import celery_apps_factory
+
+                apps = celery_apps_factory("PUBLISHER", *self.broker_urls, self.service)
+                self._app = apps[0] if self.kind == "sync" else apps[1]
+            return self._app
         from . import services
 
         module = services.load(self.service)
@@ -120,7 +131,7 @@ class Worker:
 
 def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
                  timeout: float = 60.0, config: dict | None = None, trace: bool = False,
-                 **options) -> Worker:
+                 broker_urls: tuple[str, str] | None = None, **options) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind.
 
     ``config`` holds Celery settings for this worker only (e.g. ``{"task_acks_late": True}``),
@@ -128,6 +139,11 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     started and finished each task (:mod:`mpsoa_lab.tracing`); ``options`` go to
     :func:`worker_command` (``pool``, ``concurrency``, ``prefetch_multiplier``, ``loglevel``,
     ``extra``).
+
+    ``broker_urls=(sync_url, async_url)`` points this worker only at other brokers than the
+    lab's (through ``MPSOA_SYNC_BROKER_URL`` / ``MPSOA_ASYNC_BROKER_URL`` in its environment),
+    e.g. ``(lab.sync.url, lab.sync.url)`` for an async worker on the sync broker: both kinds
+    of traffic on one broker (notebook 06). The queue it consumes must exist on that broker.
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
@@ -140,6 +156,9 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
         env[CONFIG_ENV] = json.dumps(config)
     if lab.external:
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = lab.sync.url, lab.async_.url
+    if broker_urls is not None:
+        broker_urls = (str(broker_urls[0]), str(broker_urls[1]))
+        env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = broker_urls
     log_file = lab.home / "logs" / f"{name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     exe = [sys.executable, "-m", "celery", *cmd[1:]]  # the venv's celery, whatever PATH says
@@ -150,7 +169,7 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
                                  stderr=subprocess.STDOUT, start_new_session=True)
     process = ManagedProcess.from_popen(f"worker {name}", popen, owner=os.getpid())
     lab.remember_process(process)
-    worker = Worker(service, kind, name, cmd, log_file, process, lab)
+    worker = Worker(service, kind, name, cmd, log_file, process, lab, broker_urls)
     if wait:
         try:
             worker.wait_ready(timeout)

@@ -119,3 +119,37 @@ def test_the_design_daemons_two_per_service_each_on_its_broker(lab):
             assert stats[worker.hostname]["broker"]["port"] == port
     finally:
         stop_all(list(daemons.values()))
+
+
+def test_a_worker_pointed_at_the_other_broker(lab):
+    """``broker_urls`` moves one worker: here an async worker onto the sync broker."""
+    from kombu import Connection
+
+    from mpsoa_lab.apps import celery_apps_factory
+    from mpsoa_lab.topology import declare, platform_queues
+
+    queues = [q for q in platform_queues(kinds=("async",)) if q.name == "mpledger.async"]
+    with Connection(lab.sync.url) as conn:
+        declare(conn, queues)
+    worker = start_worker(lab, "mpledger", "async", broker_urls=(lab.sync.url, lab.sync.url))
+    try:
+        with Connection(lab.sync.url) as conn:
+            assert conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count == 1
+        with Connection(lab.async_.url) as conn:
+            assert conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count == 0
+        # it runs what is published to the sync broker's mpledger.async
+        _, one_broker = celery_apps_factory("PUBLISHER", lab.sync.url, lab.sync.url, "mpledger")
+        from mpsoa_lab.services import mpledger
+
+        entry_id = f"moved-{os.getpid()}-{time.time_ns()}"
+        one_broker.send_task("mpledger.async.record_entry",
+                             kwargs={"entry_id": entry_id, "account": "moved", "amount_cents": 1})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not mpledger.service.storage.query(
+                "SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,)):
+            time.sleep(0.1)
+        assert mpledger.service.storage.query("SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,))
+    finally:
+        worker.stop()
+        with Connection(lab.sync.url) as conn:
+            conn.default_channel.queue_delete("mpledger.async")
