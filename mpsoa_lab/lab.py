@@ -147,13 +147,15 @@ def teardown(state: dict[str, Any], timeout: float = 30.0) -> None:
             if isinstance(member, RabbitMQNode):
                 member.stop(timeout=None)
             else:
-                member.signal_group(signal.SIGTERM)
+                member.send(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for member in group:
             proc = member.process if isinstance(member, RabbitMQNode) else member
             if proc is not None and not proc.wait_gone(max(0.1, deadline - time.monotonic())):
                 proc.signal_group(signal.SIGKILL)
                 proc.wait_gone(5.0)
+            if proc is not None:
+                proc.kill_stragglers()
     if state.get("epmd"):
         Epmd.from_dict(state["epmd"]).stop()
 

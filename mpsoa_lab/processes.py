@@ -88,12 +88,31 @@ class ManagedProcess:
             time.sleep(0.05)
         return not self.is_running()
 
+    def send(self, sig: int) -> None:
+        """Send ``sig`` to this process only (its children are its own business)."""
+        if self.process() is None:
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def terminate(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
-        """Ask the group to stop; kill it if it is still there after ``timeout`` seconds."""
-        self.signal_group(sig)
+        """Ask the process to stop and let it stop its children its own way (a Celery worker
+        finishes the tasks in hand: signalling its pool processes too would kill them mid-task);
+        after ``timeout`` seconds, or once it is gone, SIGKILL whatever is left of its group."""
+        self.send(sig)
         if not self.wait_gone(timeout):
             self.signal_group(signal.SIGKILL)
             self.wait_gone(5.0)
+        self.kill_stragglers()
+
+    def kill_stragglers(self) -> None:
+        """SIGKILL any process left in the group after its leader has gone."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "pid": self.pid, "create_time": self.create_time, "owner": self.owner}

@@ -107,7 +107,8 @@ class Worker:
                            f"{self.log_tail(25)}")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Warm shutdown (SIGTERM): finish the tasks in hand, then exit; kill after ``timeout``."""
+        """Warm shutdown (SIGTERM to the main process): finish the tasks in hand, then exit;
+        kill after ``timeout``."""
         self.process.terminate(timeout)
         self.lab.forget_process(self.process)
 
@@ -196,12 +197,13 @@ def start_workers(lab: Lab, service: str, kind: str, count: int, *, timeout: flo
 def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
     """Warm shutdown of several workers at once: one SIGTERM each, then wait for all."""
     for worker in workers:
-        worker.process.signal_group(signal.SIGTERM)
+        worker.process.send(signal.SIGTERM)  # the main process only: it stops its pool itself
     deadline = time.monotonic() + timeout
     for worker in workers:
         if not worker.process.wait_gone(max(0.1, deadline - time.monotonic())):
             worker.process.signal_group(signal.SIGKILL)
             worker.process.wait_gone(5.0)
+        worker.process.kill_stragglers()
         worker.lab.forget_process(worker.process)
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -153,3 +154,21 @@ def test_a_worker_pointed_at_the_other_broker(lab):
         worker.stop()
         with Connection(lab.sync.url) as conn:
             conn.default_channel.queue_delete("mpledger.async")
+
+
+def test_warm_stop_finishes_the_task_in_hand(lab):
+    """SIGTERM goes to the worker's main process only: its pool process finishes the task."""
+    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.util import ready_messages, wait_until
+
+    lab.prepare_topology()
+    worker = start_worker(lab, "mpledger", "async")  # early acks: a killed task would be lost
+    batch = f"warm-{uuid.uuid4().hex[:8]}"
+    mpledger.async_app.send_task("mpledger.async.reconcile", args=[batch, 1.5])
+    wait_until(lambda: ready_messages(lab.async_.url, "mpledger.async") == 0, timeout=10)
+    time.sleep(0.3)  # the task is running now
+    worker.stop()
+    done = mpledger.service.storage.query(
+        "SELECT COUNT(*) AS n FROM reconciliations WHERE batch_id = ?", (batch,))[0]["n"]
+    assert done == 1  # the task in hand ran to its end
+    assert not worker.is_running()
