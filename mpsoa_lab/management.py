@@ -192,6 +192,14 @@ class Management:
         """Cluster name, RabbitMQ and Erlang versions, totals (``/api/overview``)."""
         return self._get("overview")
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node of the cluster: memory, alarms, file descriptors (``/api/nodes``)."""
+        return self._get("nodes")
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Every client connection, with its ``state`` (``running``, ``flow``, ``blocked``)."""
+        return self._get("connections")
+
     def exchanges(self, vhost: str = "/") -> list[dict[str, Any]]:
         """Every exchange of ``vhost``, as the API returns it."""
         return self._request("GET", f"exchanges/{self._q(vhost)}", what=f"vhost {vhost!r}")

@@ -287,3 +287,13 @@ def test_diagram_draws_repeated_and_exchange_to_exchange_bindings():
     assert len(_arrows(fig)) == 4
     assert {"a", "b", "#", '""'} <= set(_texts(fig))
     assert len(_arrows(draw_topology({"exchanges": [], "queues": [], "bindings": []}))) == 0
+
+
+def test_nodes_and_connections_report_memory_alarms_and_flow_state(lab):
+    with Management.for_broker(lab.sync) as api:
+        node = api.nodes()[0]
+        assert node["mem_used"] > 0 and node["mem_limit"] > node["mem_used"]
+        assert node["mem_alarm"] is False and node["disk_free_alarm"] is False
+        connections = api.connections()  # listed once the agent has collected their statistics
+        assert isinstance(connections, list)
+        assert {c.get("state") for c in connections} <= {"running", "flow", "blocking", "blocked", "starting", None}
