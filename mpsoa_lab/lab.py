@@ -291,19 +291,39 @@ class Lab:
                         purged[queue.name] = conn.default_channel.queue_purge(queue.name) or 0
         return purged
 
+    def refresh(self) -> None:
+        """Point the node handles at the processes the state file names now.
+
+        Another process using the same lab (a notebook kernel, the test session) may have
+        restarted a node since this handle was made; acting on the stale pid would start a
+        second node on the same name and ports.
+        """
+        state = self._state_file.read()
+        if not state:
+            return
+        for role, data in state.get("nodes", {}).items():
+            if role in self.nodes:
+                self.nodes[role].process = RabbitMQNode.from_dict(data).process
+        self._state = state
+
     def restart_node(self, role: str) -> RabbitMQNode:
+        """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
+        self.refresh()
         node = self.nodes[role]
         node.restart(self.settings.start_timeout)
         self.save()
         return node
 
     def start_node(self, role: str) -> RabbitMQNode:
+        self.refresh()
         node = self.nodes[role]
         node.start(self.settings.start_timeout)
         self.save()
         return node
 
     def kill_node(self, role: str) -> None:
+        """SIGKILL to one broker's node: a crash. ``start_node`` brings it back."""
+        self.refresh()
         self.nodes[role].kill()
 
 
