@@ -78,8 +78,15 @@ def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
     ext = mpsoa_lab.up(load(env))
     assert ext.external and ext.nodes == {}
     assert ext.sync.url == ext.async_.url == standalone.url
-    # The lab starts no node of its own: only its reaper runs under its home.
-    assert [p.cmdline()[2] for p in processes_of(tmp_path)] == ["mpsoa_lab.reaper"]
+    # The lab starts no node of its own: only its reaper runs under its home. (Polled: right
+    # after the fork, /proc shows the parent's environment until the reaper has exec'd.)
+    def lab_processes() -> list[list[str]]:
+        try:
+            return [p.cmdline()[2:3] for p in processes_of(tmp_path)]
+        except psutil.Error:
+            return []
+
+    assert wait_until(lambda: lab_processes() == [["mpsoa_lab.reaper"]], 10), lab_processes()
     again = mpsoa_lab.up(load(env))
     assert not again.started_here and again.sync.url == standalone.url
     ext.down()  # stops what the lab started; the broker given by URL stays up
