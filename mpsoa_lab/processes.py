@@ -69,14 +69,19 @@ class ManagedProcess:
     def is_running(self) -> bool:
         return self.process() is not None
 
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the process group this process leads (start_new_session=True)."""
+    def send(self, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to this process only, or with ``group=True`` to the whole process group
+        it leads (start_new_session=True): its children too."""
         if self.process() is None:
             return
         try:
-            os.killpg(self.pid, sig)
+            (os.killpg if group else os.kill)(self.pid, sig)
         except ProcessLookupError:
             pass
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (children included)."""
+        self.send(sig, group=True)
 
     def wait_gone(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -87,15 +92,6 @@ class ManagedProcess:
             _reap(self.pid)
             time.sleep(0.05)
         return not self.is_running()
-
-    def send(self, sig: int) -> None:
-        """Send ``sig`` to this process only (its children are its own business)."""
-        if self.process() is None:
-            return
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def terminate(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
         """Ask the process to stop and let it stop its children its own way (a Celery worker
