@@ -215,4 +215,5 @@ def test_two_lab_nodes_form_a_cluster(tmp_path):
         for node in nodes:
             node.kill()
         epmd.stop()
-    assert processes_of(tmp_path) == []
+    # erl_child_setup and inet_gethost exit a moment after their beam: polled, nothing may stay.
+    assert wait_until(lambda: processes_of(tmp_path) == [], 10), processes_of(tmp_path)
