@@ -27,8 +27,10 @@ from .processes import ManagedProcess, clean_env, spawn
 __all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie"]
 
 GUEST = ("guest", "guest")
-def free_port(low: int = 20000, high: int = 44000, taken: set[int] | None = None) -> int:
-    """A TCP port free on 127.0.0.1, below 44000 so that RabbitMQ's CLI port (+10000) fits."""
+def free_port(low: int = 20000, high: int = 32000, taken: set[int] | None = None) -> int:
+    """A TCP port free on 127.0.0.1, below Linux's ephemeral range (32768 and up), so that no
+    outgoing connection can take it between this check and the node's bind; RabbitMQ's CLI
+    port (+10000) fits too."""
     taken = taken or set()
     for _ in range(200):
         port = secrets.randbelow(high - low) + low
