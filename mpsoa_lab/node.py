@@ -10,6 +10,7 @@ A node runs in a process group of its own; :meth:`RabbitMQNode.stop` shuts it do
 """
 from __future__ import annotations
 
+import re
 import secrets
 import signal
 import socket
@@ -24,9 +25,41 @@ from .errors import NodeStartError
 from .install import find_epmd, find_rabbitmq_server
 from .processes import ManagedProcess, clean_env, spawn
 
-__all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie"]
+__all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie", "log_excerpt"]
 
 GUEST = ("guest", "guest")
+
+#: Words that mark a line of a node's console output or log as an error worth showing first.
+ERROR_LINE = re.compile(r"error|eaddrinuse|crash|fail|fatal|exception|could_not|terminating",
+                        re.IGNORECASE)
+
+
+def log_excerpt(text: str, errors: int = 10, tail: int = 10, width: int = 300,
+                first_line: int = 1) -> str:
+    """The first ``errors`` error-looking lines of a log and its last ``tail`` lines, in order.
+
+    A node that fails to boot (a port already taken: ``eaddrinuse``) says why early on, then
+    logs a long shutdown; the tail alone shows only the shutdown. Each line carries its number
+    (``first_line`` is the number of the first line of ``text`` in its file), a gap is shown as
+    ``...``, and a line longer than ``width`` keeps its beginning and its end (where Erlang
+    puts the reason).
+    """
+    lines = text.splitlines()
+    picked = [i for i, line in enumerate(lines) if ERROR_LINE.search(line)][:errors]
+    shown = sorted(set(picked) | set(range(max(0, len(lines) - tail), len(lines))))
+    out, previous = [], -1
+    for i in shown:
+        if i > previous + 1:
+            out.append("     ...")
+        line = lines[i]
+        if len(line) > width:
+            keep = max(0, width - 5) // 2
+            line = f"{line[:keep]} ... {line[-keep:]}" if keep else line[:width]
+        out.append(f"{i + first_line:>5}: {line}")
+        previous = i
+    return "\n".join(out)
+
+
 def free_port(low: int = 20000, high: int = 32000, taken: set[int] | None = None) -> int:
     """A TCP port free on 127.0.0.1, below Linux's ephemeral range (32768 and up), so that no
     outgoing connection can take it between this check and the node's bind; RabbitMQ's CLI
@@ -114,6 +147,7 @@ class RabbitMQNode:
         self.dist_port = dist_port or free_port(taken=taken)
         self.server = server
         self.process = process
+        self._log_offsets: dict[Path, int] = {}  # log sizes when start() began
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -191,6 +225,9 @@ class RabbitMQNode:
         server = find_rabbitmq_server(self.server)
         ensure_cookie(self.erlang_home)
         self._write_config()
+        # Both files keep earlier runs of this node: an error report reads from here on.
+        self._log_offsets = {path: path.stat().st_size if path.exists() else 0
+                             for path in self._log_paths()}
         proc = spawn([server], self.env(), self.base_dir / "stdout.log", self.base_dir)
         self.process = ManagedProcess.from_popen(f"rabbitmq {self.nodename}", proc)
         self._popen = proc
@@ -212,7 +249,7 @@ class RabbitMQNode:
                 if not self.is_running():
                     raise NodeStartError(
                         f"RabbitMQ node {self.nodename} exited while starting.\n"
-                        f"Last lines of {self.base_dir / 'stdout.log'}:\n{self.tail(15)}")
+                        f"{self.start_report()}")
                 try:
                     if not amqp_ok:
                         with Connection(self.url, connect_timeout=1) as conn:
@@ -228,7 +265,27 @@ class RabbitMQNode:
         raise NodeStartError(
             f"RabbitMQ node {self.nodename} did not accept AMQP on port {self.amqp_port} "
             f"within {timeout:.0f} s (last error: {last_error}). Raise MPSOA_START_TIMEOUT on "
-            f"a slow machine.\nLast lines of the log:\n{self.tail(15)}")
+            f"a slow machine.\n{self.start_report()}")
+
+    def _log_paths(self) -> tuple[Path, Path]:
+        return self.base_dir / "stdout.log", self.log_file
+
+    def start_report(self) -> str:
+        """What the node's console output and log say since its last start: the first
+        error-looking lines of each (the cause) and its last lines (how it ended)."""
+        parts = []
+        for path in self._log_paths():
+            if not path.exists():
+                continue
+            data = path.read_bytes()
+            offset = self._log_offsets.get(path, 0)
+            offset = offset if offset <= len(data) else 0  # the file was cut since: all of it
+            text = data[offset:].decode(errors="replace")
+            if text.strip():
+                since = " since this start" if offset else ""
+                parts.append(f"First error lines and last lines of {path}{since}:\n"
+                             + log_excerpt(text, first_line=data[:offset].count(b"\n") + 1))
+        return "\n".join(parts) or f"(nothing logged in {self.base_dir})"
 
     def tail(self, lines: int = 20) -> str:
         """The last lines of the node's console output and log."""
