@@ -56,9 +56,16 @@ def _leftovers(home: str) -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lab = _session["lab"]
+    home = _session["home"]
+    if lab is not None and lab.started_here and home:
+        # The session's own home is deleted below, so nothing a graceful stop would write to
+        # disk is kept: kill the nodes (a graceful stop takes ~7 s), then down() stops the
+        # rest. Graceful down() is tested in tests/integration/test_lab.py on labs of their own.
+        lab.refresh()  # a notebook may have restarted a node: act on the pids running now
+        for node in lab.nodes.values():
+            node.kill()
     if lab is not None:
         lab.down() if lab.started_here else lab.release()
-    home = _session["home"]
     if home:
         # Whatever the tests and notebooks started must be gone now; a leak fails the run.
         import time
