@@ -60,6 +60,14 @@ def log_excerpt(text: str, errors: int = 10, tail: int = 10, width: int = 300,
     return "\n".join(out)
 
 
+def _gone(proc: psutil.Process) -> bool:
+    """Whether a process has exited (a zombie has: only its exit status is left)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def free_port(low: int = 20000, high: int = 32000, taken: set[int] | None = None) -> int:
     """A TCP port free on 127.0.0.1, below Linux's ephemeral range (32768 and up), so that no
     outgoing connection can take it between this check and the node's bind; RabbitMQ's CLI
@@ -322,11 +330,20 @@ class RabbitMQNode:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL to the node's whole process group: a crash, nothing flushed, nothing said."""
+        """SIGKILL to the node's whole process group: a crash, nothing flushed, nothing said.
+
+        Returns once the Erlang VM itself is gone (or a zombie), not only the script that
+        started it: the script dies at once, a busy VM can take a moment longer, and a node
+        started again before that would find its ports still taken.
+        """
         if self.process is None:
             return
+        beam = self._beam()
         self.process.signal_group(signal.SIGKILL)
         self.process.wait_gone(10.0)
+        deadline = time.monotonic() + 10.0
+        while beam is not None and not _gone(beam) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def restart(self, timeout: float = 90.0) -> RabbitMQNode:
         """Stop gracefully and start again on the same ports, keeping the node's data."""
