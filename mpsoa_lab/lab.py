@@ -321,6 +321,11 @@ class Lab:
         self.save()
         return node
 
+    def stop_node(self, role: str) -> None:
+        """Graceful stop of one broker's node (data kept); ``start_node`` brings it back."""
+        self.refresh()
+        self.nodes[role].stop()
+
     def kill_node(self, role: str) -> None:
         """SIGKILL to one broker's node: a crash. ``start_node`` brings it back."""
         self.refresh()
