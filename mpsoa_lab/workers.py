@@ -16,6 +16,7 @@ chatter to a lab of a few workers.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .lab import Lab
 from .naming import KINDS, SERVICES
@@ -109,8 +111,7 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM to the main process): finish the tasks in hand, then exit;
         kill after ``timeout``."""
-        self.process.terminate(timeout)
-        self.lab.forget_process(self.process)
+        stop_all([self], timeout)
 
     def kill(self) -> None:
         """SIGKILL to the worker and its pool processes: tasks in hand die with them."""
@@ -194,10 +195,31 @@ def start_workers(lab: Lab, service: str, kind: str, count: int, *, timeout: flo
     return workers
 
 
+def _wake(workers: list[Worker]) -> None:
+    """Make idle workers act on a SIGTERM now: send them a control ping.
+
+    A prefork worker notices the signal only when its event loop wakes up, which an idle one
+    does every few seconds (5.5 s measured here); a message for it wakes it at once (warm stop
+    1.6 s). Best effort: one short connection attempt, and SIGTERM does the job anyway.
+    """
+    by_app: dict[int, tuple[Any, list[str]]] = {}
+    for worker in workers:
+        try:
+            app = worker.app
+        except Exception:  # noqa: BLE001 - no app, no wake-up: SIGTERM still works
+            continue
+        by_app.setdefault(id(app), (app, []))[1].append(worker.hostname)
+    for app, hostnames in by_app.values():
+        with contextlib.suppress(Exception), app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=1)
+            app.control.ping(destination=hostnames, timeout=0.05, connection=conn)
+
+
 def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
     """Warm shutdown of several workers at once: one SIGTERM each, then wait for all."""
     for worker in workers:
         worker.process.send(signal.SIGTERM)  # the main process only: it stops its pool itself
+    _wake([worker for worker in workers if worker.is_running()])
     deadline = time.monotonic() + timeout
     for worker in workers:
         if not worker.process.wait_gone(max(0.1, deadline - time.monotonic())):
