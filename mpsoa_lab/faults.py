@@ -32,7 +32,7 @@ from .tracing import TaskTrace, read_records, trace_dir
 from .workers import Worker, start_worker
 
 __all__ = ["Scenario", "restored", "restart_nodes", "drop_pooled_connections", "Tally", "tally",
-           "queued_task_ids", "wait_started", "freeze_main_process"]
+           "queued_task_ids", "wait_started", "freeze_main_process", "negotiated_heartbeat"]
 
 
 class Scenario:
@@ -127,6 +127,33 @@ def freeze_main_process(worker: Worker) -> None:
     leave :func:`restored`) to end the freeze.
     """
     os.kill(worker.process.pid, signal.SIGSTOP)
+
+
+def negotiated_heartbeat(broker: Any, worker: Worker, timeout: float = 15.0) -> int:
+    """The heartbeat timeout (s) the broker agreed with ``worker``'s consumer connection.
+
+    The worker's main process holds the connection; its local port is found with psutil and
+    matched with the management API's list of connections (which lags a little behind a new
+    connection, hence the polling). The consumer connection is the one with the largest
+    timeout (the others of the process, if any, ask for none).
+    """
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    port = urlsplit(broker.url).port or 5672
+    deadline = time.monotonic() + timeout
+    while True:
+        local = {c.laddr.port for c in psutil.Process(worker.process.pid).net_connections("tcp")
+                 if c.raddr and c.raddr.port == port}
+        with Management.for_broker(broker) as api:
+            agreed = [c.get("timeout") or 0 for c in api.connections() if c.get("peer_port") in local]
+        if agreed and max(agreed):
+            return max(agreed)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no connection of worker {worker.name} with a heartbeat in the "
+                               f"management API within {timeout:.0f} s (seen: {agreed})")
+        time.sleep(0.25)
 
 
 def wait_started(lab: Lab, task_ids: Iterable[str], count: int | None = None,

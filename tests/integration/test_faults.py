@@ -9,6 +9,7 @@ from kombu import Connection, Exchange, Queue
 import mpsoa_lab
 from mpsoa_lab.faults import (
     freeze_main_process,
+    negotiated_heartbeat,
     queued_task_ids,
     restored,
     tally,
@@ -124,3 +125,13 @@ def test_late_acks_run_a_task_again_when_its_ack_never_left(lab):
     t = tally([task_id], mpledger.service.storage.executions())
     assert t.row() == {"published": 1, "delivered": 1, "processed": 1, "lost": 0, "duplicated": 1}
     assert mpledger.service.storage.counts()["entries"] == 1  # idempotent: stored once
+
+
+def test_negotiated_heartbeat_reads_the_workers_own_connection(lab):
+    """The broker agrees the worker's heartbeat: 10 s when it asks for 10, the broker's 60 s
+    when it asks for Celery's default of 120 (the smaller one wins)."""
+    with restored(lab) as scenario:
+        design = scenario.start_worker("mpledger", "async", config={"broker_heartbeat": 10})
+        default = scenario.start_worker("mpwallet", "async")
+        assert negotiated_heartbeat(lab.async_, design) == 10
+        assert negotiated_heartbeat(lab.async_, default) == 60
