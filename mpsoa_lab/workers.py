@@ -211,7 +211,7 @@ def _wake(workers: list[Worker]) -> None:
         by_app.setdefault(id(app), (app, []))[1].append(worker.hostname)
     for app, hostnames in by_app.values():
         with contextlib.suppress(Exception), app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=1)
+            conn.ensure_connection(max_retries=0, timeout=1)
             app.control.ping(destination=hostnames, timeout=0.05, connection=conn)
 
 
