@@ -8,8 +8,9 @@ factory (:mod:`~mpsoa_lab.topology`, :mod:`~mpsoa_lab.routing`, :mod:`~mpsoa_lab
 from __future__ import annotations
 
 from .apps import celery_apps_factory
-from .errors import (BrokerNotConfigured, BrokerUnreachable, LabError, MalformedTaskName,
-                     ManagementAPIUnavailable, NodeStartError, RabbitMQNotInstalled, RoutingError,
+from .errors import (BrokerNotConfigured, BrokerUnreachable, ComponentStartError, LabError,
+                     MalformedTaskName, ManagementAPIUnavailable, NeedsLabNode, NodeStartError,
+                     PortsExhausted, RabbitMQNotInstalled, RoutingError, SettingsError,
                      UnknownService)
 from .lab import Broker, Lab, up
 from .naming import KINDS, SERVICES, parse_task_name
@@ -21,5 +22,9 @@ __all__ = [
     "celery_apps_factory", "up", "Lab", "Broker", "versions", "parse_task_name", "SERVICES",
     "KINDS", "LabError", "RabbitMQNotInstalled", "BrokerUnreachable", "BrokerNotConfigured",
     "NodeStartError", "ManagementAPIUnavailable", "RoutingError", "MalformedTaskName",
-    "UnknownService",
+    "UnknownService", "NeedsLabNode", "ComponentStartError", "SettingsError", "PortsExhausted",
 ]
+
+from .notebook import register as _register_magics  # noqa: E402
+
+_register_magics()  # %%needs_lab_nodes, in IPython only

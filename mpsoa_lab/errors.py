@@ -6,7 +6,11 @@ __all__ = [
     "RabbitMQNotInstalled",
     "BrokerUnreachable",
     "BrokerNotConfigured",
+    "ComponentStartError",
     "NodeStartError",
+    "NeedsLabNode",
+    "SettingsError",
+    "PortsExhausted",
     "ManagementAPIUnavailable",
     "EntityNotFound",
     "RoutingError",
@@ -31,8 +35,21 @@ class BrokerNotConfigured(LabError):
     """No broker URL is known: no lab is running and none is given in the environment."""
 
 
-class NodeStartError(LabError):
+class ComponentStartError(LabError):
+    """A process the lab started (a node, a worker, an app) exited or was not ready in time."""
+
+
+class NodeStartError(ComponentStartError):
     """A RabbitMQ node the lab started exited or did not become ready in time."""
+
+
+class NeedsLabNode(LabError):
+    """The operation restarts, stops, kills or reconfigures a broker node, which only a node
+    the lab runs allows: with brokers given by URL, the lab has no node to act on."""
+
+
+class SettingsError(LabError, ValueError):
+    """A setting in the environment (``MPSOA_*``) has a value the lab cannot use."""
 
 
 class ManagementAPIUnavailable(LabError):
@@ -53,3 +70,7 @@ class MalformedTaskName(RoutingError):
 
 class UnknownService(RoutingError):
     """A well-formed platform task name names a service the platform does not have."""
+
+
+class PortsExhausted(LabError):
+    """No free TCP port could be reserved in the range asked for."""

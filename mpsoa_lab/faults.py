@@ -76,10 +76,13 @@ def restart_nodes(lab: Lab, roles: Iterable[str] = ("sync", "async")) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
     roles = list(roles)
-    lab.refresh()
-    started = time.monotonic()
-    with ThreadPoolExecutor(max(1, len(roles))) as pool:
-        list(pool.map(lab.restart_node, roles))
+    for role in roles:
+        lab.node(role, "restart")  # brokers given by URL: a clear NeedsLabNode, before anything
+    with lab.exclusive(f"restarts the {' and '.join(roles)} broker(s)"):
+        lab.refresh()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max(1, len(roles))) as pool:
+            list(pool.map(lab.restart_node, roles))
     drop_pooled_connections()
     return time.monotonic() - started
 
@@ -110,13 +113,17 @@ def restored(lab: Lab, timeout: float = 30.0) -> Iterator[Scenario]:
     :class:`Scenario` are killed (those still running), every node of the lab that is not
     running is started again (keeping its data), and each broker must accept an AMQP
     connection within ``timeout`` seconds.
+
+    A scenario has the lab to itself (:meth:`~mpsoa_lab.lab.Lab.exclusive`): a scenario of
+    another notebook on the same lab waits for it, and says so.
     """
-    lab.refresh()
-    scenario = Scenario(lab)
-    try:
-        yield scenario
-    finally:
-        _restore(lab, scenario.workers, timeout)
+    with lab.exclusive("runs a fault scenario (restarts, kills or freezes)"):
+        lab.refresh()
+        scenario = Scenario(lab)
+        try:
+            yield scenario
+        finally:
+            _restore(lab, scenario.workers, timeout)
 
 
 def freeze_main_process(worker: Worker) -> None:

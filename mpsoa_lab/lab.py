@@ -14,29 +14,32 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from . import settings as settings_mod
-from .errors import BrokerUnreachable
+from .component import Component, component_from_dict, stop_components
+from .errors import BrokerUnreachable, NeedsLabNode
 from .install import find_rabbitmq_server
-from .node import Epmd, RabbitMQNode, free_port
+from .node import Epmd, RabbitMQNode
 from .processes import MANAGED_MARK, ManagedProcess
-from .settings import ROLES, Settings, redact_url, strip_credentials
+from .settings import DEFAULT_SPACE, ROLES, Settings, redact_url, strip_credentials, with_vhost
 
-__all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls"]
+__all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls", "teardown", "close_spaces"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,14 @@ class Broker:
     """One broker of the design: where to reach it, and the node behind it if the lab runs it."""
 
     role: str
+    #: The AMQP URL of this process's space on the broker (its own vhost on a lab node).
     url: str
     management_url: str | None
     node: RabbitMQNode | None = None
+    #: The vhost of this process's space (None: a broker given by URL, used as it is).
+    vhost: str | None = None
+    #: The broker's URL at its default vhost ``/``.
+    node_url: str | None = None
 
     @property
     def safe_url(self) -> str:
@@ -132,41 +140,37 @@ class _State:
         return alive
 
 
+def _components(state: dict[str, Any]) -> list[Component]:
+    return [component_from_dict(data) for data in state.get("components", {}).values()]
+
+
 def teardown(state: dict[str, Any], timeout: float = 30.0) -> None:
-    """Stop everything a state file says the lab started: workers, then nodes, then epmd.
+    """Stop every component a state file records: workers and apps, then nodes, then epmd.
 
     Each group is asked to stop at once and waited for together (a node takes seconds to
-    shut down); whatever is still there at the deadline is killed.
+    shut down); whatever is still there at the deadline is killed; their ports are released.
     """
-    groups = [
-        [ManagedProcess.from_dict(p) for p in state.get("processes", [])],
-        [RabbitMQNode.from_dict(n) for n in state.get("nodes", {}).values()],
-    ]
-    for group in groups:
-        for member in group:
-            if isinstance(member, RabbitMQNode):
-                member.stop(timeout=None)
-            else:
-                member.send(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for member in group:
-            proc = member.process if isinstance(member, RabbitMQNode) else member
-            if proc is not None and not proc.wait_gone(max(0.1, deadline - time.monotonic())):
-                proc.signal_group(signal.SIGKILL)
-                proc.wait_gone(5.0)
-            if proc is not None:
-                proc.kill_stragglers()
-    if state.get("epmd"):
-        Epmd.from_dict(state["epmd"]).stop()
+    stop_components(_components(state), timeout)
 
 
 def running_lab_urls(settings: Settings | None = None) -> dict[str, str] | None:
-    """The broker URLs of the lab running under ``MPSOA_LAB_HOME``, or None."""
+    """The broker URLs of the lab running under ``MPSOA_LAB_HOME``, in the settings' space, or
+    None."""
     settings = settings or settings_mod.load()
     state = _State(settings.home).read()
     if not state:
         return None
-    return {role: broker["url"] for role, broker in state["brokers"].items()}
+    return {role: with_vhost(broker["url"], settings.vhost) if not state.get("external") else broker["url"]
+            for role, broker in state["brokers"].items()}
+
+
+def _space_name() -> str:
+    """A space name for this process: the notebook's name when Jupyter gives it, and the pid."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    slug = Path(session).stem if session else ("kernel" if "ipykernel" in sys.modules
+                                               else Path(sys.argv[0] if sys.argv else "").stem)
+    slug = re.sub(r"[^A-Za-z0-9_]+", "-", slug).strip("-")[:40] or "python"
+    return f"{slug}-{os.getpid()}"
 
 
 class Lab:
@@ -177,11 +181,25 @@ class Lab:
         self._state_file = _State(settings.home)
         self._state = state
         self.started_here = started_here
-        self.nodes: dict[str, RabbitMQNode] = {
-            role: RabbitMQNode.from_dict(data) for role, data in state.get("nodes", {}).items()}
+        self.nodes: dict[str, RabbitMQNode] = {}
+        self._load_nodes(state)
+        vhost = settings.vhost
         self.brokers: dict[str, Broker] = {
-            role: Broker(role, b["url"], b.get("management_url"), self.nodes.get(role))
+            role: Broker(role, b["url"] if self.external else with_vhost(b["url"], vhost),
+                         b.get("management_url"), self.nodes.get(role),
+                         vhost=None if self.external else vhost, node_url=b["url"])
             for role, b in state["brokers"].items()}
+
+    def _load_nodes(self, state: dict[str, Any]) -> None:
+        for role, key in state.get("nodes", {}).items():
+            data = state.get("components", {}).get(key)
+            if data is None:
+                continue
+            fresh = RabbitMQNode.from_dict(data)
+            if role in self.nodes:  # keep the handle every Broker shares; point it at the new pid
+                self.nodes[role].process = fresh.process
+            else:
+                self.nodes[role] = fresh
 
     # -- the design's two brokers ------------------------------------------------------------
     @property
@@ -200,9 +218,19 @@ class Lab:
     def home(self) -> Path:
         return self.settings.home
 
+    @property
+    def space(self) -> str:
+        """This process's space: its own vhost on each node and its own service storage."""
+        return self.settings.space
+
+    @property
+    def space_home(self) -> Path:
+        return self.settings.space_home
+
     def __repr__(self) -> str:
         kind = "external brokers" if self.external else f"{len(self.nodes)} lab nodes"
-        return f"<Lab {self.home} ({kind}): {', '.join(map(repr, self.brokers.values()))}>"
+        return (f"<Lab {self.home} ({kind}, space {self.space!r}): "
+                f"{', '.join(map(repr, self.brokers.values()))}>")
 
     def describe(self) -> list[dict[str, str]]:
         """What runs where: one row per broker, without passwords."""
@@ -213,6 +241,7 @@ class Lab:
             rows.append({
                 "role": role,
                 "amqp": broker.safe_url,
+                "vhost": broker.vhost or "(the URL's)",
                 "management UI": strip_credentials(mgmt) if mgmt else "-",
                 "node": node.nodename if node else "(not started by the lab)",
                 "data and logs": ("$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home)))
@@ -220,7 +249,7 @@ class Lab:
             })
         return rows
 
-    # -- life cycle --------------------------------------------------------------------------
+    # -- holders and components --------------------------------------------------------------
     def hold(self, pid: int | None = None) -> None:
         self._state_file.add_holder(pid or os.getpid())
 
@@ -228,21 +257,27 @@ class Lab:
         """Stop using the lab; the reaper stops it when nobody else uses it."""
         self._state_file.remove_holder(pid or os.getpid())
 
-    def remember_process(self, process: ManagedProcess) -> None:
-        """Record a process the lab started (a worker), so that it is stopped with the lab."""
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
         with self._state_file.lock():
             state = self._state_file.read() or self._state
-            state.setdefault("processes", []).append(process.to_dict())
+            change(state)
             self._state_file.write(state)
             self._state = state
 
-    def forget_process(self, process: ManagedProcess) -> None:
-        with self._state_file.lock():
-            state = self._state_file.read() or self._state
-            state["processes"] = [p for p in state.get("processes", [])
-                                  if (p["pid"], p["create_time"]) != (process.pid, process.create_time)]
-            self._state_file.write(state)
-            self._state = state
+    def record(self, component: Component) -> None:
+        """Record a component the lab started (a worker, an app), so that it is stopped with
+        the lab, or by the reaper as soon as its owner is gone."""
+        self._update(lambda state: state.setdefault("components", {}).__setitem__(
+            component.key, component.to_dict()))
+
+    def forget(self, component: Component) -> None:
+        """Remove a component that has stopped from the state file."""
+        self._update(lambda state: state.setdefault("components", {}).pop(component.key, None))
+
+    def components(self, type_: str | None = None) -> list[Component]:
+        """The components the state file records now (of one ``type_``, or all)."""
+        state = self._state_file.read() or self._state
+        return [c for c in _components(state) if type_ is None or c.TYPE == type_]
 
     def down(self) -> None:
         """Stop every process the lab started, now, whoever else holds it.
@@ -266,11 +301,10 @@ class Lab:
 
     def save(self) -> None:
         """Write node handles back to the state file (after a restart changed a pid)."""
-        with self._state_file.lock():
-            state = self._state_file.read() or self._state
-            state["nodes"] = {role: node.to_dict() for role, node in self.nodes.items()}
-            self._state_file.write(state)
-            self._state = state
+        def change(state: dict[str, Any]) -> None:
+            for node in self.nodes.values():
+                state.setdefault("components", {})[node.key] = node.to_dict()
+        self._update(change)
 
     def prepare_topology(self, purge: bool = True) -> dict[str, int]:
         """Declare the platform's queues of each kind on that kind's broker; empty them.
@@ -301,35 +335,116 @@ class Lab:
         state = self._state_file.read()
         if not state:
             return
-        for role, data in state.get("nodes", {}).items():
-            if role in self.nodes:
-                self.nodes[role].process = RabbitMQNode.from_dict(data).process
+        self._load_nodes(state)
         self._state = state
+
+    # -- acting on nodes: only on nodes the lab runs, and with the lab to oneself ------------
+    def node(self, role: str, action: str = "act on") -> RabbitMQNode:
+        """The node behind the ``role`` broker, or :class:`NeedsLabNode` for brokers given by URL."""
+        if role not in self.brokers:
+            raise ValueError(f"no broker role {role!r}; the design has {', '.join(self.brokers)}")
+        node = self.nodes.get(role)
+        if node is None:
+            raise NeedsLabNode(
+                f"Cannot {action} the {role} broker: it is given by URL "
+                f"({self.brokers[role].safe_url}), and only a RabbitMQ node the lab runs can be "
+                "restarted, stopped, killed or reconfigured from here. Unset "
+                "MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to let the lab start its own.")
+        return node
+
+    def needs_nodes(self, action: str = "act on its nodes") -> None:
+        """Raise :class:`NeedsLabNode` unless the lab runs its own nodes."""
+        for role in self.brokers:
+            self.node(role, action)
+
+    def exclusive(self, reason: str) -> contextlib.AbstractContextManager[None]:
+        """Have the lab to oneself while ``reason`` (a restart, a kill, a flood) lasts: other
+        processes' exclusive sections wait, and this one says which one it waits for."""
+        return _exclusive(self._state_file.home, reason, self.space)
 
     def restart_node(self, role: str) -> RabbitMQNode:
         """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
-        self.refresh()
-        node = self.nodes[role]
-        node.restart(self.settings.start_timeout)
-        self.save()
+        node = self.node(role, "restart")
+        with self.exclusive(f"restarts the {role} broker"):
+            self.refresh()
+            node.restart(self.settings.start_timeout)
+            self.save()
         return node
 
     def start_node(self, role: str) -> RabbitMQNode:
-        self.refresh()
-        node = self.nodes[role]
-        node.start(self.settings.start_timeout)
-        self.save()
+        node = self.node(role, "start")
+        with self.exclusive(f"starts the {role} broker"):
+            self.refresh()
+            node.start(self.settings.start_timeout)
+            self.save()
         return node
 
     def stop_node(self, role: str) -> None:
         """Graceful stop of one broker's node (data kept); ``start_node`` brings it back."""
-        self.refresh()
-        self.nodes[role].stop()
+        node = self.node(role, "stop")
+        with self.exclusive(f"stops the {role} broker"):
+            self.refresh()
+            node.stop()
 
     def kill_node(self, role: str) -> None:
         """SIGKILL to one broker's node: a crash. ``start_node`` brings it back."""
-        self.refresh()
-        self.nodes[role].kill()
+        node = self.node(role, "kill")
+        with self.exclusive(f"kills the {role} broker"):
+            self.refresh()
+            node.kill()
+
+
+_exclusive_depth: dict[str, int] = {}
+_exclusive_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(home: Path, reason: str, who: str) -> Iterator[None]:
+    """An exclusive lock on the lab (re-entrant within a process), naming its holder."""
+    key = str(home)
+    with _exclusive_guard:  # held by this process already (another thread, or a nested call)
+        nested = bool(_exclusive_depth.get(key))
+        if nested:
+            _exclusive_depth[key] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _exclusive_guard:
+                _exclusive_depth[key] -= 1
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    info = home / "exclusive.json"
+    with open(home / "exclusive.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(info.read_text())
+                since = time.time() - holder.get("since", time.time())
+                print(f"Waiting for {holder.get('who')}: it {holder.get('reason')} "
+                      f"(for {since:.0f} s so far); this section needs the lab to itself.",
+                      flush=True)
+            except (OSError, ValueError):
+                print("Waiting for another notebook's section that needs the lab to itself.",
+                      flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        info.write_text(json.dumps({"who": who, "pid": os.getpid(), "reason": reason,
+                                    "since": time.time()}))
+        with _exclusive_guard:
+            _exclusive_depth[key] = 1
+        try:
+            yield
+        finally:
+            with _exclusive_guard:
+                _exclusive_depth[key] = 0
+            info.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _node_state(state: dict[str, Any], role: str, node: RabbitMQNode) -> None:
+    state.setdefault("components", {})[node.key] = node.to_dict()
+    state.setdefault("nodes", {})[role] = node.key
 
 
 def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
@@ -337,12 +452,13 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
     find_rabbitmq_server(settings.rabbitmq_server)  # fail before starting anything
     lab_id = secrets.token_hex(3)
     home = settings.home
-    for stale in ("nodes", "holders", "trace"):
+    for stale in ("nodes", "holders", "trace", "spaces"):
         shutil.rmtree(home / stale, ignore_errors=True)
     erlang_home = home / "erlang"
-    epmd = Epmd(free_port(), home, mark=str(home)).start()
+    epmd = Epmd(None, home, mark=str(home)).start()
     state: dict[str, Any] = {"version": STATE_VERSION, "id": lab_id, "external": False,
-                             "epmd": epmd.to_dict(), "nodes": {}, "brokers": {}, "processes": []}
+                             "components": {epmd.key: epmd.to_dict()}, "nodes": {},
+                             "brokers": {}, "spaces": {}}
     try:
         nodes = {}
         for role in ROLES:
@@ -351,10 +467,11 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
                                        nodename=f"mpsoa-{lab_id}-{role}@localhost",
                                        server=settings.rabbitmq_server, mark=str(home))
             nodes[role].start(wait=False)
-            state["nodes"][role] = nodes[role].to_dict()
+            _node_state(state, role, nodes[role])
         state_file.write(state)  # so that a crash from here on can still be cleaned up
-        for node in nodes.values():
+        for role, node in nodes.items():
             node.wait_ready(settings.start_timeout)
+            _node_state(state, role, node)  # its ports may have moved ("address in use")
         state["brokers"] = {role: {"url": n.url, "management_url": n.management_url}
                             for role, n in nodes.items()}
         state["reaper"] = _spawn_reaper(home, lab_id).to_dict()
@@ -369,8 +486,8 @@ def _start(settings: Settings, state_file: _State) -> dict[str, Any]:
 def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
     log = open(home / "reaper.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "mpsoa_lab.reaper", str(home), lab_id],
-                            env={**os.environ, MANAGED_MARK: str(home)}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            env={**os.environ, MANAGED_MARK: str(home)}, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     return ManagedProcess.from_popen("reaper", proc)
 
@@ -378,11 +495,11 @@ def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
 def _heal(settings: Settings, state: dict[str, Any], state_file: _State) -> dict[str, Any]:
     """Bring a found lab back to full strength: dead nodes started again, a dead reaper replaced."""
     changed = False
-    for role, data in state.get("nodes", {}).items():
-        node = RabbitMQNode.from_dict(data)
+    for role, key in state.get("nodes", {}).items():
+        node = RabbitMQNode.from_dict(state["components"][key])
         if not node.is_running():
             node.start(settings.start_timeout)
-            state["nodes"][role] = node.to_dict()
+            _node_state(state, role, node)
             changed = True
     reaper = state.get("reaper")
     if not reaper or not ManagedProcess.from_dict(reaper).is_running():
@@ -394,15 +511,15 @@ def _heal(settings: Settings, state: dict[str, Any], state_file: _State) -> dict
 
 
 def _epmd_alive(state: dict[str, Any]) -> bool:
-    epmd = state.get("epmd")
-    return bool(epmd and Epmd.from_dict(epmd).process and Epmd.from_dict(epmd).process.is_running())
+    return any(data.get("type") == "epmd" and component_from_dict(data).is_running()
+               for data in state.get("components", {}).values())
 
 
 def _external_state(settings: Settings) -> dict[str, Any]:
     return {"version": STATE_VERSION, "id": secrets.token_hex(3), "external": True,
             "brokers": {role: {"url": settings.broker_url(role),
                                "management_url": settings.management_url(role)} for role in ROLES},
-            "nodes": {}, "processes": []}
+            "nodes": {}, "components": {}, "spaces": {}}
 
 
 def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
@@ -414,14 +531,58 @@ def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
     return not state.get("external") and _epmd_alive(state)
 
 
-def up(settings: Settings | None = None, *, hold: bool = True) -> Lab:
+# -- spaces: one vhost on each node and one storage folder per process -------------------------
+def _open_space(settings: Settings, state: dict[str, Any]) -> None:
+    """Create this process's space on the lab's nodes (its vhost on each, its folder)."""
+    if settings.external or settings.space == DEFAULT_SPACE:
+        return
+    spaces = state.setdefault("spaces", {})
+    if settings.space in spaces and (settings.home / "spaces" / settings.space).exists():
+        return
+    from .management import Management
+
+    for broker in state["brokers"].values():
+        with Management(broker["management_url"]) as api:
+            api.create_vhost(settings.space)
+    (settings.home / "spaces" / settings.space).mkdir(parents=True, exist_ok=True)
+    spaces[settings.space] = {"owner": os.getpid(),
+                              "create_time": psutil.Process().create_time()}
+
+
+def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
+    """Delete the spaces whose owner is gone (their vhosts and storage); True if any was."""
+    from .management import Management
+
+    gone = [name for name, space in state.get("spaces", {}).items()
+            if space["owner"] not in live
+            and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()]
+    for name in gone:
+        for broker in state["brokers"].values():
+            with contextlib.suppress(Exception), Management(broker["management_url"]) as api:
+                api.delete_vhost(name)
+        shutil.rmtree(home / "spaces" / name, ignore_errors=True)
+        del state["spaces"][name]
+    return bool(gone)
+
+
+def up(settings: Settings | None = None, *, hold: bool = True, space: str | None = None) -> Lab:
     """Attach to the running lab, or start one; the calling process becomes one of its holders.
 
+    Each process gets a *space* of its own on the lab's shared nodes: a vhost on each node and
+    a folder for its services' storage, so that notebooks open side by side never see each
+    other's messages or rows. ``space="default"`` (or ``MPSOA_SPACE=default``) uses vhost ``/``
+    instead, shared with terminals (``python -m mpsoa_lab up`` and workers started by hand).
+
     With ``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL`` set, the lab uses those
-    brokers (after checking that each accepts a connection) and starts no node: only the
-    reaper, which stops the workers the lab starts when their owner is gone.
+    brokers as they are (after checking that each accepts a connection) and starts no node:
+    only the reaper, which stops the workers the lab starts when their owner is gone.
     """
-    settings = settings or settings_mod.load()
+    if settings is None:
+        explicit = space or os.environ.get("MPSOA_SPACE")
+        settings_mod.use_space(explicit or _space_name())
+        settings = settings_mod.load()
+    elif space is not None:
+        settings = replace(settings, space=space)
     if settings.external:
         for role in ROLES:
             check_broker(settings.broker_url(role), settings.connect_timeout)
@@ -443,6 +604,8 @@ def up(settings: Settings | None = None, *, hold: bool = True) -> Lab:
             else:
                 state = _start(settings, state_file)
             started_here = True
+        _open_space(settings, state)
         if hold:
             state_file.add_holder(os.getpid())
+        state_file.write(state)
     return Lab(settings, state, started_here)

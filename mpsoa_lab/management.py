@@ -75,7 +75,10 @@ class Management:
     messages name the environment variable to set.
     """
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, role: str | None = None):
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, role: str | None = None,
+                 vhost: str | None = None):
+        #: The vhost that calls without one act on: the lab's space on a shared node.
+        self.vhost = vhost or "/"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
@@ -103,7 +106,7 @@ class Management:
             raise ManagementAPIUnavailable(
                 f"No management API URL is known for the {role or 'given'} broker "
                 f"({getattr(broker, 'safe_url', '?')}). {cls._advice(role)}")
-        return cls(url, timeout=timeout, role=role)
+        return cls(url, timeout=timeout, role=role, vhost=getattr(broker, "vhost", "/") or "/")
 
     @property
     def safe_url(self) -> str:
@@ -182,6 +185,10 @@ class Management:
     def _get(self, path: str) -> Any:
         return self._request("GET", path)
 
+    def _vh(self, vhost: str | None) -> str:
+        """The vhost a call acts on: the one given, or this API's default."""
+        return self.vhost if vhost is None else vhost
+
     @staticmethod
     def _q(name: str) -> str:
         """A vhost or entity name as one URL path segment (``/`` is ``%2F``)."""
@@ -200,29 +207,29 @@ class Management:
         """Every client connection, with its ``state`` (``running``, ``flow``, ``blocked``)."""
         return self._get("connections")
 
-    def exchanges(self, vhost: str = "/") -> list[dict[str, Any]]:
+    def exchanges(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every exchange of ``vhost``, as the API returns it."""
-        return self._request("GET", f"exchanges/{self._q(vhost)}", what=f"vhost {vhost!r}")
+        return self._request("GET", f"exchanges/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
 
-    def queues(self, vhost: str = "/") -> list[dict[str, Any]]:
+    def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every queue of ``vhost``, as the API returns it (message counts lag up to one
         statistics interval behind the queue)."""
-        return self._request("GET", f"queues/{self._q(vhost)}", what=f"vhost {vhost!r}")
+        return self._request("GET", f"queues/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
 
-    def queue(self, name: str, vhost: str = "/") -> dict[str, Any]:
+    def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         """One queue, or :class:`EntityNotFound`."""
-        return self._request("GET", f"queues/{self._q(vhost)}/{self._q(name)}",
-                             what=f"queue {name!r} in vhost {vhost!r}")
+        return self._request("GET", f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
+                             what=f"queue {name!r} in vhost {self._vh(vhost)!r}")
 
-    def bindings(self, vhost: str = "/") -> list[dict[str, Any]]:
+    def bindings(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every binding of ``vhost``, including the default exchange's implicit ones."""
-        return self._request("GET", f"bindings/{self._q(vhost)}", what=f"vhost {vhost!r}")
+        return self._request("GET", f"bindings/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
 
     def vhosts(self) -> list[str]:
         """The names of the broker's virtual hosts."""
         return sorted(v["name"] for v in self._get("vhosts"))
 
-    def topology(self, vhost: str = "/", prefix: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    def topology(self, vhost: str | None = None, prefix: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Exchanges, queues and bindings of ``vhost`` as plain, sorted dicts.
 
         Left out: the default exchange, ``amq.*`` exchanges and queues, and bindings that
@@ -267,7 +274,7 @@ class Management:
         }
 
     def get_messages(self, queue: str, count: int = 1, ackmode: str = "ack_requeue_true",
-                     vhost: str = "/") -> list[dict[str, Any]]:
+                     vhost: str | None = None) -> list[dict[str, Any]]:
         """Fetch up to ``count`` messages from ``queue``, as the UI's "Get messages" does.
 
         ``ackmode="ack_requeue_true"`` (default) puts them back (marked redelivered);
@@ -277,22 +284,22 @@ class Management:
                            "reject_requeue_false"):
             raise ValueError(f"unknown ackmode {ackmode!r}")
         body = {"count": count, "ackmode": ackmode, "encoding": "auto", "truncate": 50000}
-        return self._request("POST", f"queues/{self._q(vhost)}/{self._q(queue)}/get", json=body,
-                             what=f"queue {queue!r} in vhost {vhost!r}")
+        return self._request("POST", f"queues/{self._q(self._vh(vhost))}/{self._q(queue)}/get", json=body,
+                             what=f"queue {queue!r} in vhost {self._vh(vhost)!r}")
 
     # -- deletes and vhosts --------------------------------------------------------------------
-    def delete_queue(self, name: str, vhost: str = "/", missing_ok: bool = True) -> bool:
+    def delete_queue(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete a queue (and its messages and bindings); False if it did not exist."""
-        done = self._request("DELETE", f"queues/{self._q(vhost)}/{self._q(name)}",
-                             what=f"queue {name!r} in vhost {vhost!r}", ok_missing=missing_ok)
+        done = self._request("DELETE", f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
+                             what=f"queue {name!r} in vhost {self._vh(vhost)!r}", ok_missing=missing_ok)
         return done is not _MISSING
 
-    def delete_exchange(self, name: str, vhost: str = "/", missing_ok: bool = True) -> bool:
+    def delete_exchange(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete an exchange (and the bindings from it); False if it did not exist."""
         if is_builtin(name):
             raise ValueError(f"exchange {name!r} belongs to RabbitMQ and cannot be deleted")
-        done = self._request("DELETE", f"exchanges/{self._q(vhost)}/{self._q(name)}",
-                             what=f"exchange {name!r} in vhost {vhost!r}", ok_missing=missing_ok)
+        done = self._request("DELETE", f"exchanges/{self._q(self._vh(vhost))}/{self._q(name)}",
+                             what=f"exchange {name!r} in vhost {self._vh(vhost)!r}", ok_missing=missing_ok)
         return done is not _MISSING
 
     def create_vhost(self, name: str) -> None:

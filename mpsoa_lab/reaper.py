@@ -3,8 +3,9 @@
 It runs in a session of its own, so it survives the notebook kernel or test process that
 started the lab. Twice a second it looks at the lab's holders; when none has been alive for
 ``MPSOA_LAB_GRACE`` seconds it stops every process the lab started and removes the state file.
-Processes started on behalf of one holder (``owner`` in the state file, e.g. the Celery workers
-of one notebook) are stopped as soon as that holder is gone.
+Components started on behalf of one holder (``owner`` in the state file, e.g. the Celery workers
+of one notebook) are stopped as soon as that holder is gone, and its space (its vhost on each
+node, its services' storage) is deleted.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import time
 from pathlib import Path
 
 from . import settings as settings_mod
-from .lab import _State, teardown
-from .processes import ManagedProcess
+from .component import component_from_dict, stop_components
+from .lab import _State, close_spaces, teardown
 
 __all__ = ["main"]
 
@@ -23,19 +24,21 @@ POLL = 0.5
 
 
 def _stop_orphans(state: dict, live: set[int]) -> bool:
-    """Stop processes whose owner is gone; return True if the state changed."""
-    kept, changed = [], False
-    for data in state.get("processes", []):
-        proc = ManagedProcess.from_dict(data)
-        if proc.owner is not None and proc.owner not in live:
-            proc.terminate(10.0)
-            changed = True
-        elif proc.is_running():
-            kept.append(data)
-        else:
-            changed = True
-    state["processes"] = kept
-    return changed
+    """Stop components whose owner is gone, forget those that ended; True if the state changed."""
+    components = state.get("components", {})
+    orphans, ended = [], []
+    for key, data in components.items():
+        if data.get("owner") is None:
+            continue  # the lab's own (nodes, epmd): they live as long as the lab
+        component = component_from_dict(data)
+        if data["owner"] not in live:
+            orphans.append((key, component))
+        elif not component.is_running():
+            ended.append(key)
+    stop_components([component for _, component in orphans], timeout=10.0)
+    for key in ended + [key for key, _ in orphans]:
+        components.pop(key, None)
+    return bool(orphans or ended)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             if not state or state.get("id") != lab_id:
                 return 0  # stopped by someone else, or replaced by a newer lab
             live = set(state_file.live_holders())
-            if _stop_orphans(state, live):
+            changed = _stop_orphans(state, live)
+            changed = close_spaces(Path(home), state, live) or changed
+            if changed:
                 state_file.write(state)
             if live:
                 alone_since = None

@@ -15,6 +15,10 @@ Environment variable            Meaning
 ``MPSOA_START_TIMEOUT``         Seconds a node may take to accept AMQP (default 90).
 ``MPSOA_CONNECT_TIMEOUT``       Seconds to wait for a broker given by URL (default 5).
 ``MPSOA_LAB_GRACE``             Seconds the lab outlives its last user (default 5).
+``MPSOA_SPACE``                 The lab space (vhost and service storage) a process uses:
+                                ``default`` (vhost ``/``, what a terminal uses), or a name
+                                of its own. ``mpsoa_lab.up()`` gives each process that calls
+                                it a space of its own; workers inherit their starter's.
 ==============================  ===========================================================
 """
 from __future__ import annotations
@@ -24,10 +28,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Settings", "load", "redact_url", "strip_credentials", "management_url_for"]
+from .errors import SettingsError
+
+__all__ = ["Settings", "load", "redact_url", "strip_credentials", "management_url_for", "with_vhost",
+           "DEFAULT_SPACE", "use_space"]
 
 #: The broker roles of the design: one cluster for blocking calls, one for fire and forget.
 ROLES = ("sync", "async")
+
+#: The space of a process that did not ask for one of its own: vhost ``/``, storage in the home.
+DEFAULT_SPACE = "default"
+
+#: The space :func:`mpsoa_lab.up` chose for this process (``MPSOA_SPACE`` overrides it).
+_process_space: str | None = None
+
+
+def use_space(name: str | None) -> None:
+    """Make ``name`` this process's space (what :func:`mpsoa_lab.up` does for each kernel)."""
+    global _process_space
+    _process_space = name
+
+
+def with_vhost(url: str, vhost: str) -> str:
+    """``url`` pointed at ``vhost`` (``/`` is written ``//``, as kombu expects)."""
+    from urllib.parse import quote
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + (quote(vhost, safe="") if vhost != "/" else "/")))
 
 
 def _env_float(env: dict[str, str], name: str, default: float) -> float:
@@ -37,7 +64,8 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds; set it to a number "
+                            f"such as {default:g}, or unset it for the default") from None
 
 
 def redact_url(url: str) -> str:
@@ -82,6 +110,7 @@ class Settings:
     start_timeout: float = 90.0
     connect_timeout: float = 5.0
     grace: float = 5.0
+    space: str = DEFAULT_SPACE
     env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -90,9 +119,21 @@ class Settings:
         return bool(self.sync_broker_url or self.async_broker_url)
 
     @property
+    def space_home(self) -> Path:
+        """Where this space keeps its files: the lab home itself for the default space."""
+        if self.space == DEFAULT_SPACE or self.external:
+            return self.home
+        return self.home / "spaces" / self.space
+
+    @property
+    def vhost(self) -> str:
+        """The vhost of this space on the lab's nodes (brokers given by URL: their own)."""
+        return "/" if self.space == DEFAULT_SPACE or self.external else self.space
+
+    @property
     def data_dir(self) -> Path:
         """Where the services keep their SQLite storage."""
-        return self.home / "data"
+        return self.space_home / "data"
 
     def broker_url(self, role: str) -> str | None:
         return {"sync": self.sync_broker_url, "async": self.async_broker_url}[role]
@@ -107,6 +148,7 @@ class Settings:
 
 def load(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: ``os.environ``)."""
+    from_process = env is None
     env = dict(os.environ if env is None else env)
     sync_url = env.get("MPSOA_SYNC_BROKER_URL") or None
     async_url = env.get("MPSOA_ASYNC_BROKER_URL") or None
@@ -116,7 +158,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
             if sync_url
             else ("MPSOA_ASYNC_BROKER_URL", "MPSOA_SYNC_BROKER_URL")
         )
-        raise ValueError(
+        raise SettingsError(
             f"{given} is set but {missing} is not: the design has two brokers. Set both "
             f"(they may be the same URL), or neither to let the lab start its own nodes."
         )
@@ -133,5 +175,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         start_timeout=_env_float(env, "MPSOA_START_TIMEOUT", 90.0),
         connect_timeout=_env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0),
         grace=_env_float(env, "MPSOA_LAB_GRACE", 5.0),
+        space=(env.get("MPSOA_SPACE") or (_process_space if from_process else None)
+               or DEFAULT_SPACE),
         env=env,
     )

@@ -67,8 +67,9 @@ _uids = itertools.count(1)
 
 
 def trace_dir(lab: Any) -> Path:
-    """Where the lab's traces go: ``<lab home>/trace``."""
-    return Path(lab.home) / "trace"
+    """Where the traces of ``lab``'s space go: ``<space home>/trace`` (the lab home for the
+    default space)."""
+    return Path(getattr(lab, "space_home", None) or lab.home) / "trace"
 
 
 class TraceWriter:

@@ -20,19 +20,17 @@ import contextlib
 import itertools
 import json
 import os
-import shlex
 import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .component import Component, NotReady
 from .lab import Lab
 from .naming import KINDS, SERVICES
-from .processes import MANAGED_MARK, ManagedProcess
+from .processes import MANAGED_MARK
 from .services._service import CONFIG_ENV
 from .tracing import TRACE_ENV, trace_dir
 
@@ -58,20 +56,52 @@ def worker_command(service: str, kind: str, name: str, *, pool: str = "prefork",
     return cmd + list(extra)
 
 
-@dataclass
-class Worker:
-    """One running ``celery worker`` process."""
+class Worker(Component):
+    """One running ``celery worker`` process, on the lab's component life cycle."""
 
-    service: str
-    kind: str
-    name: str
-    command: list[str]
-    log_file: Path
-    process: ManagedProcess
-    lab: Lab = field(repr=False)
-    #: ``(sync_url, async_url)`` the worker was pointed at, or None for the lab's own brokers.
-    broker_urls: tuple[str, str] | None = field(default=None, repr=False)
-    _app: object = field(default=None, init=False, repr=False, compare=False)
+    TYPE = "worker"
+    FIELDS = ("service", "kind", "command", "log_file", "broker_urls", "space")
+    STOP_ORDER = 0
+
+    def __init__(self, service: str, kind: str, name: str, command: list[str], log_file: Path,
+                 lab: Lab | None, *, env: dict[str, str] | None = None,
+                 broker_urls: tuple[str, str] | None = None, owner: int | None = None,
+                 space: str | None = None):
+        super().__init__(name, Path(log_file).parent, owner=owner,
+                         mark=str(lab.home) if lab is not None else None)
+        self.service, self.kind = service, kind
+        self.command = command
+        self.log_file = Path(log_file)
+        self.lab = lab
+        self.broker_urls = broker_urls
+        self.space = space
+        self._env = env or {}
+        self._app = None
+
+    def _restored(self) -> None:
+        self.log_file = Path(self.log_file)
+        self.broker_urls = tuple(self.broker_urls) if self.broker_urls else None
+        self.lab, self._env, self._app = None, {}, None
+
+    # -- the component -----------------------------------------------------------------------
+    @property
+    def stdout_log(self) -> Path:
+        return self.log_file
+
+    def display_command(self) -> list[str]:
+        return self.command
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", *self.command[1:]]  # the venv's celery, whatever PATH says
+
+    def environment(self) -> dict[str, str]:
+        return self._env
+
+    def probe(self) -> None:
+        """Ready: the worker answers Celery's control ping through its broker."""
+        replies = self.app.control.ping(destination=[self.hostname], timeout=0.5)
+        if not any(self.hostname in reply for reply in replies):
+            raise NotReady(f"no ping reply from {self.hostname}")
 
     @property
     def hostname(self) -> str:
@@ -93,36 +123,23 @@ class Worker:
         module = services.load(self.service)
         return module.sync_app if self.kind == "sync" else module.async_app
 
-    def is_running(self) -> bool:
-        return self.process.is_running()
-
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Block until the worker answers a control ping; return how long that took."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if not self.is_running():
-                raise RuntimeError(f"worker {self.name} exited while starting:\n{self.log_tail(25)}")
-            replies = self.app.control.ping(destination=[self.hostname], timeout=0.5)
-            if any(self.hostname in reply for reply in replies):
-                return time.monotonic() - started
-        raise TimeoutError(f"worker {self.name} did not answer ping within {timeout:.0f} s:\n"
-                           f"{self.log_tail(25)}")
+        return super().wait_ready(timeout)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float | None = 30.0, *, keep_ports: bool = True) -> None:
         """Warm shutdown (SIGTERM to the main process): finish the tasks in hand, then exit;
         kill after ``timeout``."""
-        stop_all([self], timeout)
+        stop_all([self], 30.0 if timeout is None else timeout)
 
-    def kill(self) -> None:
+    def kill(self, *, keep_ports: bool = True) -> None:
         """SIGKILL to the worker and its pool processes: tasks in hand die with them."""
-        self.process.signal_group(signal.SIGKILL)
-        self.process.wait_gone(10.0)
-        self.lab.forget_process(self.process)
+        super().kill(keep_ports=keep_ports)
+        if self.lab is not None:
+            self.lab.forget(self)
 
     def log_tail(self, lines: int = 20) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return self.tail(lines)
 
     def __enter__(self) -> Worker:
         return self
@@ -134,7 +151,8 @@ class Worker:
 def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
                  timeout: float = 60.0, config: dict | None = None, trace: bool = False,
                  broker_urls: tuple[str, str] | None = None, **options) -> Worker:
-    """Start one of the design's daemons against ``lab``'s broker of that kind.
+    """Start one of the design's daemons against ``lab``'s broker of that kind, in this
+    process's space (its vhost, its services' storage).
 
     ``config`` holds Celery settings for this worker only (e.g. ``{"task_acks_late": True}``),
     passed in ``MPSOA_CELERY_CONFIG``; ``trace=True`` makes the worker record when it received,
@@ -149,7 +167,8 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
-    env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home)}
+    env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home),
+           "MPSOA_SPACE": lab.space}
     env.pop(CONFIG_ENV, None)
     env.pop(TRACE_ENV, None)
     if trace:
@@ -161,17 +180,10 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     if broker_urls is not None:
         broker_urls = (str(broker_urls[0]), str(broker_urls[1]))
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = broker_urls
-    log_file = lab.home / "logs" / f"{name}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    exe = [sys.executable, "-m", "celery", *cmd[1:]]  # the venv's celery, whatever PATH says
-    with open(log_file, "ab") as out:
-        out.write(f"$ {shlex.join(cmd)}\n".encode())
-        out.flush()
-        popen = subprocess.Popen(exe, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-    process = ManagedProcess.from_popen(f"worker {name}", popen, owner=os.getpid())
-    lab.remember_process(process)
-    worker = Worker(service, kind, name, cmd, log_file, process, lab, broker_urls)
+    worker = Worker(service, kind, name, cmd, lab.home / "logs" / f"{name}.log", lab, env=env,
+                    broker_urls=broker_urls, owner=os.getpid(), space=lab.space)
+    worker.start(timeout, wait=False)
+    lab.record(worker)
     if wait:
         try:
             worker.wait_ready(timeout)
@@ -218,15 +230,16 @@ def _wake(workers: list[Worker]) -> None:
 def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
     """Warm shutdown of several workers at once: one SIGTERM each, then wait for all."""
     for worker in workers:
-        worker.process.send(signal.SIGTERM)  # the main process only: it stops its pool itself
+        worker.request_stop()  # SIGTERM to the main process only: it stops its pool itself
     _wake([worker for worker in workers if worker.is_running()])
     deadline = time.monotonic() + timeout
     for worker in workers:
         if not worker.process.wait_gone(max(0.1, deadline - time.monotonic())):
             worker.process.signal_group(signal.SIGKILL)
             worker.process.wait_gone(5.0)
-        worker.process.kill_stragglers()
-        worker.lab.forget_process(worker.process)
+        worker._after_stop(keep_ports=False)
+        if worker.lab is not None:
+            worker.lab.forget(worker)
 
 
 def start_daemons(lab: Lab, services: tuple[str, ...] = SERVICES, *, timeout: float = 60.0,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from kombu import Queue
 
     from ..lab import Lab
-    from ..processes import ManagedProcess
+    from ..component import Program
 
 __all__ = ["RawSyncClient", "raw_queue", "serve_raw_sync", "start_responder",
            "wait_responder_ready"]
@@ -131,28 +131,24 @@ class RawSyncClient:
         self.conn.release()
 
 
-def start_responder(lab: Lab, name: str) -> tuple[ManagedProcess, Path]:
-    """Start :func:`serve_raw_sync` in a process of its own, remembered by the lab (so a crash
-    of the benchmark does not leave it behind); return it and its log file."""
-    from ..processes import MANAGED_MARK, ManagedProcess
+def start_responder(lab: Lab, name: str) -> tuple[Program, Path]:
+    """Start :func:`serve_raw_sync` in a process of its own, on the lab's component life cycle
+    (so a crash of the benchmark does not leave it behind); return it and its log file."""
+    from ..component import Program
 
-    env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home)}
+    env = {"MPSOA_LAB_HOME": str(lab.home), "MPSOA_SPACE": lab.space}
     if lab.external:
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = (lab.sync.url,
                                                                        lab.async_.url)
-    log_file = lab.home / "logs" / f"{name}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "mpsoa_lab.bench", "--serve-raw-sync", lab.sync.url, name],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    process = ManagedProcess.from_popen(f"raw responder {name}", popen, owner=os.getpid())
-    lab.remember_process(process)
-    return process, log_file
+    responder = Program(f"raw-responder-{name}", lab.home / "logs" / name,
+                        [sys.executable, "-m", "mpsoa_lab.bench", "--serve-raw-sync", lab.sync.url, name],
+                        env=env, owner=os.getpid(), mark=str(lab.home))
+    responder.start(wait=False)
+    lab.record(responder)
+    return responder, responder.stdout_log
 
 
-def wait_responder_ready(responder: ManagedProcess, log_file: Path, client: RawSyncClient,
+def wait_responder_ready(responder: Program, log_file: Path, client: RawSyncClient,
                          prefix: str, timeout: float = 60) -> None:
     """Ready means it answered a request (its queue only exists once it consumes)."""
     deadline = time.monotonic() + timeout

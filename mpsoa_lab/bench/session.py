@@ -98,8 +98,8 @@ class BenchSession:
         remove this run's rows from the service's storage; leave the queues empty."""
         self.stop_workers(list(self.workers))
         if self.responder is not None:
-            self.responder.terminate(10)
-            self.lab.forget_process(self.responder)
+            self.responder.stop(10, keep_ports=False)
+            self.lab.forget(self.responder)
         for role, queue in (("sync", SYNC_QUEUE), ("async", ASYNC_QUEUE)):
             with contextlib.suppress(Exception):
                 self.purge(role, queue)

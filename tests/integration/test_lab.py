@@ -5,6 +5,7 @@ can stop, kill and crash them without disturbing the notebooks.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,10 +71,14 @@ def test_session_lab_runs_the_design_two_brokers(lab):
 
 def test_another_process_reuses_the_running_lab(lab):
     code = ("import json, mpsoa_lab; l = mpsoa_lab.up(); "
-            "print(json.dumps([l.started_here, l.sync.url, l.async_.url])); l.release()")
+            "print(json.dumps([l.started_here, l.sync.node_url, l.async_.node_url, l.space])); "
+            "l.release()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert out.strip() == f'[false, "{lab.sync.url}", "{lab.async_.url}"]'
+    started_here, sync_url, async_url, space = json.loads(out)
+    # The same nodes, but a space of its own: another vhost on each.
+    assert (started_here, sync_url, async_url) == (False, lab.sync.node_url, lab.async_.node_url)
+    assert space != lab.space
     assert running_lab_urls() == {"sync": lab.sync.url, "async": lab.async_.url}
 
 

@@ -172,7 +172,7 @@ def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tm
     conf_d = mounts["/etc/rabbitmq/conf.d/20-mpsoa.conf"]
     node = RabbitMQNode("x", tmp_path, epmd_port=1, erlang_home=tmp_path, amqp_port=1,
                         management_port=2, dist_port=3)
-    node._write_config()
+    node.write_config()
 
     def settings(text: str) -> set[str]:
         return {line.strip() for line in text.splitlines()

@@ -69,7 +69,27 @@ def test_explicit_server_path_must_exist():
 
 
 def test_free_ports_are_distinct_and_below_the_ephemeral_range():
-    taken: set[int] = set()
-    ports = [free_port(taken=taken) for _ in range(10)]
+    ports = [free_port() for _ in range(10)]  # each reserved for this process until it ends
     assert len(set(ports)) == 10
     assert all(20000 <= p < 32768 for p in ports)  # below the ephemeral range
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"MPSOA_START_TIMEOUT": "abc"}, "MPSOA_START_TIMEOUT='abc' is not a number of seconds"),
+    ({"MPSOA_SYNC_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
+     "MPSOA_SYNC_BROKER_URL is set but MPSOA_ASYNC_BROKER_URL is not"),
+])
+@pytest.mark.parametrize("command", ["status", "up", "env"])
+def test_cli_says_what_setting_is_wrong_in_one_line(tmp_path, env, says, command):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MPSOA_")}
+    result = subprocess.run([sys.executable, "-m", "mpsoa_lab", command], capture_output=True,
+                            text=True, timeout=60,
+                            env={**clean, "MPSOA_LAB_HOME": str(tmp_path), **env})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and lines[0].startswith("mpsoa-lab: ")
