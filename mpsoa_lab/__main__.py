@@ -60,6 +60,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_lab(lab)
         if not lab.external:
             print(f"holders: {_State(settings.home).live_holders()}")
+        state = _State(settings.home).read() or {}
+        spaces = state.get("spaces", {})
+        listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
+        print(f"spaces: {listed or 'default only'}")
+        for component in lab.components():
+            ports = " ".join(f"{k}={v}" for k, v in component.ports.items())
+            status = "running" if component.is_running() else "stopped"
+            owner = f" owner {component.owner}" if component.owner else ""
+            print(f"  {component.TYPE:<9}{component.name:<36}{status:<8}{ports}{owner}")
         return 0
     if args.command == "env":
         lab = up(settings, hold=False)

@@ -38,7 +38,7 @@ from .ports import DIST_PORTS, SERVICE_PORTS, PortAllocator, is_eaddrinuse
 from .processes import ManagedProcess, clean_env, spawn
 
 __all__ = ["Component", "Program", "NotReady", "TYPES", "component_from_dict", "stop_components",
-           "DIST_PORTS", "SERVICE_PORTS"]
+           "http_probe", "DIST_PORTS", "SERVICE_PORTS"]
 
 #: Where each component type lives, for :func:`component_from_dict` (imported only when needed,
 #: so that the reaper does not load Celery to stop a node).
@@ -55,11 +55,13 @@ class NotReady(Exception):
 
 
 def component_class(type_: str) -> type[Component]:
+    """The class of a component type; the plain :class:`Component` (which can still stop it:
+    SIGTERM, then SIGKILL to its process group) for a type this package does not know."""
     try:
         module, name = TYPES[type_].split(":")
-    except KeyError:
-        raise ValueError(f"unknown component type {type_!r}; known: {', '.join(TYPES)}") from None
-    return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
+    except (KeyError, ImportError, AttributeError):
+        return Component
 
 
 def component_from_dict(data: dict[str, Any]) -> Component:
@@ -123,6 +125,10 @@ class Component:
     def log_paths(self) -> list[Path]:
         """Files whose new lines explain a failed start (console output first)."""
         return [self.stdout_log]
+
+    def port_clash(self, output: str) -> bool:
+        """Whether the output of a start that ended says a port was taken."""
+        return is_eaddrinuse(output)
 
     def start_hint(self) -> str:
         """One line of advice appended to a start error."""
@@ -206,7 +212,7 @@ class Component:
         last_error: Exception | None = None
         while True:
             if not self.is_running():
-                if retries and is_eaddrinuse(self._new_output()):
+                if retries and self.port_clash(self._new_output()):
                     retries -= 1
                     self._move_ports()
                     continue
@@ -328,15 +334,20 @@ class Program(Component):
     FIELDS = ("args",)
 
     def __init__(self, name: str, base_dir: Path | str, args: list[str], *,
-                 env: dict[str, str] | None = None, probe: Callable[[], Any] | None = None,
-                 owner: int | None = None, mark: str | None = None):
+                 ports: Iterable[str] = (), env: dict[str, str] | None = None,
+                 probe: Callable[[Program], Any] | None = None, owner: int | None = None,
+                 mark: str | None = None):
+        """``ports`` names the ports to reserve (in :data:`SERVICE_PORTS`); ``args`` may refer
+        to them as ``{name}``, e.g. ``["python", "-m", "http.server", "{http}"]``. ``probe``
+        is called with the program and raises until it serves (e.g. :func:`http_probe`)."""
+        self.PORTS = {port: SERVICE_PORTS for port in ports}  # type: ignore[misc]
         super().__init__(name, base_dir, owner=owner, mark=mark)
         self.args = list(args)
         self._env = env
         self._probe = probe
 
     def argv(self) -> list[str]:
-        return self.args
+        return [arg.format(**self.ports) if "{" in arg else arg for arg in self.args]
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -345,10 +356,24 @@ class Program(Component):
 
     def probe(self) -> None:
         if self._probe is not None:
-            self._probe()
+            self._probe(self)
 
     def _restored(self) -> None:
         self._env, self._probe = None, None
+
+
+def http_probe(url: str, timeout: float = 1.0) -> Callable[[Component], None]:
+    """A probe that passes when ``url`` (``{port}`` placeholders filled from the component's
+    ports) answers HTTP with a status below 500, without any proxy from the environment."""
+    def probe(component: Component) -> None:
+        import requests
+
+        with requests.Session() as http:
+            http.trust_env = False
+            resp = http.get(url.format(**component.ports), timeout=timeout)
+            if resp.status_code >= 500:
+                raise NotReady(f"{url} answered {resp.status_code}")
+    return probe
 
 
 def stop_components(components: Iterable[Component], timeout: float = 30.0) -> None:

@@ -164,11 +164,19 @@ def running_lab_urls(settings: Settings | None = None) -> dict[str, str] | None:
             for role, broker in state["brokers"].items()}
 
 
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (not merely a process that imported IPython)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _space_name() -> str:
     """A space name for this process: the notebook's name when Jupyter gives it, and the pid."""
     session = os.environ.get("JPY_SESSION_NAME", "")
-    slug = Path(session).stem if session else ("kernel" if "ipykernel" in sys.modules
-                                               else Path(sys.argv[0] if sys.argv else "").stem)
+    program = Path(sys.argv[0] if sys.argv else "")
+    if program.stem == "__main__":  # python -m package: the package's name
+        program = program.parent
+    slug = Path(session).stem if session else ("kernel" if _in_kernel() else program.stem)
     slug = re.sub(r"[^A-Za-z0-9_]+", "-", slug).strip("-")[:40] or "python"
     return f"{slug}-{os.getpid()}"
 
@@ -556,13 +564,18 @@ def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
     gone = [name for name, space in state.get("spaces", {}).items()
             if space["owner"] not in live
             and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()]
+    closed = []
     for name in gone:
-        for broker in state["brokers"].values():
-            with contextlib.suppress(Exception), Management(broker["management_url"]) as api:
-                api.delete_vhost(name)
+        try:  # a node that is down (a fault scenario) keeps the space until it is back
+            for broker in state["brokers"].values():
+                with Management(broker["management_url"], timeout=2.0) as api:
+                    api.delete_vhost(name)
+        except Exception:  # noqa: BLE001 - tried again at the reaper's next look
+            continue
         shutil.rmtree(home / "spaces" / name, ignore_errors=True)
         del state["spaces"][name]
-    return bool(gone)
+        closed.append(name)
+    return bool(closed)
 
 
 def up(settings: Settings | None = None, *, hold: bool = True, space: str | None = None) -> Lab:
@@ -581,6 +594,11 @@ def up(settings: Settings | None = None, *, hold: bool = True, space: str | None
         explicit = space or os.environ.get("MPSOA_SPACE")
         settings_mod.use_space(explicit or _space_name())
         settings = settings_mod.load()
+        if settings.external:
+            # Brokers given by URL are used as they are: every process shares their vhost, and
+            # so the services' storage too (a worker of one process may take another's message).
+            settings_mod.use_space(DEFAULT_SPACE)
+            settings = settings_mod.load()
     elif space is not None:
         settings = replace(settings, space=space)
     if settings.external:

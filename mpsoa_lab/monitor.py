@@ -54,7 +54,7 @@ class QueueMonitor:
     """
 
     def __init__(self, broker: Any, queues: Iterable[str], interval: float = 0.25, *,
-                 vhost: str = "/", exact: bool = True, limit: float = 600.0):
+                 vhost: str | None = None, exact: bool = True, limit: float = 600.0):
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
         self.queues = list(queues)
@@ -67,7 +67,8 @@ class QueueMonitor:
         else:
             self._api, amqp_url = Management.for_broker(broker, timeout=2.0), broker.url
         self._amqp_url = amqp_url if exact else None
-        if vhost != "/" and self._amqp_url:
+        vhost = self._api.vhost if vhost is None else vhost  # a lab broker's: its space's
+        if vhost != self._api.vhost and self._amqp_url:
             raise ValueError("exact counts use the broker URL's vhost; pass exact=False")
         self.interval = interval
         self.vhost = vhost

@@ -78,6 +78,9 @@ class Epmd(Component):
     def probe(self) -> None:
         socket.create_connection(("127.0.0.1", self.port), 0.5).close()
 
+    def port_clash(self, output: str) -> bool:
+        return True  # epmd exits at once, silently (status 0), when its port is taken
+
     def start(self, timeout: float = 10.0, wait: bool = True) -> Epmd:
         super().start(timeout, wait)
         return self

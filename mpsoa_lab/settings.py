@@ -121,14 +121,14 @@ class Settings:
     @property
     def space_home(self) -> Path:
         """Where this space keeps its files: the lab home itself for the default space."""
-        if self.space == DEFAULT_SPACE or self.external:
+        if self.space == DEFAULT_SPACE:
             return self.home
         return self.home / "spaces" / self.space
 
     @property
     def vhost(self) -> str:
-        """The vhost of this space on the lab's nodes (brokers given by URL: their own)."""
-        return "/" if self.space == DEFAULT_SPACE or self.external else self.space
+        """The vhost of this space on the lab's nodes."""
+        return "/" if self.space == DEFAULT_SPACE else self.space
 
     @property
     def data_dir(self) -> Path:
