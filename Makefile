@@ -1,8 +1,10 @@
 # mpsoa-lab: two commands.
 #   make lab    set everything up, then open JupyterLab on the notebooks
 #   make test   set everything up, then run unit tests, integration tests and every notebook (nbval)
-# Both are idempotent and quick when nothing is missing. Also: make bench (Celery against raw
-# kombu, a couple of minutes), make unit / integration / notebooks, make status / down.
+# Both are idempotent and quick when nothing is missing. Also: make quick (unit tests, the
+# component life cycle and the three short notebooks: a minute or two, for everyday loops),
+# make bench (Celery against raw kombu, a couple of minutes), make unit / integration /
+# notebooks, make status / down.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +14,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test setup rabbitmq unit integration notebooks status down clean
+.PHONY: lab test quick setup rabbitmq unit integration notebooks status down clean
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
@@ -32,6 +34,11 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
 	@touch $(STAMP)
+
+quick: $(STAMP) rabbitmq
+	$(BIN)/python -m pytest tests/unit tests/integration/test_components.py \
+		notebooks/01_architecture.ipynb notebooks/02_exchanges_queues_bindings.ipynb \
+		notebooks/03_router_and_config.ipynb --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -18,15 +18,7 @@ from mpsoa_lab.management import Management
 from mpsoa_lab.node import Epmd, RabbitMQNode
 from mpsoa_lab.ports import PortAllocator
 from mpsoa_lab.processes import managed_processes
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
+from mpsoa_lab.util import wait_until
 
 
 def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
@@ -47,7 +39,7 @@ def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
     finally:
         node.kill(keep_ports=False)
         epmd.stop(keep_ports=False)
-    assert wait_until(lambda: managed_processes(tmp_path) == [], 15), managed_processes(tmp_path)
+    wait_until(lambda: managed_processes(tmp_path) == [], timeout=15)
 
 
 def _lab_script(body: str) -> list[str]:
@@ -74,9 +66,9 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
     assert space != lab.space and vhost == space
     assert PortAllocator().reserved().get(int(port)) == int(pid)  # the server holds its port
     with Management.for_broker(lab.sync) as api:
-        assert wait_until(lambda: not psutil.pid_exists(int(pid)), 20)
-        assert wait_until(lambda: int(port) not in PortAllocator().reserved(), 5)
-        assert wait_until(lambda: vhost not in api.vhosts(), 10), api.vhosts()
+        wait_until(lambda: not psutil.pid_exists(int(pid)), timeout=20)
+        wait_until(lambda: int(port) not in PortAllocator().reserved(), timeout=5)
+        wait_until(lambda: vhost not in api.vhosts(), timeout=10)
         assert lab.sync.vhost in api.vhosts()  # this process's own space is untouched
     assert not (lab.home / "spaces" / space).exists()
     state = json.loads((lab.home / "lab.json").read_text())
@@ -112,3 +104,16 @@ def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
     (vhost_a, storage_a), (vhost_b, storage_b) = runs
     assert vhost_a != vhost_b and storage_a != storage_b
     assert all(str(lab.home) in path for path in (storage_a, storage_b))
+
+
+def test_a_worker_that_cannot_start_says_why_from_its_log(lab):
+    from mpsoa_lab import ComponentStartError
+    from mpsoa_lab.workers import start_worker
+
+    with pytest.raises(ComponentStartError) as err:
+        start_worker(lab, "mpledger", "async", config={"task_acks_lately": True}, timeout=60)
+    message = str(err.value)
+    assert "exited while starting" in message
+    assert "names settings Celery 5 does not have: task_acks_lately" in message  # from its log
+    # nothing of the failed start is left in the state file: every worker recorded still runs
+    assert all(worker.is_running() for worker in lab.components("worker"))
