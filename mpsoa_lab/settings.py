@@ -120,10 +120,17 @@ class Settings:
 
     @property
     def space_home(self) -> Path:
-        """Where this space keeps its files: the lab home itself for the default space."""
-        if self.space == DEFAULT_SPACE or self.external:
+        """Where this space keeps its files: the lab home itself for the default space, and for
+        brokers given by URL (the lab opens no spaces on them).
+
+        A worker that a lab with nodes of its own points at other brokers
+        (``start_worker(..., broker_urls=...)``, notebook 06) sees broker URLs too, but keeps
+        the storage of its starter's space, which that lab has opened under its home.
+        """
+        space_dir = self.home / "spaces" / self.space
+        if self.space == DEFAULT_SPACE or (self.external and not space_dir.is_dir()):
             return self.home
-        return self.home / "spaces" / self.space
+        return space_dir
 
     @property
     def vhost(self) -> str:

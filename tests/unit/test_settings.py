@@ -29,6 +29,16 @@ def test_urls_from_the_environment():
     assert settings.management_url("sync") == "http://u:secret@s:15672/"
 
 
+def test_storage_of_a_space_and_of_brokers_given_by_url(tmp_path):
+    urls = {"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s//", "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a//"}
+    space = {"MPSOA_LAB_HOME": str(tmp_path), "MPSOA_SPACE": "nb-1"}
+    assert load(space).data_dir == tmp_path.resolve() / "spaces" / "nb-1" / "data"
+    assert load({**space, **urls}).data_dir == tmp_path.resolve() / "data"  # no spaces on them
+    # A worker of a lab with its own nodes, pointed at other brokers, keeps its space's storage.
+    (tmp_path / "spaces" / "nb-1").mkdir(parents=True)
+    assert load({**space, **urls}).data_dir == tmp_path.resolve() / "spaces" / "nb-1" / "data"
+
+
 def test_explicit_management_url_wins():
     settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s:5673//",
                      "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a:5674//",
