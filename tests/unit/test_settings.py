@@ -29,6 +29,19 @@ def test_urls_from_the_environment():
     assert settings.management_url("sync") == "http://u:secret@s:15672/"
 
 
+def test_storage_follows_the_space_whatever_the_brokers(tmp_path):
+    urls = {"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s//", "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a//"}
+    home = {"MPSOA_LAB_HOME": str(tmp_path)}
+    space = {**home, "MPSOA_SPACE": "nb-1"}
+    assert load(space).data_dir == tmp_path.resolve() / "spaces" / "nb-1" / "data"
+    assert load(space).vhost == "nb-1"
+    # A worker of a lab with its own nodes, pointed at other brokers, keeps its space's storage.
+    assert load({**space, **urls}).data_dir == tmp_path.resolve() / "spaces" / "nb-1" / "data"
+    # Without a space (terminals; every process on brokers given by URL): the home, vhost /.
+    assert load({**home, **urls}).data_dir == tmp_path.resolve() / "data"
+    assert load(home).vhost == "/"
+
+
 def test_explicit_management_url_wins():
     settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s:5673//",
                      "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a:5674//",
