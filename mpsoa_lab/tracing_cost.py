@@ -60,6 +60,7 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
     one trace record; and the conditions of the run.
     """
     from celery import __version__ as celery_version
+    from celery.exceptions import TimeoutError as CeleryTimeout
 
     from .services import load
     from .workers import start_worker, stop_all
@@ -78,27 +79,67 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
         for worker in workers.values():
             worker.wait_ready()
 
+        def consumer_count() -> int:
+            with app.connection_for_write() as conn:
+                return conn.default_channel.queue_declare(queue, passive=True).consumer_count
+
+        def consuming() -> set[str] | None:
+            """The workers that consume ``queue`` now, by their own account; None if one of
+            them did not answer. A worker answers control messages in the order they came, and
+            runs the actions they queued before it reads the next one: this answer includes
+            every add/cancel that worker answered before."""
+            active = app.control.inspect([plain.hostname, traced.hostname], timeout=5).active_queues()
+            if set(active or {}) != {plain.hostname, traced.hostname}:
+                return None
+            return {host for host, queues in active.items() if any(q["name"] == queue for q in queues)}
+
         def only(mode: str) -> None:
-            """Let only the worker of ``mode`` consume; checked, not assumed."""
+            """Let only the worker of ``mode`` consume; checked on both workers and the broker.
+
+            ``add_consumer`` and ``cancel_consumer`` reply *before* they act (the worker queues
+            the action with ``call_soon``), and actions queued together run in no set order. So
+            a command is sent again only once the worker has answered without it taking effect,
+            and the switch is done when two checks in a row (the second one after any action
+            still queued at the first) see it. Returning early, on the broker's count alone, let
+            a late ``cancel`` land after the next ``add``: no consumer at all, and a call that
+            waited in the queue until its 30 s timeout (seen under load).
+            """
             keep, drop = workers[mode].hostname, workers["on" if mode == "off" else "off"].hostname
-            for _ in range(5):
-                added = app.control.add_consumer(queue, destination=[keep], reply=True, timeout=5)
-                dropped = app.control.cancel_consumer(queue, destination=[drop], reply=True,
-                                                      timeout=5)
-                answered = {h for reply in (added or []) + (dropped or []) for h in reply}
-                with app.connection_for_write() as conn:
-                    count = conn.default_channel.queue_declare(queue, passive=True).consumer_count
-                if answered == {keep, drop} and count == 1:
-                    return
-            raise RuntimeError(f"could not switch {queue} to {keep} alone ({count} consumers)")
+            want = {keep}
+            app.control.add_consumer(queue, destination=[keep], reply=True, timeout=5)
+            app.control.cancel_consumer(queue, destination=[drop], reply=True, timeout=5)
+            seen, deadline = 0, time.monotonic() + 60
+            while time.monotonic() < deadline:
+                now = consuming()
+                if now == want and consumer_count() == 1:
+                    seen += 1
+                    if seen == 2:
+                        return
+                    continue
+                seen = 0
+                if now is not None and keep not in now:
+                    app.control.add_consumer(queue, destination=[keep], reply=True, timeout=5)
+                if now is not None and drop in now:
+                    app.control.cancel_consumer(queue, destination=[drop], reply=True, timeout=5)
+                time.sleep(0.05)
+            raise RuntimeError(f"could not switch {queue} to {keep} alone within 60 s: workers say "
+                               f"{consuming()}, the broker counts {consumer_count()} consumers")
 
         def one_call(tracer: Tracer | None) -> float:
             t0 = time.perf_counter()
             result = app.send_task(task, kwargs=kwargs)
-            if tracer is None:
-                result.get(timeout=30)
-            else:
-                tracer.get(result, timeout=30)
+            try:  # a call takes milliseconds; 30 s without a result is a hang, said where
+                if tracer is None:
+                    result.get(timeout=30)
+                else:
+                    tracer.get(result, timeout=30)
+            except CeleryTimeout as exc:
+                with app.connection_for_write() as conn:
+                    state = conn.default_channel.queue_declare(queue, passive=True)
+                raise RuntimeError(
+                    f"no result for {task} (tracing {'on' if tracer else 'off'}) in 30 s: {queue} "
+                    f"holds {state.message_count} ready messages, {state.consumer_count} consumers; "
+                    f"workers consuming it: {consuming()}") from exc
             return time.perf_counter() - t0
 
         tracer = Tracer(directory)
