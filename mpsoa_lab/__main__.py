@@ -90,8 +90,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "up":
             print("Ctrl-C stops it.", flush=True)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            while True:
-                time.sleep(3600)
+            lab_id = (_State(settings.home).read() or {}).get("id")
+            while (_State(settings.home).read() or {}).get("id") == lab_id:
+                time.sleep(1)
+            print("The lab was stopped from elsewhere (python -m mpsoa_lab down).")
+            lab.started_here = False  # nothing left to stop
+            return 0
         cmd = [c for c in args.cmd if c != "--"]
         if not cmd:
             print("run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr)

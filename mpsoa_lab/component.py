@@ -160,7 +160,7 @@ class Component:
         for name in names:
             by_range.setdefault(self.PORTS[name], []).append(name)
         for (low, high), group in by_range.items():
-            for name, port in zip(group, allocator.reserve(len(group), low=low, high=high)):
+            for name, port in zip(group, allocator.reserve(len(group), low=low, high=high), strict=True):
                 self.ports[name] = port
 
     def _hold_ports(self, pid: int | None) -> None:

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 

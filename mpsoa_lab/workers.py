@@ -246,8 +246,7 @@ def start_daemons(lab: Lab, services: tuple[str, ...] = SERVICES, *, timeout: fl
                   **options) -> dict[tuple[str, str], Worker]:
     """The design's daemons: for each service a sync worker (``<service>.sync`` on the sync
     broker) and an async worker (``<service>.async`` on the async broker), started together."""
-    daemons = {(service, kind): start_worker(lab, service, kind, name=f"{service}-{kind}-{os.getpid()}-{next(_serial)}",
-                                             wait=False, **options)
+    daemons = {(service, kind): start_worker(lab, service, kind, wait=False, **options)
                for service in services for kind in KINDS}
     try:
         for worker in daemons.values():

@@ -3,7 +3,6 @@ reaper, spaces and exclusive sections, on real RabbitMQ nodes and real processes
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

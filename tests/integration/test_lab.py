@@ -227,3 +227,22 @@ def test_two_lab_nodes_form_a_cluster(tmp_path):
         epmd.stop()
     # erl_child_setup and inet_gethost exit a moment after their beam: polled, nothing may stay.
     assert wait_until(lambda: processes_of(tmp_path) == [], 10), processes_of(tmp_path)
+
+
+def test_cli_up_ends_when_the_lab_is_stopped_from_elsewhere(tmp_path):
+    """``python -m mpsoa_lab up`` in one terminal, ``down`` in another: the first one ends too."""
+    env = {**os.environ, "MPSOA_LAB_HOME": str(tmp_path)}
+    env.pop("MPSOA_SPACE", None)
+    holder = subprocess.Popen([sys.executable, "-m", "mpsoa_lab", "up"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "The lab is up."
+        down = subprocess.run([sys.executable, "-m", "mpsoa_lab", "down"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0 and "Lab stopped." in down.stdout
+        rest = holder.communicate(timeout=20)[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.returncode == 0 and "stopped from elsewhere" in rest
+    assert wait_until(lambda: processes_of(tmp_path) == [], 20)
