@@ -49,7 +49,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _leftovers(home: str) -> list[str]:
     """Processes that the lab under this session's home started and that still run."""
-    from mpsoa_lab.processes import managed_processes
+    from mpsoa_lab.plumbing.processes import managed_processes
 
     return [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in managed_processes(home)]
 

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 
-from . import settings as settings_mod
-from .errors import LabError
-from .lab import _State, up
+from .plumbing import settings as settings_mod
+from .plumbing.errors import LabError
+from .plumbing.state import StateFile
+from .running.lab import up
 
 __all__ = ["main"]
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     if args.command == "status":
-        state = _State(settings.home).read()
+        state = StateFile(settings.home).read()
         if settings.external:
             print("Brokers given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL).")
         elif not state:
@@ -59,8 +60,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         lab = up(settings, hold=False)
         _print_lab(lab)
         if not lab.external:
-            print(f"holders: {_State(settings.home).live_holders()}")
-        state = _State(settings.home).read() or {}
+            print(f"holders: {StateFile(settings.home).live_holders()}")
+        state = StateFile(settings.home).read() or {}
         spaces = state.get("spaces", {})
         listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
         print(f"spaces: {listed or 'default only'}")
@@ -76,7 +77,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"export MPSOA_ASYNC_BROKER_URL={lab.async_.url}")
         return 0
     if args.command == "down":
-        state = _State(settings.home).read()
+        state = StateFile(settings.home).read()
         if not state:
             print(f"No lab is running under {settings.home}.")
             return 0
@@ -90,8 +91,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "up":
             print("Ctrl-C stops it.", flush=True)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            lab_id = (_State(settings.home).read() or {}).get("id")
-            while (_State(settings.home).read() or {}).get("id") == lab_id:
+            lab_id = (StateFile(settings.home).read() or {}).get("id")
+            while (StateFile(settings.home).read() or {}).get("id") == lab_id:
                 time.sleep(1)
             print("The lab was stopped from elsewhere (python -m mpsoa_lab down).")
             lab.started_here = False  # nothing left to stop

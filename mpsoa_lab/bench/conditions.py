@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .workload import CONCURRENCY, POOLS, PREFETCH_MULTIPLIER, Counts
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..running.lab import Lab
 
 __all__ = ["conditions", "load_average", "machine"]
 

@@ -25,7 +25,7 @@ def publish_rates(run: BenchSession) -> dict[str, Any]:
     """Bursts of every variant, round after round; the ``async_publish`` section."""
     from kombu import Producer
 
-    from ..topology import service_exchange
+    from ..design.topology import service_exchange
 
     c = run.counts
     channel = run.broker["async"].channel()

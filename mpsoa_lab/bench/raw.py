@@ -29,8 +29,8 @@ from .workload import (
 if TYPE_CHECKING:
     from kombu import Queue
 
-    from ..lab import Lab
-    from ..component import Program
+    from ..running.lab import Lab
+    from ..plumbing.component import Program
 
 __all__ = ["RawSyncClient", "raw_queue", "serve_raw_sync", "start_responder",
            "wait_responder_ready"]
@@ -40,7 +40,7 @@ def raw_queue() -> Queue:
     """The responder's queue, bound to the ``mpledger`` topic exchange under :data:`RAW_PREFIX`."""
     from kombu import Queue
 
-    from ..topology import service_exchange
+    from ..design.topology import service_exchange
 
     # Durable like the service's own queue; auto-deleted when the responder stops.
     return Queue(RAW_QUEUE, service_exchange("mpledger"),
@@ -56,7 +56,7 @@ def serve_raw_sync(url: str, name: str) -> int:
     """
     from kombu import Connection, Consumer, Producer
 
-    from ..services import mpledger
+    from ..design.services import mpledger
 
     functions = {SYNC_TASK: mpledger.entry_count.run}
     storage, host = mpledger.service.storage, f"{name}@{socket.gethostname()}"
@@ -94,7 +94,7 @@ class RawSyncClient:
     def __init__(self, url: str):
         from kombu import Connection, Consumer, Producer, Queue
 
-        from ..topology import service_exchange
+        from ..design.topology import service_exchange
 
         self.conn = Connection(url)
         channel = self.conn.channel()  # direct reply-to: consume and publish on one channel
@@ -133,7 +133,7 @@ class RawSyncClient:
 def start_responder(lab: Lab, name: str) -> tuple[Program, Path]:
     """Start :func:`serve_raw_sync` in a process of its own, on the lab's component life cycle
     (so a crash of the benchmark does not leave it behind); return it and its log file."""
-    from ..component import Program
+    from ..plumbing.component import Program
 
     env = {"MPSOA_LAB_HOME": str(lab.home), "MPSOA_SPACE": lab.space}
     if lab.external:

@@ -19,7 +19,7 @@ from .targets import missed, verdicts
 from .workload import E2E_POOLS, FULL, POOLS, QUICK
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..running.lab import Lab
 
 __all__ = ["run"]
 

@@ -24,7 +24,7 @@ from .workload import ASYNC_QUEUE, E2E_POOLS, POOLS, SYNC_QUEUE, WORKER_OPTIONS,
 if TYPE_CHECKING:
     from celery import Celery
 
-    from ..lab import Lab
+    from ..running.lab import Lab
 
 __all__ = ["BenchSession"]
 
@@ -65,7 +65,7 @@ class BenchSession:
 
     def publisher_apps(self) -> tuple[Celery, Celery]:
         """A fresh sync and async publisher app on the lab's brokers, recommended settings."""
-        from ..apps import celery_apps_factory
+        from ..design.apps import celery_apps_factory
 
         sync_app, async_app = celery_apps_factory("PUBLISHER", self.lab.sync.url,
                                                   self.lab.async_.url, "mpledger")
@@ -76,7 +76,7 @@ class BenchSession:
 
     def _start_processes(self) -> None:
         """The sync workers of part (a), one per pool, and the raw responder, all at once."""
-        from ..workers import start_worker
+        from ..running.workers import start_worker
 
         self.log("starting the sync workers and the raw responder ...")
         started = time.monotonic()
@@ -154,7 +154,7 @@ class BenchSession:
 
     def start_async_workers(self, names: list[str], pool: str) -> None:
         """Start async workers ``names`` of ``pool``; return once the broker shows them all."""
-        from ..workers import start_worker
+        from ..running.workers import start_worker
 
         for name in names:
             self.workers[name] = start_worker(self.lab, "mpledger", "async", name, wait=False,
@@ -167,7 +167,7 @@ class BenchSession:
 
     def stop_workers(self, names: list[str]) -> None:
         """Warm shutdown; Celery's remote ``shutdown`` first, which wakes an idle solo worker."""
-        from ..workers import stop_all
+        from ..running.workers import stop_all
 
         workers = [self.workers.pop(name) for name in names]
         if not workers:

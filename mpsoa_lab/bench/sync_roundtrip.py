@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from ..latency import percentile
+from ..observe.latency import percentile
 from .message_size import capture_celery_message, size_of
 from .rounds import rotate
 from .session import BenchSession

@@ -1,4 +1,4 @@
-"""The 2014 settings on Celery 5 and the lab's RabbitMQ nodes, as mpsoa_lab.audit finds them.
+"""The 2014 settings on Celery 5 and the lab's RabbitMQ nodes, as mpsoa_lab.legacy.audit finds them.
 
 Every status below was observed by running the audit against the lab; if Celery, kombu or
 RabbitMQ start treating a 2014 setting differently, these tests go red.
@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from celery.app.defaults import _TO_NEW_KEY
 
-from mpsoa_lab import legacy
-from mpsoa_lab.errors import ManagementAPIUnavailable
-from mpsoa_lab.audit import (STATUSES, audit_legacy_settings, observe_legacy_on_broker,
+from mpsoa_lab.legacy import design2014 as legacy
+from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
+from mpsoa_lab.legacy.audit import (STATUSES, audit_legacy_settings, observe_legacy_on_broker,
                              probe_mixed_names)
-from mpsoa_lab.upgrade import run_celery_upgrade_settings
-from mpsoa_lab.management import Management
+from mpsoa_lab.legacy.upgrade import run_celery_upgrade_settings
+from mpsoa_lab.plumbing.management import Management
 
 #: The status of each 2014 setting, as the audit observed it.
 EXPECTED = {

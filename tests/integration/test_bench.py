@@ -12,7 +12,7 @@ import sys
 import pytest
 from kombu import Connection
 
-from mpsoa_lab.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_processes
 
 
 def numbers(value, path="results"):
@@ -107,7 +107,7 @@ def test_the_benchmark_leaves_nothing_behind(lab, quick_run):
     with Connection(lab.async_.url) as conn:
         _, messages, _ = conn.default_channel.queue_declare("mpledger.async", passive=True)
     assert messages == 0
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     rows = mpledger.service.storage.query(
         "SELECT COUNT(*) AS n FROM executions WHERE hostname LIKE 'bench-%'")

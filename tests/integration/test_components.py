@@ -13,11 +13,11 @@ import psutil
 import pytest
 from kombu import Connection
 
-from mpsoa_lab.management import Management
-from mpsoa_lab.node import Epmd, RabbitMQNode
-from mpsoa_lab.ports import PortAllocator
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.util import wait_until
+from mpsoa_lab.plumbing.management import Management
+from mpsoa_lab.plumbing.node import Epmd, RabbitMQNode
+from mpsoa_lab.plumbing.ports import PortAllocator
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.util import wait_until
 
 
 def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
@@ -51,7 +51,7 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
     # lab's life cycle (a new kind of component in a few lines: a command with a reserved port,
     # ready when HTTP answers), and dies without a word: no release, no clean-up.
     out = subprocess.run(_lab_script("""
-        from mpsoa_lab.component import Program, http_probe
+        from mpsoa_lab.plumbing.component import Program, http_probe
         web = Program("web", lab.space_home / "web",
                       [sys.executable, "-m", "http.server", "{http}", "--bind", "127.0.0.1"],
                       ports=["http"], probe=http_probe("http://127.0.0.1:{http}/"),
@@ -94,7 +94,7 @@ def test_an_exclusive_section_makes_the_next_one_wait_and_say_for_whom(lab):
 def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
     script = _lab_script("""
         import json
-        from mpsoa_lab.services import mplogin
+        from mpsoa_lab.design.services import mplogin
         print(json.dumps([lab.sync.url.rsplit("/", 1)[1], str(mplogin.service.storage.path)]))
         lab.release()
     """)
@@ -107,7 +107,7 @@ def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
 
 def test_a_worker_that_cannot_start_says_why_from_its_log(lab):
     from mpsoa_lab import ComponentStartError
-    from mpsoa_lab.workers import start_worker
+    from mpsoa_lab.running.workers import start_worker
 
     with pytest.raises(ComponentStartError) as err:
         start_worker(lab, "mpledger", "async", config={"task_acks_lately": True}, timeout=60)

@@ -24,11 +24,12 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 import mpsoa_lab
-from mpsoa_lab import NeedsLabNode, faults
-from mpsoa_lab import notebook as nb_magic
-from mpsoa_lab import settings as settings_mod
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.settings import redact_url
+from mpsoa_lab import NeedsLabNode
+from mpsoa_lab.experiments import faults
+from mpsoa_lab.running import notebook as nb_magic
+from mpsoa_lab.plumbing import settings as settings_mod
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.settings import redact_url
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 MAGIC = re.compile(r"%%needs_lab_nodes (.+)")

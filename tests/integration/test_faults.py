@@ -7,7 +7,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 import mpsoa_lab
-from mpsoa_lab.faults import (
+from mpsoa_lab.experiments.faults import (
     freeze_main_process,
     negotiated_heartbeat,
     queued_task_ids,
@@ -15,9 +15,9 @@ from mpsoa_lab.faults import (
     tally,
     wait_started,
 )
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.tracing import TaskTrace, Tracer
-from mpsoa_lab.util import ready_messages, wait_until
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.observe.tracing import TaskTrace, Tracer
+from mpsoa_lab.plumbing.util import ready_messages, wait_until
 
 
 def _run(task_id: str, ok: bool = True) -> dict:
@@ -38,7 +38,7 @@ def test_restored_brings_a_stopped_node_back_after_an_error(tmp_path):
     """A broker restart with messages waiting, on a lab of the test's own: persistent messages
     in a durable queue survive it, transient ones do not; the node is up again afterwards even
     though the scenario raised."""
-    settings = mpsoa_lab.settings.load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)})
+    settings = mpsoa_lab.plumbing.settings.load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)})
     lab = mpsoa_lab.up(settings)
     try:
         stale = mpsoa_lab.up(settings, hold=False)  # another process's handle, made before the restart
@@ -77,7 +77,7 @@ def _workers(lab) -> set[int]:
 
 
 def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     mpledger.service.storage.reset()
@@ -104,7 +104,7 @@ def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):
 def test_late_acks_run_a_task_again_when_its_ack_never_left(lab):
     """Deterministic duplicates: the task's effect is committed while the worker's main process
     is frozen (so no ack is sent), then the worker is killed and the message delivered again."""
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     mpledger.service.storage.reset()

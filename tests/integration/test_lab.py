@@ -18,10 +18,10 @@ from kombu import Connection, Exchange, Producer, Queue
 
 import mpsoa_lab
 from mpsoa_lab import BrokerUnreachable, RabbitMQNotInstalled
-from mpsoa_lab.lab import running_lab_urls
-from mpsoa_lab.node import Epmd, RabbitMQNode, free_port
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.settings import load
+from mpsoa_lab.running.lab import running_lab_urls
+from mpsoa_lab.plumbing.node import Epmd, RabbitMQNode, free_port
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.settings import load
 
 
 def processes_of(home: Path) -> list[psutil.Process]:
@@ -96,7 +96,7 @@ def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
         except psutil.Error:
             return []
 
-    assert wait_until(lambda: lab_processes() == [["mpsoa_lab.reaper"]], 10), lab_processes()
+    assert wait_until(lambda: lab_processes() == [["mpsoa_lab.running.reaper"]], 10), lab_processes()
     again = mpsoa_lab.up(load(env))
     assert not again.started_here and again.sync.url == standalone.url
     ext.down()  # stops what the lab started; the broker given by URL stays up

@@ -14,11 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 import mpsoa_lab
-from mpsoa_lab.diagram import draw_topology, layout
-from mpsoa_lab.errors import ManagementAPIUnavailable
-from mpsoa_lab.lab import Broker
-from mpsoa_lab.management import EntityNotFound, Management
-from mpsoa_lab.topology import platform_queues
+from mpsoa_lab.observe.diagram import draw_topology, layout
+from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
+from mpsoa_lab.running.lab import Broker
+from mpsoa_lab.plumbing.management import EntityNotFound, Management
+from mpsoa_lab.design.topology import platform_queues
 
 
 @pytest.fixture

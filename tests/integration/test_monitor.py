@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from mpsoa_lab.monitor import QueueMonitor
-from mpsoa_lab.workers import start_worker
+from mpsoa_lab.observe.monitor import QueueMonitor
+from mpsoa_lab.running.workers import start_worker
 
 QUEUE = "mpledger.async"
 
 
 def test_the_monitor_sees_a_queue_fill_and_a_worker_drain_it(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     n = 40

@@ -6,13 +6,14 @@ import json
 import os
 import uuid
 
-from mpsoa_lab import tracing, tracing_cost
-from mpsoa_lab.tracing import Tracer, collect, trace_dir
-from mpsoa_lab.workers import start_worker
+from mpsoa_lab.experiments import tracing_cost
+from mpsoa_lab.observe import tracing
+from mpsoa_lab.observe.tracing import Tracer, collect, trace_dir
+from mpsoa_lab.running.workers import start_worker
 
 
 def test_async_tasks_are_traced_in_order_by_the_worker_that_ran_them(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async", trace=True)
@@ -42,7 +43,7 @@ def test_async_tasks_are_traced_in_order_by_the_worker_that_ran_them(lab):
 
 
 def test_sync_call_trace_ends_when_the_result_reaches_the_caller(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "sync", trace=True)
@@ -65,7 +66,7 @@ def test_sync_call_trace_ends_when_the_result_reaches_the_caller(lab):
 def test_the_publish_time_travels_in_the_message(lab):
     """A worker's ``received`` record carries the header, so a publisher without a trace file
     of its own still gets its messages' publish times."""
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async", trace=True)
@@ -89,7 +90,7 @@ def test_the_publish_time_travels_in_the_message(lab):
 
 
 def test_an_untraced_worker_records_nothing(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "sync")

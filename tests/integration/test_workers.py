@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.services._service import config_overrides
-from mpsoa_lab.workers import start_worker, start_workers, stop_all
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.design.services._service import config_overrides
+from mpsoa_lab.running.workers import start_worker, start_workers, stop_all
 
 
 def worker_pids(lab) -> set[int]:
@@ -19,7 +19,7 @@ def worker_pids(lab) -> set[int]:
 
 
 def test_a_sync_worker_answers_calls_and_stops_warm(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     before = worker_pids(lab)
@@ -74,7 +74,7 @@ def test_kill_leaves_no_pool_process(lab):
 
 def test_workers_die_with_the_process_that_started_them(lab):
     """A kernel that starts workers and dies: the reaper stops its workers, not the lab."""
-    code = ("import mpsoa_lab, time; from mpsoa_lab.workers import start_worker; "
+    code = ("import mpsoa_lab, time; from mpsoa_lab.running.workers import start_worker; "
             "lab = mpsoa_lab.up(); w = start_worker(lab, 'mplogin', 'sync'); "
             "print(w.process.pid, flush=True); time.sleep(600)")
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
@@ -104,7 +104,7 @@ def test_bad_worker_settings_are_refused(monkeypatch, raw, message):
 
 
 def test_the_design_daemons_two_per_service_each_on_its_broker(lab):
-    from mpsoa_lab.workers import start_daemons
+    from mpsoa_lab.running.workers import start_daemons
 
     daemons = start_daemons(lab)
     try:
@@ -126,8 +126,8 @@ def test_a_worker_pointed_at_the_other_broker(lab):
     """``broker_urls`` moves one worker: here an async worker onto the sync broker."""
     from kombu import Connection
 
-    from mpsoa_lab.apps import celery_apps_factory
-    from mpsoa_lab.topology import declare, platform_queues
+    from mpsoa_lab.design.apps import celery_apps_factory
+    from mpsoa_lab.design.topology import declare, platform_queues
 
     queues = [q for q in platform_queues(kinds=("async",)) if q.name == "mpledger.async"]
     with Connection(lab.sync.url) as conn:
@@ -140,7 +140,7 @@ def test_a_worker_pointed_at_the_other_broker(lab):
             assert conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count == 0
         # it runs what is published to the sync broker's mpledger.async
         _, one_broker = celery_apps_factory("PUBLISHER", lab.sync.url, lab.sync.url, "mpledger")
-        from mpsoa_lab.services import mpledger
+        from mpsoa_lab.design.services import mpledger
 
         entry_id = f"moved-{os.getpid()}-{time.time_ns()}"
         one_broker.send_task("mpledger.async.record_entry",
@@ -158,8 +158,8 @@ def test_a_worker_pointed_at_the_other_broker(lab):
 
 def test_warm_stop_finishes_the_task_in_hand(lab):
     """SIGTERM goes to the worker's main process only: its pool process finishes the task."""
-    from mpsoa_lab.services import mpledger
-    from mpsoa_lab.util import ready_messages, wait_until
+    from mpsoa_lab.design.services import mpledger
+    from mpsoa_lab.plumbing.util import ready_messages, wait_until
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async")  # early acks: a killed task would be lost

@@ -1,7 +1,7 @@
 """docker-compose.yml agrees with the lab: brokers, ports, credentials, and the URLs we print.
 
 Docker is not needed: the file is read as YAML and compared with what the lab expects and
-with what :func:`mpsoa_lab.install.install_hint` tells people to export.
+with what :func:`mpsoa_lab.plumbing.install.install_hint` tells people to export.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mpsoa_lab import settings as settings_mod
-from mpsoa_lab.install import install_hint
-from mpsoa_lab.settings import ROLES
+from mpsoa_lab.plumbing import settings as settings_mod
+from mpsoa_lab.plumbing.install import install_hint
+from mpsoa_lab.plumbing.settings import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKERS = {"sync": "rabbitmq-sync", "async": "rabbitmq-async"}
@@ -165,7 +165,7 @@ def test_install_hint_environment_finds_the_published_management_api(compose, ro
 @pytest.mark.parametrize("role", ROLES)
 def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tmp_path):
     """Queue depths over time are read from the management API: same interval everywhere."""
-    from mpsoa_lab.node import RabbitMQNode
+    from mpsoa_lab.plumbing.node import RabbitMQNode
 
     service = compose["services"][f"rabbitmq-{role}"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}

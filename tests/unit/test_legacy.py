@@ -1,4 +1,4 @@
-"""The 2014 router, queue table, config and factory as reproduced in mpsoa_lab.legacy (no broker).
+"""The 2014 router, queue table, config and factory as reproduced in mpsoa_lab.legacy.design2014 (no broker).
 
 Expected values were recorded by running the 2014 code; they pin the behaviour the notebooks
 show, so a change in it fails here first.
@@ -10,8 +10,8 @@ import re
 import celery
 import pytest
 
-from mpsoa_lab import legacy
-from mpsoa_lab.legacy import (ROUTER_CASES, CeleryConfig, Router, _get_celery_queues,
+from mpsoa_lab.legacy import design2014 as legacy
+from mpsoa_lab.legacy.design2014 import (ROUTER_CASES, CeleryConfig, Router, _get_celery_queues,
                               compare_routers, legacy_celery_apps_factory, legacy_route)
 
 

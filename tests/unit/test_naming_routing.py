@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from mpsoa_lab import MalformedTaskName, RoutingError, UnknownService, celery_apps_factory
-from mpsoa_lab.apps import base_config, normalize_broker_url
-from mpsoa_lab.naming import SERVICES, TaskName, parse_task_name
-from mpsoa_lab.routing import kind_router, route_task
-from mpsoa_lab.topology import binding_key, platform_queues, service_queues
+from mpsoa_lab.design.apps import base_config, normalize_broker_url
+from mpsoa_lab.design.naming import SERVICES, TaskName, parse_task_name
+from mpsoa_lab.design.routing import kind_router, route_task
+from mpsoa_lab.design.topology import binding_key, platform_queues, service_queues
 
 URL = "amqp://guest:guest@127.0.0.1:1//"  # never connected to: nothing here publishes
 

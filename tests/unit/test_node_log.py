@@ -1,7 +1,7 @@
 """What a node that failed to start shows of its log: the cause first, then how it ended."""
 from __future__ import annotations
 
-from mpsoa_lab.node import log_excerpt
+from mpsoa_lab.plumbing.node import log_excerpt
 
 STAMP = "2026-11-24 08:38:49.198085+00:00"
 

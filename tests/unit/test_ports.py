@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mpsoa_lab.errors import LabError
-from mpsoa_lab.ports import (CLI_DIST_PORT_OFFSET, CLI_DIST_PORT_SPAN, DIST_PORTS, SERVICE_PORTS,
+from mpsoa_lab.plumbing.errors import LabError
+from mpsoa_lab.plumbing.ports import (CLI_DIST_PORT_OFFSET, CLI_DIST_PORT_SPAN, DIST_PORTS, SERVICE_PORTS,
                              PortAllocator, PortsExhausted, default_registry, is_eaddrinuse)
-from mpsoa_lab.util import wait_until
+from mpsoa_lab.plumbing.util import wait_until
 
 LOW, HIGH = SERVICE_PORTS
 

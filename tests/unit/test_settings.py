@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from mpsoa_lab import RabbitMQNotInstalled
-from mpsoa_lab import install as install_mod
-from mpsoa_lab.node import free_port
-from mpsoa_lab.settings import load, management_url_for, redact_url, strip_credentials
+from mpsoa_lab.plumbing import install as install_mod
+from mpsoa_lab.plumbing.node import free_port
+from mpsoa_lab.plumbing.settings import load, management_url_for, redact_url, strip_credentials
 
 
 def test_defaults_start_own_nodes(tmp_path):
