@@ -6,6 +6,7 @@
   starts the lab once, holds it while the notebooks attach to it through the state file, and
   stops it at the end. A missing or broken RabbitMQ is an error in those tests, never a skip.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,24 +5,53 @@ The package does the plumbing for the notebooks: it starts and stops RabbitMQ no
 factory (:mod:`~mpsoa_lab.design.topology`, :mod:`~mpsoa_lab.design.routing`, :mod:`~mpsoa_lab.design.apps`), the
 2014 originals (:mod:`~mpsoa_lab.legacy.design2014`) and the services (:mod:`mpsoa_lab.design.services`).
 """
+
 from __future__ import annotations
 
 from .design.apps import celery_apps_factory
-from .plumbing.errors import (BrokerNotConfigured, BrokerUnreachable, ComponentStartError, LabError,
-                     MalformedTaskName, ManagementAPIUnavailable, NeedsLabNode, NodeStartError,
-                     PortsExhausted, RabbitMQNotInstalled, RoutingError, SettingsError,
-                     UnknownService)
-from .running.lab import Broker, Lab, up
 from .design.naming import KINDS, SERVICES, parse_task_name
+from .plumbing.errors import (
+    BrokerNotConfigured,
+    BrokerUnreachable,
+    ComponentStartError,
+    LabError,
+    MalformedTaskName,
+    ManagementAPIUnavailable,
+    NeedsLabNode,
+    NodeStartError,
+    PortsExhausted,
+    RabbitMQNotInstalled,
+    RoutingError,
+    SettingsError,
+    UnknownService,
+)
 from .plumbing.versions import versions
+from .running.lab import Broker, Lab, up
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "celery_apps_factory", "up", "Lab", "Broker", "versions", "parse_task_name", "SERVICES",
-    "KINDS", "LabError", "RabbitMQNotInstalled", "BrokerUnreachable", "BrokerNotConfigured",
-    "NodeStartError", "ManagementAPIUnavailable", "RoutingError", "MalformedTaskName",
-    "UnknownService", "NeedsLabNode", "ComponentStartError", "SettingsError", "PortsExhausted",
+    "celery_apps_factory",
+    "up",
+    "Lab",
+    "Broker",
+    "versions",
+    "parse_task_name",
+    "SERVICES",
+    "KINDS",
+    "LabError",
+    "RabbitMQNotInstalled",
+    "BrokerUnreachable",
+    "BrokerNotConfigured",
+    "NodeStartError",
+    "ManagementAPIUnavailable",
+    "RoutingError",
+    "MalformedTaskName",
+    "UnknownService",
+    "NeedsLabNode",
+    "ComponentStartError",
+    "SettingsError",
+    "PortsExhausted",
 ]
 
 from .running.notebook import register as _register_magics  # noqa: E402

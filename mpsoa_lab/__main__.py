@@ -1,11 +1,12 @@
 """``python -m mpsoa_lab``: bring the lab up or down from a terminal.
 
-    python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
-    python -m mpsoa_lab status    what runs where
-    python -m mpsoa_lab env       the broker URLs as shell exports
-    python -m mpsoa_lab down      stop everything the lab started
-    python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
+python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
+python -m mpsoa_lab status    what runs where
+python -m mpsoa_lab env       the broker URLs as shell exports
+python -m mpsoa_lab down      stop everything the lab started
+python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,20 @@ __all__ = ["main"]
 def _print_lab(lab) -> None:
     for row in lab.describe():
         print(f"{row['role']:>5}  AMQP {row['amqp']}")
-        print(f"{'':>5}  management UI {row['management UI']}  (user guest, password guest)"
-              if not lab.external else f"{'':>5}  management UI {row['management UI']}")
+        print(
+            f"{'':>5}  management UI {row['management UI']}  (user guest, password guest)"
+            if not lab.external
+            else f"{'':>5}  management UI {row['management UI']}"
+        )
         print(f"{'':>5}  node {row['node']}  {row['data and logs']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpsoa_lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mpsoa_lab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start or attach, and hold until Ctrl-C")
     sub.add_parser("status", help="what runs where")
@@ -99,7 +106,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         cmd = [c for c in args.cmd if c != "--"]
         if not cmd:
-            print("run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr)
+            print(
+                "run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr
+            )
             return 2
         child = subprocess.Popen(cmd)
         try:

@@ -14,6 +14,7 @@ broker. What changed against 2014, and why, is shown by running both in notebook
 * sync messages are transient (the design's intent, stated where it takes effect: on the
   message), async messages persistent.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -70,8 +71,9 @@ def base_config(kind: str, services: tuple[str, ...] = SERVICES) -> dict[str, An
     return config
 
 
-def celery_apps_factory(app_type: str, sync_broker_url: str, async_broker_url: str,
-                        service_name: str) -> tuple[Celery, Celery]:
+def celery_apps_factory(
+    app_type: str, sync_broker_url: str, async_broker_url: str, service_name: str
+) -> tuple[Celery, Celery]:
     """Return ``(sync_app, async_app)`` for ``service_name``, each on its own broker."""
     if app_type not in APP_TYPES:
         raise ValueError(f"app_type must be one of {APP_TYPES}, not {app_type!r}")
@@ -82,8 +84,9 @@ def celery_apps_factory(app_type: str, sync_broker_url: str, async_broker_url: s
         )
     apps = []
     for kind, url in (("sync", sync_broker_url), ("async", async_broker_url)):
-        app = Celery(f"{service_name}.{kind}_app", broker=normalize_broker_url(url),
-                     set_as_current=False)
+        app = Celery(
+            f"{service_name}.{kind}_app", broker=normalize_broker_url(url), set_as_current=False
+        )
         app.conf.update(base_config(kind))
         apps.append(app)
     return apps[0], apps[1]

@@ -3,6 +3,7 @@
 The service part is also the name of the service's exchange, ``<service>.<kind>`` the name of
 its queue, and the whole task name the routing key a message is published with.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,7 +68,7 @@ def queue_name(service: str, kind: str) -> str:
 def is_platform_name(name: str) -> bool:
     """True for names the platform claims: they start with ``mp``, in any case (``MPLOGIN.x``
     is a mistyped platform name, to be refused, not someone else's task); Celery's own do not."""
-    return name[:len(PLATFORM_PREFIX)].lower() == PLATFORM_PREFIX
+    return name[: len(PLATFORM_PREFIX)].lower() == PLATFORM_PREFIX
 
 
 def parse_task_name(name: str, services: tuple[str, ...] | list[str] = SERVICES) -> TaskName:

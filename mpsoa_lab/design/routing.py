@@ -10,6 +10,7 @@ Each app of :func:`mpsoa_lab.celery_apps_factory` gets the router of its kind
 (:func:`kind_router`), which also refuses tasks of the other kind: a sync task sent through the
 async app would go to the wrong broker.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,14 @@ def make_router(kind: str | None = None, services: tuple[str, ...] = SERVICES):
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
 
-    def route_task(name: str, args: Any = None, kwargs: Any = None, options: Any = None,
-                   task: Any = None, **kw: Any) -> dict[str, str] | None:
+    def route_task(
+        name: str,
+        args: Any = None,
+        kwargs: Any = None,
+        options: Any = None,
+        task: Any = None,
+        **kw: Any,
+    ) -> dict[str, str] | None:
         if not is_platform_name(name):
             return None  # Celery's own tasks keep Celery's default routing
         parsed = parse_task_name(name, services)

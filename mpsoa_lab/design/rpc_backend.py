@@ -19,6 +19,7 @@ Notebook 07 measures both on a real broker (Celery 5.7, kombu 5.7):
 Use it on the sync app of an edge: ``app.conf.result_backend =
 "mpsoa_lab.design.rpc_backend:RPCBackend"``. A worker may use it too (it sends results like ``rpc://``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,10 @@ BACKEND = "mpsoa_lab.design.rpc_backend:RPCBackend"
 #: How the reply queue's declaration retries when the broker cannot be reached, unless
 #: ``result_backend_transport_options`` says otherwise: about half a second in all.
 DECLARE_RETRY_POLICY: dict[str, float] = {
-    "max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5,
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
 }
 
 

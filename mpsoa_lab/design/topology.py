@@ -11,6 +11,7 @@ and the same for ``mpwallet`` and ``mpledger``. Exchanges and queues are durable
 topology itself survives a broker restart; whether the *messages* in them do is decided by
 each message's delivery mode (see :mod:`mpsoa_lab.design.apps`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -36,12 +37,19 @@ def service_queues(service: str, kinds: Iterable[str] = KINDS) -> list[Queue]:
     """The service's queues, each bound to the service exchange with its binding key."""
     exchange = service_exchange(service)
     return [
-        Queue(queue_name(service, kind), exchange, routing_key=binding_key(service, kind), durable=True)
+        Queue(
+            queue_name(service, kind),
+            exchange,
+            routing_key=binding_key(service, kind),
+            durable=True,
+        )
         for kind in kinds
     ]
 
 
-def platform_queues(kinds: Iterable[str] = KINDS, services: Iterable[str] = SERVICES) -> list[Queue]:
+def platform_queues(
+    kinds: Iterable[str] = KINDS, services: Iterable[str] = SERVICES
+) -> list[Queue]:
     """Every queue of the platform, or only those of the given kinds."""
     kinds = tuple(kinds)
     return [queue for service in services for queue in service_queues(service, kinds)]

@@ -15,6 +15,7 @@ the worker-side trace (one ``received`` record per delivery, one ``started`` per
 broker (the task ids still in the queue, read through the management API). Nothing is
 inferred from elapsed time or from totals: every figure is a set of task ids.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,13 +27,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..running.lab import Lab, check_broker
-from ..plumbing.management import Management
 from ..observe.tracing import TaskTrace, read_records, trace_dir
+from ..plumbing.management import Management
+from ..running.lab import Lab, check_broker
 from ..running.workers import Worker, start_worker
 
-__all__ = ["Scenario", "restored", "restart_nodes", "drop_pooled_connections", "Tally", "tally",
-           "queued_task_ids", "wait_started", "freeze_main_process", "negotiated_heartbeat"]
+__all__ = [
+    "Scenario",
+    "restored",
+    "restart_nodes",
+    "drop_pooled_connections",
+    "Tally",
+    "tally",
+    "queued_task_ids",
+    "wait_started",
+    "freeze_main_process",
+    "negotiated_heartbeat",
+]
 
 
 class Scenario:
@@ -90,7 +101,9 @@ def restart_nodes(lab: Lab, roles: Iterable[str] = ("sync", "async")) -> float:
 def _restore(lab: Lab, workers: list[Worker], timeout: float) -> None:
     for worker in workers:
         with contextlib.suppress(Exception):
-            os.kill(worker.process.pid, signal.SIGCONT)  # a frozen worker cannot act on SIGKILL's aftermath
+            os.kill(
+                worker.process.pid, signal.SIGCONT
+            )  # a frozen worker cannot act on SIGKILL's aftermath
         worker.kill()  # a no-op for a worker already killed by the scenario
     lab.refresh()
     restarted = False
@@ -151,20 +164,28 @@ def negotiated_heartbeat(broker: Any, worker: Worker, timeout: float = 15.0) -> 
     port = urlsplit(broker.url).port or 5672
     deadline = time.monotonic() + timeout
     while True:
-        local = {c.laddr.port for c in psutil.Process(worker.process.pid).net_connections("tcp")
-                 if c.raddr and c.raddr.port == port}
+        local = {
+            c.laddr.port
+            for c in psutil.Process(worker.process.pid).net_connections("tcp")
+            if c.raddr and c.raddr.port == port
+        }
         with Management.for_broker(broker) as api:
-            agreed = [c.get("timeout") or 0 for c in api.connections() if c.get("peer_port") in local]
+            agreed = [
+                c.get("timeout") or 0 for c in api.connections() if c.get("peer_port") in local
+            ]
         if agreed and max(agreed):
             return max(agreed)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no connection of worker {worker.name} with a heartbeat in the "
-                               f"management API within {timeout:.0f} s (seen: {agreed})")
+            raise TimeoutError(
+                f"no connection of worker {worker.name} with a heartbeat in the "
+                f"management API within {timeout:.0f} s (seen: {agreed})"
+            )
         time.sleep(0.25)
 
 
-def wait_started(lab: Lab, task_ids: Iterable[str], count: int | None = None,
-                 timeout: float = 30.0) -> set[str]:
+def wait_started(
+    lab: Lab, task_ids: Iterable[str], count: int | None = None, timeout: float = 30.0
+) -> set[str]:
     """Block until ``count`` (default: all) of ``task_ids`` have started on a traced worker.
 
     Reads the worker-side trace (``started`` records from ``task_prerun``); the workers must be
@@ -176,8 +197,11 @@ def wait_started(lab: Lab, task_ids: Iterable[str], count: int | None = None,
     since = time.time() - 3600
     deadline = time.monotonic() + timeout
     while True:
-        seen = {r["id"] for r in read_records(directory, modified_since=since)
-                if r.get("e") == "started" and r.get("id") in wanted}
+        seen = {
+            r["id"]
+            for r in read_records(directory, modified_since=since)
+            if r.get("e") == "started" and r.get("id") in wanted
+        }
         if len(seen) >= need:
             return seen
         if time.monotonic() > deadline:
@@ -194,8 +218,11 @@ def queued_task_ids(broker: Any, queue: str) -> list[str]:
     with Management.for_broker(broker) as api:
         ready = api.queue(queue).get("messages_ready", 0)
         from kombu import Connection  # the API's count lags; ask the queue itself too
+
         with Connection(broker.url) as conn:
-            ready = max(ready, conn.default_channel.queue_declare(queue, passive=True).message_count)
+            ready = max(
+                ready, conn.default_channel.queue_declare(queue, passive=True).message_count
+            )
         if not ready:
             return []
         messages = api.get_messages(queue, count=ready, ackmode="ack_requeue_true")
@@ -234,12 +261,21 @@ class Tally:
         return {name: getattr(self, name) for name in self.COLUMNS}
 
     def as_dict(self) -> dict[str, int]:
-        return {**self.row(), "deliveries": self.deliveries, "started": self.started,
-                "in_queue": self.in_queue}
+        return {
+            **self.row(),
+            "deliveries": self.deliveries,
+            "started": self.started,
+            "in_queue": self.in_queue,
+        }
 
 
-def tally(task_ids: Iterable[str], executions: Iterable[dict[str, Any]], *,
-          traces: Iterable[TaskTrace] = (), queued: Iterable[str | None] = ()) -> Tally:
+def tally(
+    task_ids: Iterable[str],
+    executions: Iterable[dict[str, Any]],
+    *,
+    traces: Iterable[TaskTrace] = (),
+    queued: Iterable[str | None] = (),
+) -> Tally:
     """Count what became of ``task_ids``.
 
     ``executions`` is the service's execution log (``service.storage.executions()``);
@@ -249,8 +285,9 @@ def tally(task_ids: Iterable[str], executions: Iterable[dict[str, Any]], *,
     """
     ids = list(dict.fromkeys(task_ids))
     wanted = set(ids)
-    finished = Counter(e["task_id"] for e in executions
-                       if e["task_id"] in wanted and e["succeeded"])
+    finished = Counter(
+        e["task_id"] for e in executions if e["task_id"] in wanted and e["succeeded"]
+    )
     traces = [t for t in traces if t.task_id in wanted]
     in_queue = {tid for tid in queued if tid in wanted}
     if traces:
@@ -259,7 +296,15 @@ def tally(task_ids: Iterable[str], executions: Iterable[dict[str, Any]], *,
         delivered = len(finished)
     lost = [tid for tid in ids if tid not in finished and tid not in in_queue]
     dup = [tid for tid, n in finished.items() if n > 1]
-    return Tally(published=len(ids), delivered=delivered, processed=len(finished),
-                 lost=len(lost), duplicated=sum(n - 1 for n in finished.values()),
-                 deliveries=sum(t.deliveries for t in traces), started=sum(t.runs for t in traces),
-                 in_queue=len(in_queue), lost_ids=tuple(lost), duplicated_ids=tuple(sorted(dup)))
+    return Tally(
+        published=len(ids),
+        delivered=delivered,
+        processed=len(finished),
+        lost=len(lost),
+        duplicated=sum(n - 1 for n in finished.values()),
+        deliveries=sum(t.deliveries for t in traces),
+        started=sum(t.runs for t in traces),
+        in_queue=len(in_queue),
+        lost_ids=tuple(lost),
+        duplicated_ids=tuple(sorted(dup)),
+    )

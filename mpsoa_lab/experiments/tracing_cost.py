@@ -5,6 +5,7 @@ them consume at a time, and alternates blocks of calls between "tracing off" and
 (publisher side too); the ratio is taken block pair by block pair, so load from elsewhere on a
 shared machine hits both sides.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,12 @@ def record_cost(directory: Path | str, n: int = 5000) -> float:
         times = []
         for i in range(n):
             t0 = time.perf_counter()
-            writer.write("started", f"probe-{i:06d}-0000-0000-0000-000000000000",
-                         "mpledger.sync.entry_count", "probe@host")
+            writer.write(
+                "started",
+                f"probe-{i:06d}-0000-0000-0000-000000000000",
+                "mpledger.sync.entry_count",
+                "probe@host",
+            )
             times.append(time.perf_counter() - t0)
     finally:
         path = writer.path
@@ -39,9 +44,17 @@ def record_cost(directory: Path | str, n: int = 5000) -> float:
     return statistics.median(times)
 
 
-def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
-                     task: str = "mpledger.sync.entry_count", kwargs: Mapping[str, Any] | None = None,
-                     block: int = 10, warmup: int = 20, progress: Any = None) -> dict[str, Any]:
+def measure_overhead(
+    lab: Any,
+    calls: int = 300,
+    *,
+    service: str = "mpledger",
+    task: str = "mpledger.sync.entry_count",
+    kwargs: Mapping[str, Any] | None = None,
+    block: int = 10,
+    warmup: int = 20,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Sync round trip with tracing off and on, side by side in one run.
 
     Two sync workers of ``service`` run at once, one traced and one not, on the service's
@@ -88,10 +101,14 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
             them did not answer. A worker answers control messages in the order they came, and
             runs the actions they queued before it reads the next one: this answer includes
             every add/cancel that worker answered before."""
-            active = app.control.inspect([plain.hostname, traced.hostname], timeout=5).active_queues()
+            active = app.control.inspect(
+                [plain.hostname, traced.hostname], timeout=5
+            ).active_queues()
             if set(active or {}) != {plain.hostname, traced.hostname}:
                 return None
-            return {host for host, queues in active.items() if any(q["name"] == queue for q in queues)}
+            return {
+                host for host, queues in active.items() if any(q["name"] == queue for q in queues)
+            }
 
         def only(mode: str) -> None:
             """Let only the worker of ``mode`` consume; checked on both workers and the broker.
@@ -122,8 +139,10 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
                 if now is not None and drop in now:
                     app.control.cancel_consumer(queue, destination=[drop], reply=True, timeout=5)
                 time.sleep(0.05)
-            raise RuntimeError(f"could not switch {queue} to {keep} alone within 60 s: workers say "
-                               f"{consuming()}, the broker counts {consumer_count()} consumers")
+            raise RuntimeError(
+                f"could not switch {queue} to {keep} alone within 60 s: workers say "
+                f"{consuming()}, the broker counts {consumer_count()} consumers"
+            )
 
         def one_call(tracer: Tracer | None) -> float:
             t0 = time.perf_counter()
@@ -139,13 +158,14 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
                 raise RuntimeError(
                     f"no result for {task} (tracing {'on' if tracer else 'off'}) in 30 s: {queue} "
                     f"holds {state.message_count} ready messages, {state.consumer_count} consumers; "
-                    f"workers consuming it: {consuming()}") from exc
+                    f"workers consuming it: {consuming()}"
+                ) from exc
             return time.perf_counter() - t0
 
         tracer = Tracer(directory)
         for mode in ("off", "on"):  # warm both paths up, unmeasured
             only(mode)
-            with (tracer if mode == "on" else contextlib.nullcontext()):
+            with tracer if mode == "on" else contextlib.nullcontext():
                 for _ in range(warmup):
                     one_call(tracer if mode == "on" else None)
         tracer.task_ids.clear()
@@ -158,7 +178,7 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
             if n <= 0:
                 continue
             only(mode)
-            with (tracer if mode == "on" else contextlib.nullcontext()):
+            with tracer if mode == "on" else contextlib.nullcontext():
                 block_times = [one_call(tracer if mode == "on" else None) for _ in range(n)]
             timings[mode] += block_times
             blocks.append((mode, statistics.median(block_times)))
@@ -173,20 +193,31 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
         stop_all([plain, traced])
     # calls of the "off" blocks that the traced worker received anyway (must be none)
     on_ids = set(tracer.task_ids)
-    misrouted = sum(1 for r in read_records(directory, modified_since=run_started - 1.0)
-                    if r["e"] == "received" and r.get("host") == traced.hostname
-                    and r["t"] >= run_started and r["id"] not in on_ids)
+    misrouted = sum(
+        1
+        for r in read_records(directory, modified_since=run_started - 1.0)
+        if r["e"] == "received"
+        and r.get("host") == traced.hostname
+        and r["t"] >= run_started
+        and r["id"] not in on_ids
+    )
 
     def summary(values: list[float]) -> dict[str, float]:
-        return {"p50_ms": percentile(values, 50) * 1e3, "p90_ms": percentile(values, 90) * 1e3,
-                "p99_ms": percentile(values, 99) * 1e3}
+        return {
+            "p50_ms": percentile(values, 50) * 1e3,
+            "p90_ms": percentile(values, 90) * 1e3,
+            "p99_ms": percentile(values, 99) * 1e3,
+        }
 
     off, on = summary(timings["off"]), summary(timings["on"])
     paired = [b[1] / a[1] for a, b in itertools.pairwise(blocks) if (a[0], b[0]) == ("off", "on")]
     offs = [median for mode, median in blocks if mode == "off"]
     noise = [b / a for a, b in itertools.pairwise(offs)]
-    complete = [t for t in traces if None not in (t.published, t.received, t.started, t.finished,
-                                                  t.returned)]
+    complete = [
+        t
+        for t in traces
+        if None not in (t.published, t.received, t.started, t.finished, t.returned)
+    ]
     return {
         "off": off,
         "on": on,
@@ -202,11 +233,16 @@ def measure_overhead(lab: Any, calls: int = 300, *, service: str = "mpledger",
         "complete_traces": len(complete),
         "misrouted": misrouted,
         "timings_ms": {m: [v * 1e3 for v in vs] for m, vs in timings.items()},
-        "conditions": {"calls_per_mode": calls, "block": block, "warmup": warmup, "task": task,
-                       "kwargs": kwargs, "workers": "1 at a time (prefork, concurrency 1, "
-                       "prefetch multiplier 4)", "delivery_mode": "transient (sync)",
-                       "result_backend": app.conf.result_backend, "celery": celery_version,
-                       "cpu_count": os.cpu_count()},
+        "conditions": {
+            "calls_per_mode": calls,
+            "block": block,
+            "warmup": warmup,
+            "task": task,
+            "kwargs": kwargs,
+            "workers": "1 at a time (prefork, concurrency 1, prefetch multiplier 4)",
+            "delivery_mode": "transient (sync)",
+            "result_backend": app.conf.result_backend,
+            "celery": celery_version,
+            "cpu_count": os.cpu_count(),
+        },
     }
-
-

@@ -18,6 +18,7 @@ never touches the platform's own queues.
 
 :func:`probe_mixed_names` shows what happens when one new-style name joins the old ones.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,11 +36,11 @@ from celery.app.defaults import _OLD_SETTING_KEYS, _TO_NEW_KEY, SETTING_KEYS
 from celery.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from . import design2014 as legacy
 from ..plumbing.errors import LabError
-from ..running.lab import check_broker
 from ..plumbing.management import EntityNotFound, Management
 from ..plumbing.settings import management_url_for
+from ..running.lab import check_broker
+from . import design2014 as legacy
 
 __all__ = [
     "STATUSES",
@@ -57,6 +58,7 @@ _HA_CONTROL = "mpsoa-audit.ha-control"
 
 
 # -- a scratch virtual host, read through the management HTTP API ---------------------------
+
 
 def _queue(api: Management, vhost: str, name: str) -> dict[str, Any] | None:
     try:
@@ -83,7 +85,8 @@ def _scratch_vhost(amqp_url: str, api: Management) -> Iterator[tuple[str, str]]:
     if user != api.user:
         raise LabError(
             f"The audit creates a scratch vhost and grants it to the management API's user "
-            f"{api.user!r}, but the AMQP URL logs in as {user!r}. Use the same user in both URLs.")
+            f"{api.user!r}, but the AMQP URL logs in as {user!r}. Use the same user in both URLs."
+        )
     vhost = f"mpsoa-audit-{secrets.token_hex(4)}"
     api.create_vhost(vhost)
     try:
@@ -102,6 +105,7 @@ def _schemeless(url: str) -> str:
 
 
 # -- probes without a broker -------------------------------------------------------------------
+
 
 def _app(config: type = legacy.CeleryConfig, **overrides: Any) -> Celery:
     """An app configured from ``config`` (plus class attributes ``overrides``); never connects."""
@@ -157,8 +161,13 @@ def _sentence(text: str) -> str:
 
 def _row(setting: str, value: Any, new: str | None, status: str, evidence: str) -> dict[str, Any]:
     assert status in STATUSES, status
-    return {"setting": setting, "value_2014": _display(value), "celery5_name": new,
-            "status": status, "evidence": evidence}
+    return {
+        "setting": setting,
+        "value_2014": _display(value),
+        "celery5_name": new,
+        "status": status,
+        "evidence": evidence,
+    }
 
 
 def _config_row(app: Celery, key: str, effect: tuple[bool, str] | None = None) -> dict[str, Any]:
@@ -174,15 +183,20 @@ def _config_row(app: Celery, key: str, effect: tuple[bool, str] | None = None) -
         flagged = key in (app.conf.deprecated_settings or ())
         as_2014 = (got is value or got == value) and (effect is None or effect[0])
         shown = repr(got) if _display(value) is value else "the 2014 value"
-        evidence = (f"Celery maps it: app.conf.{new} is {shown}"
-                    f"{' (flagged deprecated, removal in 6.0)' if flagged else ''}{tail}.")
+        evidence = (
+            f"Celery maps it: app.conf.{new} is {shown}"
+            f"{' (flagged deprecated, removal in 6.0)' if flagged else ''}{tail}."
+        )
         return _row(key, value, new, "renamed" if as_2014 else "changed meaning", evidence)
     changed = _settings_changed_by(key, value)
     alike = _known_names_like(key)
     known = f" (it knows {', '.join(alike)})" if alike else ""
     tried = " (True or False)" if isinstance(value, bool) else ""
-    changes = (f"it changes {', '.join(changed)}" if changed
-               else f"it changes none of the {len(SETTING_KEYS)} Celery 5 settings")
+    changes = (
+        f"it changes {', '.join(changed)}"
+        if changed
+        else f"it changes none of the {len(SETTING_KEYS)} Celery 5 settings"
+    )
     evidence = f"Not in Celery's old-name table{known}; {changes}{tried}{tail}."
     has_effect = bool(changed) or (effect is not None and effect[0])
     return _row(key, value, None, "still works" if has_effect else "silently ignored", evidence)
@@ -197,15 +211,21 @@ def _amqp_backend() -> tuple[str | None, str]:
     except (ImproperlyConfigured, ImportError) as exc:
         return type(exc).__name__, (
             f"'amqp' is {'one' if alias else 'not one'} of Celery's backend aliases and loading "
-            f"it raised {type(exc).__name__}: {_sentence(exc)}")
+            f"it raised {type(exc).__name__}: {_sentence(exc)}"
+        )
     return None, f"it loads as {type(backend).__name__}"
 
 
 # -- probes on the broker ----------------------------------------------------------------------
 
-def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
-                             management_url: str | None = None, *,
-                             async_management_url: str | None = None) -> dict[str, Any]:
+
+def observe_legacy_on_broker(
+    sync_url: str,
+    async_url: str | None = None,
+    management_url: str | None = None,
+    *,
+    async_management_url: str | None = None,
+) -> dict[str, Any]:
     """Run the 2014 apps on real brokers, in scratch virtual hosts, and collect what they show.
 
     The apps come from :func:`mpsoa_lab.legacy.design2014.legacy_celery_apps_factory`; queues, bindings,
@@ -217,8 +237,7 @@ def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
     sync_api = Management(management_url or management_url_for(sync_url), role="sync")
     async_api = None
     if async_url is not None:
-        async_api = Management(async_management_url or management_url_for(async_url),
-                               role="async")
+        async_api = Management(async_management_url or management_url_for(async_url), role="async")
     obs: dict[str, Any] = {}
     with ExitStack() as stack:
         for api in (sync_api, async_api):
@@ -234,7 +253,8 @@ def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
             check_broker(url, timeout=5)
 
         sync_app, async_app = legacy.legacy_celery_apps_factory(
-            "SUBSCRIBER", _schemeless(s_url), _schemeless(a_url), "mplogin")
+            "SUBSCRIBER", _schemeless(s_url), _schemeless(a_url), "mplogin"
+        )
         stack.callback(sync_app.close)
         stack.callback(async_app.close)
         obs["subscriber_url"] = sync_app.conf.broker_url
@@ -244,12 +264,16 @@ def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
         with sync_app.connection_for_write() as conn:
             for queue in sync_app.amqp.queues.values():
                 queue(conn.default_channel).declare()
-            Queue(_HA_CONTROL, durable=False,
-                  queue_arguments={"x-ha-policy": "all"})(conn.default_channel).declare()
+            Queue(_HA_CONTROL, durable=False, queue_arguments={"x-ha-policy": "all"})(
+                conn.default_channel
+            ).declare()
         obs["queues"] = {name: _queue(sync_api, s_vhost, name) for name in sync_app.amqp.queues}
         obs["ha_control"] = _queue(sync_api, s_vhost, _HA_CONTROL)
-        obs["bindings"] = {(b["source"], b["destination"], b["routing_key"])
-                           for b in sync_api.bindings(s_vhost) if b["source"]}
+        obs["bindings"] = {
+            (b["source"], b["destination"], b["routing_key"])
+            for b in sync_api.bindings(s_vhost)
+            if b["source"]
+        }
         obs["exchanges"] = {e["name"]: e["type"] for e in sync_api.exchanges(s_vhost)}
 
         # The design's sync call, as the edge server makes it, and one async call.
@@ -283,12 +307,16 @@ def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
         first.release()
         second = pool.acquire()
         second.release()
-        obs["pool"] = {"limit": pool.limit, "reused": first is second,
-                       "closed_on_release": not first.connected}
+        obs["pool"] = {
+            "limit": pool.limit,
+            "reused": first is second,
+            "closed_on_release": not first.connected,
+        }
 
         # The PUBLISHER apps: librabbitmq:// URLs.
         pub_sync, pub_async = legacy.legacy_celery_apps_factory(
-            "PUBLISHER", _schemeless(s_url), _schemeless(a_url), "mplogin")
+            "PUBLISHER", _schemeless(s_url), _schemeless(a_url), "mplogin"
+        )
         stack.callback(pub_sync.close)
         stack.callback(pub_async.close)
         obs["publisher_url"] = pub_sync.conf.broker_url
@@ -301,7 +329,8 @@ def observe_legacy_on_broker(sync_url: str, async_url: str | None = None,
         raise LabError(
             f"A task the 2014 apps published did not arrive in its queue within {GET_TIMEOUT} s "
             f"(sync: {obs['sync_message']}, async: {obs['async_message']}), so the audit cannot "
-            "judge routing, serializers or delivery modes. Check the broker's logs and alarms.")
+            "judge routing, serializers or delivery modes. Check the broker's logs and alarms."
+        )
     return obs
 
 
@@ -309,110 +338,218 @@ def _message_facts(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not messages:
         return None
     first = messages[0]
-    return {"exchange": first["exchange"], "routing_key": first["routing_key"],
-            "delivery_mode": first["properties"].get("delivery_mode"),
-            "content_type": first["properties"].get("content_type")}
+    return {
+        "exchange": first["exchange"],
+        "routing_key": first["routing_key"],
+        "delivery_mode": first["properties"].get("delivery_mode"),
+        "content_type": first["properties"].get("content_type"),
+    }
 
 
 # -- the audit ----------------------------------------------------------------------------------
 
-def audit_legacy_settings(sync_url: str, async_url: str | None = None,
-                          management_url: str | None = None, *,
-                          async_management_url: str | None = None) -> list[dict[str, Any]]:
+
+def audit_legacy_settings(
+    sync_url: str,
+    async_url: str | None = None,
+    management_url: str | None = None,
+    *,
+    async_management_url: str | None = None,
+) -> list[dict[str, Any]]:
     """One row per 2014 setting: ``setting, value_2014, celery5_name, status, evidence``.
 
     The URLs are those of :func:`observe_legacy_on_broker`, which runs the broker probes; the
     rest are probes of the apps' configuration. Takes well under a second on a local broker.
     """
-    obs = observe_legacy_on_broker(sync_url, async_url, management_url,
-                                   async_management_url=async_management_url)
+    obs = observe_legacy_on_broker(
+        sync_url, async_url, management_url, async_management_url=async_management_url
+    )
     app = _app()
     sync_msg, async_msg = obs["sync_message"], obs["async_message"]
     rows = []
 
     routed = (sync_msg["exchange"], sync_msg["routing_key"]) == ("mplogin", "mplogin.sync.register")
-    rows.append(_config_row(app, "CELERY_ROUTES", (routed, (
-        "route_for_task is still called: 'mplogin.sync.register' reached mplogin.sync through "
-        f"exchange {sync_msg['exchange']!r} with routing key {sync_msg['routing_key']!r}"))))
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_ROUTES",
+            (
+                routed,
+                (
+                    "route_for_task is still called: 'mplogin.sync.register' reached mplogin.sync through "
+                    f"exchange {sync_msg['exchange']!r} with routing key {sync_msg['routing_key']!r}"
+                ),
+            ),
+        )
+    )
     rows.append(_config_row(app, "CELERY_ACCEPT_CONTENT"))
-    rows.append(_config_row(app, "CELERY_TASK_SERIALIZER", (
-        sync_msg["content_type"] == _PICKLE,
-        f"the sync message's content type was {sync_msg['content_type']!r}")))
-    rows.append(_config_row(app, "CELERY_RESULT_SERIALIZER", (
-        True, f"never used here: app.conf.result_backend is {app.conf.result_backend!r}")))
-    rows.append(_config_row(app, "CELERY_TIMEZONE", (
-        str(app.timezone) == "UTC", f"app.timezone is {app.timezone}")))
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_TASK_SERIALIZER",
+            (
+                sync_msg["content_type"] == _PICKLE,
+                f"the sync message's content type was {sync_msg['content_type']!r}",
+            ),
+        )
+    )
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_RESULT_SERIALIZER",
+            (True, f"never used here: app.conf.result_backend is {app.conf.result_backend!r}"),
+        )
+    )
+    rows.append(
+        _config_row(
+            app, "CELERY_TIMEZONE", (str(app.timezone) == "UTC", f"app.timezone is {app.timezone}")
+        )
+    )
     rows.append(_config_row(app, "CELERY_ENABLE_UTC"))
 
     # CELERY_BACKEND: the key itself, then the backend it named.
     got_kind, got_text = obs["get"]
     outcome = f"returned {got_text}" if got_kind == "returned" else f"raised {got_kind}: {got_text}"
-    rows.append(_config_row(app, "CELERY_BACKEND", (got_kind == "returned", (
-        f"result_backend stays {app.conf.result_backend!r} and the sync call's .get() {outcome}"))))
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_BACKEND",
+            (
+                got_kind == "returned",
+                (
+                    f"result_backend stays {app.conf.result_backend!r} and the sync call's .get() {outcome}"
+                ),
+            ),
+        )
+    )
     error, sentence = _amqp_backend()
-    rows.append(_row("CELERY_RESULT_BACKEND", "amqp", "result_backend",
-                     "removed" if error else "still works",
-                     f"What CELERY_BACKEND = 'amqp' asked for: {sentence}."))
+    rows.append(
+        _row(
+            "CELERY_RESULT_BACKEND",
+            "amqp",
+            "result_backend",
+            "removed" if error else "still works",
+            f"What CELERY_BACKEND = 'amqp' asked for: {sentence}.",
+        )
+    )
 
     # CELERY_QUEUE_HA_POLICY: the declared queues' arguments, and the control queue's.
-    with_ha = sorted(name for name, info in obs["queues"].items()
-                     if "x-ha-policy" in ((info or {}).get("arguments") or {}))
+    with_ha = sorted(
+        name
+        for name, info in obs["queues"].items()
+        if "x-ha-policy" in ((info or {}).get("arguments") or {})
+    )
     control = obs["ha_control"] or {}
-    rows.append(_config_row(app, "CELERY_QUEUE_HA_POLICY", (bool(with_ha), (
-        f"x-ha-policy is on {len(with_ha)} of the {len(obs['queues'])} declared queues "
-        f"(arguments: {_distinct_arguments(obs['queues'])}), while a control queue declared "
-        f"by hand with it shows arguments {control.get('arguments')}"))))
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_QUEUE_HA_POLICY",
+            (
+                bool(with_ha),
+                (
+                    f"x-ha-policy is on {len(with_ha)} of the {len(obs['queues'])} declared queues "
+                    f"(arguments: {_distinct_arguments(obs['queues'])}), while a control queue declared "
+                    f"by hand with it shows arguments {control.get('arguments')}"
+                ),
+            ),
+        )
+    )
 
-    rows.append(_config_row(app, "CELERY_DISABLE_RATE_LIMITS",
-                            (True, "a worker setting, not exercised here")))
+    rows.append(
+        _config_row(
+            app, "CELERY_DISABLE_RATE_LIMITS", (True, "a worker setting, not exercised here")
+        )
+    )
 
     # CELERY_QUEUES: what was declared from the dict, read back from the broker.
     queues = legacy._get_celery_queues()
     expected = {(spec["exchange"], name, spec["binding_key"]) for name, spec in queues.items()}
     durable = {name for name, info in obs["queues"].items() if info and info.get("durable")}
-    topics = {spec["exchange"] for spec in queues.values()
-              if obs["exchanges"].get(spec["exchange"]) == "topic"}
-    rows.append(_config_row(app, "CELERY_QUEUES", (
-        expected <= obs["bindings"] and durable == set(queues)
-        and topics == set(legacy.LEGACY_SERVICES),
-        f"the dict shape is still accepted: {len(durable)} durable queues declared, "
-        f"{len(expected & obs['bindings'])} of {len(expected)} bindings with the 2014 binding "
-        f"keys, on {len(topics)} topic exchanges")))
+    topics = {
+        spec["exchange"]
+        for spec in queues.values()
+        if obs["exchanges"].get(spec["exchange"]) == "topic"
+    }
+    rows.append(
+        _config_row(
+            app,
+            "CELERY_QUEUES",
+            (
+                expected <= obs["bindings"]
+                and durable == set(queues)
+                and topics == set(legacy.LEGACY_SERVICES),
+                f"the dict shape is still accepted: {len(durable)} durable queues declared, "
+                f"{len(expected & obs['bindings'])} of {len(expected)} bindings with the 2014 binding "
+                f"keys, on {len(topics)} topic exchanges",
+            ),
+        )
+    )
 
     # The queue dict's delivery_mode, read on the messages that went through those queues.
-    rows.append(_row(
-        "CELERY_QUEUES['<service>.sync']['delivery_mode']", 1,
-        "task_queues['<service>.sync']['delivery_mode']",
-        "still works" if sync_msg["delivery_mode"] == 1 else "silently ignored",
-        f"The sync message was published with delivery_mode {sync_msg['delivery_mode']}, the "
-        f"async one (no delivery_mode in its queue dict) with {async_msg['delivery_mode']}."))
+    rows.append(
+        _row(
+            "CELERY_QUEUES['<service>.sync']['delivery_mode']",
+            1,
+            "task_queues['<service>.sync']['delivery_mode']",
+            "still works" if sync_msg["delivery_mode"] == 1 else "silently ignored",
+            f"The sync message was published with delivery_mode {sync_msg['delivery_mode']}, the "
+            f"async one (no delivery_mode in its queue dict) with {async_msg['delivery_mode']}.",
+        )
+    )
 
-    rows.append(_config_row(app, "BROKER_HEARTBEAT", (
-        obs["heartbeat_worker"] == app.conf.broker_heartbeat,
-        f"a connection opened as a worker opens it negotiated {obs['heartbeat_worker']:g} s, a "
-        f"publisher's connection {obs['heartbeat_publisher']:g} s"
-        f"{' (no heartbeats)' if not obs['heartbeat_publisher'] else ''}")))
-    rows.append(_config_row(app, "BROKER_HEARTBEAT_CHECKRATE",
-                            (True, "a worker setting, not exercised here")))
+    rows.append(
+        _config_row(
+            app,
+            "BROKER_HEARTBEAT",
+            (
+                obs["heartbeat_worker"] == app.conf.broker_heartbeat,
+                f"a connection opened as a worker opens it negotiated {obs['heartbeat_worker']:g} s, a "
+                f"publisher's connection {obs['heartbeat_publisher']:g} s"
+                f"{' (no heartbeats)' if not obs['heartbeat_publisher'] else ''}",
+            ),
+        )
+    )
+    rows.append(
+        _config_row(
+            app, "BROKER_HEARTBEAT_CHECKRATE", (True, "a worker setting, not exercised here")
+        )
+    )
     pool = obs["pool"]
-    rows.append(_config_row(app, "BROKER_POOL_LIMIT", (
-        pool["limit"] == 0 and not pool["reused"] and pool["closed_on_release"],
-        f"app.pool.limit is {pool['limit']}; two acquisitions gave "
-        f"{'the same' if pool['reused'] else 'two different'} connections and the released one "
-        f"was {'closed' if pool['closed_on_release'] else 'kept open'}")))
+    rows.append(
+        _config_row(
+            app,
+            "BROKER_POOL_LIMIT",
+            (
+                pool["limit"] == 0 and not pool["reused"] and pool["closed_on_release"],
+                f"app.pool.limit is {pool['limit']}; two acquisitions gave "
+                f"{'the same' if pool['reused'] else 'two different'} connections and the released one "
+                f"was {'closed' if pool['closed_on_release'] else 'kept open'}",
+            ),
+        )
+    )
 
     conf_value, task_value = obs["ignore_result"]
-    rows.append(_row(
-        "CELERY_IGNORE_RESULT", True, _TO_NEW_KEY.get("CELERY_IGNORE_RESULT"),
-        "renamed" if conf_value is True and task_value is True else "changed meaning",
-        f"Set on the async app's conf after config_from_object: app.conf.task_ignore_result is "
-        f"{conf_value!r} and a task declared on that app has ignore_result {task_value!r}."))
+    rows.append(
+        _row(
+            "CELERY_IGNORE_RESULT",
+            True,
+            _TO_NEW_KEY.get("CELERY_IGNORE_RESULT"),
+            "renamed" if conf_value is True and task_value is True else "changed meaning",
+            f"Set on the async app's conf after config_from_object: app.conf.task_ignore_result is "
+            f"{conf_value!r} and a task declared on that app has ignore_result {task_value!r}.",
+        )
+    )
 
-    rows.append(_row(
-        "BROKER_URL (SUBSCRIBER: pyamqp://)", "pyamqp://<sync_broker_url>", "broker_url",
-        "still works",
-        f"The SUBSCRIBER apps (app.conf.broker_url starts {_scheme(obs['subscriber_url'])}) "
-        "connected, declared queues and published; their messages arrived."))
+    rows.append(
+        _row(
+            "BROKER_URL (SUBSCRIBER: pyamqp://)",
+            "pyamqp://<sync_broker_url>",
+            "broker_url",
+            "still works",
+            f"The SUBSCRIBER apps (app.conf.broker_url starts {_scheme(obs['subscriber_url'])}) "
+            "connected, declared queues and published; their messages arrived.",
+        )
+    )
     rows.append(_publisher_row(obs))
     return rows
 
@@ -424,19 +561,35 @@ def _distinct_arguments(queues: dict[str, dict[str, Any] | None]) -> str:
 def _publisher_row(obs: dict[str, Any]) -> dict[str, Any]:
     setting, value = "BROKER_URL (PUBLISHER: librabbitmq://)", "librabbitmq://<sync_broker_url>"
     if obs["publisher"] is None:
-        return _row(setting, value, "broker_url", "still works",
-                    "The PUBLISHER app published with librabbitmq://.")
+        return _row(
+            setting,
+            value,
+            "broker_url",
+            "still works",
+            "The PUBLISHER app published with librabbitmq://.",
+        )
     kind, text = obs["publisher"]
-    marker = next((r.split(";", 1)[1].strip() for r in requires("celery") or ()
-                   if "librabbitmq" in r and ";" in r), None)
-    return _row(setting, value, "broker_url",
-                "removed" if kind in ("ModuleNotFoundError", "ImportError") else "changed meaning",
-                f"The PUBLISHER app (app.conf.broker_url starts {_scheme(obs['publisher_url'])}): "
-                f"send_task raised {kind}: {text}"
-                f"{'; Celery requires librabbitmq only when ' + marker if marker else ''}.")
+    marker = next(
+        (
+            r.split(";", 1)[1].strip()
+            for r in requires("celery") or ()
+            if "librabbitmq" in r and ";" in r
+        ),
+        None,
+    )
+    return _row(
+        setting,
+        value,
+        "broker_url",
+        "removed" if kind in ("ModuleNotFoundError", "ImportError") else "changed meaning",
+        f"The PUBLISHER app (app.conf.broker_url starts {_scheme(obs['publisher_url'])}): "
+        f"send_task raised {kind}: {text}"
+        f"{'; Celery requires librabbitmq only when ' + marker if marker else ''}.",
+    )
 
 
 # -- mixing old and new names --------------------------------------------------------------------
+
 
 def probe_mixed_names(new_name: str = "result_backend", value: Any = "rpc://") -> dict[str, Any]:
     """Add one new-style setting to the 2014 config and report what Celery does.
@@ -451,6 +604,9 @@ def probe_mixed_names(new_name: str = "result_backend", value: Any = "rpc://") -
         report["read"] = {"task_serializer": app.conf.task_serializer}
         report.update(raised=None, message=None)
     except Exception as exc:  # noqa: BLE001 - the error is the observation
-        report.update(raised=type(exc).__name__, message=_sentence(exc),
-                      raised_on="the first read of app.conf")
+        report.update(
+            raised=type(exc).__name__,
+            message=_sentence(exc),
+            raised_on="the first read of app.conf",
+        )
     return report

@@ -19,6 +19,7 @@ on which the two agree and names on which they do not.
 
 Nothing here is meant for use in the platform: it is the behaviour the lab measures.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,8 @@ from typing import Any
 
 from celery import Celery
 
-from ..plumbing.errors import RoutingError
 from ..design.routing import kind_router, route_task
+from ..plumbing.errors import RoutingError
 
 __all__ = [
     "LEGACY_SERVICES",
@@ -59,8 +60,9 @@ class Router:
     then falls back to its default queue).
     """
 
-    def route_for_task(self, task: str, args: Any = None,
-                       kwargs: Any = None) -> dict[str, str] | None:
+    def route_for_task(
+        self, task: str, args: Any = None, kwargs: Any = None
+    ) -> dict[str, str] | None:
         parts = task.split(".")
         if re.match(LEGACY_SYNC_PATTERN, task) is not None:
             return {"routing_key": task, "queue": parts[0] + ".sync"}
@@ -115,8 +117,9 @@ class CeleryConfig:
     BROKER_POOL_LIMIT = 0
 
 
-def legacy_celery_apps_factory(app_type: str, sync_broker_url: str, async_broker_url: str,
-                               service_name: str) -> tuple[Celery, Celery]:
+def legacy_celery_apps_factory(
+    app_type: str, sync_broker_url: str, async_broker_url: str, service_name: str
+) -> tuple[Celery, Celery]:
     """The 2014 factory: ``(sync_app, async_app)`` configured from :class:`CeleryConfig`.
 
     As in 2014, the broker URLs are given without a scheme (``user:pass@host:port/vhost``):
@@ -140,6 +143,7 @@ def legacy_celery_apps_factory(app_type: str, sync_broker_url: str, async_broker
 
 
 # -- the 2014 router next to the modern one ---------------------------------------------------
+
 
 def legacy_route(name: str) -> dict[str, str] | None:
     """What the 2014 router returns for task ``name``."""
@@ -176,14 +180,16 @@ def compare_routers(names: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
         old = legacy_route(name)
         new = modern_route(name)
         agree = new["error"] is None and old == new["route"]
-        rows.append({
-            "task": name,
-            "legacy": old,
-            "modern_router": new["router"],
-            "modern": new["route"],
-            "modern_error": new["error"],
-            "agree": agree,
-        })
+        rows.append(
+            {
+                "task": name,
+                "legacy": old,
+                "modern_router": new["router"],
+                "modern": new["route"],
+                "modern_error": new["error"],
+                "agree": agree,
+            }
+        )
     return rows
 
 

@@ -5,6 +5,7 @@ temporary module, runs ``celery upgrade settings`` on it, loads the result, and 
 renamed and where it falls short: names it does not know, a name it mangles, and values it
 cannot fix (a removed result backend, pickle, the librabbitmq transport).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,9 +36,15 @@ def legacy_settings_source() -> str:
         f"LEGACY_SYNC_PATTERN = {legacy.LEGACY_SYNC_PATTERN!r}\n"
         f"LEGACY_ASYNC_PATTERN = {legacy.LEGACY_ASYNC_PATTERN!r}\n\n\n"
     )
-    parts = [inspect.getsource(obj) for obj in (
-        legacy.Router, legacy._get_celery_queues, legacy.CeleryConfig,
-        legacy.legacy_celery_apps_factory)]
+    parts = [
+        inspect.getsource(obj)
+        for obj in (
+            legacy.Router,
+            legacy._get_celery_queues,
+            legacy.CeleryConfig,
+            legacy.legacy_celery_apps_factory,
+        )
+    ]
     return header + "\n\n".join(parts)
 
 
@@ -53,8 +60,9 @@ def _load(path: Path) -> Any:
 
 def _replaced_key(old: str, new: str) -> str:
     """The old name inside ``old`` that ``celery upgrade`` replaced to make ``new``."""
-    return next(k for k in sorted(_TO_NEW_KEY, key=len, reverse=True)
-                if k in old and _TO_NEW_KEY[k] in new)
+    return next(
+        k for k in sorted(_TO_NEW_KEY, key=len, reverse=True) if k in old and _TO_NEW_KEY[k] in new
+    )
 
 
 def run_celery_upgrade_settings() -> dict[str, Any]:
@@ -73,8 +81,13 @@ def run_celery_upgrade_settings() -> dict[str, Any]:
         path = Path(tmp) / "celeryconfig_2014.py"
         before = legacy_settings_source()
         path.write_text(before)
-        proc = subprocess.run([sys.executable, "-m", "celery", "upgrade", "settings", path.name],
-                              cwd=tmp, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "celery", "upgrade", "settings", path.name],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         after = path.read_text()
         backup = path.with_name(path.name + ".orig").exists()
         module = _load(path)
@@ -88,9 +101,13 @@ def run_celery_upgrade_settings() -> dict[str, Any]:
             target = renamed if new_m.group(1) in SETTING_KEYS else mangled
             target[old_m.group(1)] = new_m.group(1)
             target_text = old_line.split("=")[0]
-            where[old_m.group(1)] = ("attribute of an object" if "." in target_text
-                                     else "class body" if old_line[:1].isspace()
-                                     else "module level")
+            where[old_m.group(1)] = (
+                "attribute of an object"
+                if "." in target_text
+                else "class body"
+                if old_line[:1].isspace()
+                else "module level"
+            )
         else:
             other.append({"before": old_line.strip(), "after": new_line.strip()})
     left = [n for n in names_2014 if n not in renamed and n not in mangled]
@@ -102,8 +119,11 @@ def run_celery_upgrade_settings() -> dict[str, Any]:
         after_upgrade.update(
             error=None,
             deprecated_settings=sorted(app.conf.deprecated_settings or ()),
-            unknown_keys=sorted(k for k in vars(config) if not k.startswith("__")
-                                and k not in SETTING_KEYS and k not in _OLD_SETTING_KEYS),
+            unknown_keys=sorted(
+                k
+                for k in vars(config)
+                if not k.startswith("__") and k not in SETTING_KEYS and k not in _OLD_SETTING_KEYS
+            ),
             result_backend=app.conf.result_backend,
             task_serializer=app.conf.task_serializer,
             accept_content=app.conf.accept_content,
@@ -114,39 +134,58 @@ def run_celery_upgrade_settings() -> dict[str, Any]:
             value = getattr(config, new)
             if isinstance(value, bool):
                 after_upgrade.setdefault("mangled_effect", {})[new] = {
-                    "set_to": not value, "setting": target,
-                    "reads": _app(config, **{new: not value}).conf[target]}
+                    "set_to": not value,
+                    "setting": target,
+                    "reads": _app(config, **{new: not value}).conf[target],
+                }
     except Exception as exc:  # noqa: BLE001 - an upgraded file that does not load is a finding
         after_upgrade.update(error=f"{type(exc).__name__}: {_sentence(exc)}")
     after_upgrade["factory_still_uses_librabbitmq"] = bool(
-        re.search(r"[\"']librabbitmq[\"']", after))
+        re.search(r"[\"']librabbitmq[\"']", after)
+    )
 
     shortfalls = []
     unknown = [n for n in left if n not in _OLD_SETTING_KEYS and n not in SETTING_KEYS]
     if unknown:
-        shortfalls.append(f"Left {', '.join(unknown)} as they were: Celery knows none of these "
-                          "names, old or new, so they stay silently ignored.")
+        shortfalls.append(
+            f"Left {', '.join(unknown)} as they were: Celery knows none of these "
+            "names, old or new, so they stay silently ignored."
+        )
     for old, new in mangled.items():
         effect = after_upgrade.get("mangled_effect", {}).get(new)
         shortfalls.append(
             f"Turned {old} into {new}, a name Celery does not know: it replaced the substring "
             f"{_replaced_key(old, new)}, an old name Celery does know"
-            + (f" ({new} = {effect['set_to']} leaves {effect['setting']} at {effect['reads']})"
-               if effect else "") + ".")
+            + (
+                f" ({new} = {effect['set_to']} leaves {effect['setting']} at {effect['reads']})"
+                if effect
+                else ""
+            )
+            + "."
+        )
     backend_error, _ = _amqp_backend()
     if after_upgrade.get("result_backend") is None and "CELERY_BACKEND" in left:
         shortfalls.append(
             "Did not carry CELERY_BACKEND = 'amqp' over to result_backend, so results stay "
-            "disabled" + (f"; nor could it: result_backend = 'amqp' raises {backend_error}"
-                          if backend_error else "") + ".")
+            "disabled"
+            + (
+                f"; nor could it: result_backend = 'amqp' raises {backend_error}"
+                if backend_error
+                else ""
+            )
+            + "."
+        )
     if after_upgrade.get("task_serializer") == "pickle":
-        shortfalls.append("Kept pickle as task serializer and in accept_content: it renames names, "
-                          "never values.")
+        shortfalls.append(
+            "Kept pickle as task serializer and in accept_content: it renames names, never values."
+        )
     if after_upgrade["factory_still_uses_librabbitmq"]:
         shortfalls.append("Left the factory's librabbitmq:// transport for PUBLISHER apps.")
     if other:
-        shortfalls.append(f"Also rewrote {len(other)} line(s) that assign no setting (it replaces "
-                          "text line by line, docstrings and comments included).")
+        shortfalls.append(
+            f"Also rewrote {len(other)} line(s) that assign no setting (it replaces "
+            "text line by line, docstrings and comments included)."
+        )
     return {
         "command": "celery upgrade settings celeryconfig_2014.py",
         "returncode": proc.returncode,

@@ -16,6 +16,7 @@ The figure is a plain :class:`matplotlib.figure.Figure`, not one of pyplot's: no
 in pyplot's figure list when a script draws many. A notebook shows it as a cell's value once
 the inline backend is on (``%matplotlib inline``); ``fig.savefig(...)`` works everywhere.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -27,21 +28,28 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 __all__ = ["draw_topology", "layout"]
 
 #: Fill colour of an exchange box, by exchange type.
-EXCHANGE_COLOURS = {"topic": "#fde2b4", "direct": "#cfe3f7", "fanout": "#d8f0d2",
-                    "headers": "#eadcf5"}
+EXCHANGE_COLOURS = {
+    "topic": "#fde2b4",
+    "direct": "#cfe3f7",
+    "fanout": "#d8f0d2",
+    "headers": "#eadcf5",
+}
 QUEUE_COLOUR = "#e9e9e9"
 
-_EX_X, _Q_X = 0.16, 0.84          # box centres, in axes units (0..1)
-_EX_W, _Q_W = 0.26, 0.28          # box widths
-_BOX_H = 0.62                      # box height, in rows
+_EX_X, _Q_X = 0.16, 0.84  # box centres, in axes units (0..1)
+_EX_W, _Q_W = 0.26, 0.28  # box widths
+_BOX_H = 0.62  # box height, in rows
 
 
 def layout(topology: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, float], dict[str, float]]:
     """Row positions (0 = top) of every exchange and queue; deterministic."""
-    exchanges = sorted({e["name"] for e in topology.get("exchanges", [])}
-                       | {b["source"] for b in topology.get("bindings", [])})
+    exchanges = sorted(
+        {e["name"] for e in topology.get("exchanges", [])}
+        | {b["source"] for b in topology.get("bindings", [])}
+    )
     queue_names = {q["name"] for q in topology.get("queues", [])} | {
-        b["destination"] for b in topology.get("bindings", []) if b["destination_type"] == "queue"}
+        b["destination"] for b in topology.get("bindings", []) if b["destination_type"] == "queue"
+    }
     rank = {name: i for i, name in enumerate(exchanges)}
     first_source: dict[str, int] = {}
     for b in topology.get("bindings", []):
@@ -68,15 +76,24 @@ def layout(topology: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, float],
 
 
 def _box(ax: Any, x: float, y: float, width: float, text: str, colour: str) -> None:
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - _BOX_H / 2), width, _BOX_H,
-                                boxstyle="round,pad=0.0,rounding_size=0.12",
-                                facecolor=colour, edgecolor="#555555", linewidth=1.0,
-                                mutation_aspect=1.0))
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - width / 2, y - _BOX_H / 2),
+            width,
+            _BOX_H,
+            boxstyle="round,pad=0.0,rounding_size=0.12",
+            facecolor=colour,
+            edgecolor="#555555",
+            linewidth=1.0,
+            mutation_aspect=1.0,
+        )
+    )
     ax.text(x, y, text, ha="center", va="center", fontsize=9, family="monospace")
 
 
-def _point_on_arc(ax: Any, start: tuple[float, float], end: tuple[float, float], rad: float,
-                  t: float) -> tuple[float, float]:
+def _point_on_arc(
+    ax: Any, start: tuple[float, float], end: tuple[float, float], rad: float, t: float
+) -> tuple[float, float]:
     """The point at ``t`` along matplotlib's ``arc3`` curve (a quadratic Bezier built in display
     space), in data coordinates: where a label sits on its arrow."""
     to_display = ax.transData
@@ -87,8 +104,13 @@ def _point_on_arc(ax: Any, start: tuple[float, float], end: tuple[float, float],
     return tuple(to_display.inverted().transform(point))
 
 
-def draw_topology(topology: dict[str, list[dict[str, Any]]], *, title: str | None = None,
-                  width: float = 8.0, dpi: int = 100) -> Figure:
+def draw_topology(
+    topology: dict[str, list[dict[str, Any]]],
+    *,
+    title: str | None = None,
+    width: float = 8.0,
+    dpi: int = 100,
+) -> Figure:
     """A figure of ``topology`` (exchanges, queues, bindings with their binding keys)."""
     ex_rows, q_rows = layout(topology)
     rows = max(len(ex_rows), len(q_rows), 1)
@@ -101,10 +123,19 @@ def draw_topology(topology: dict[str, list[dict[str, Any]]], *, title: str | Non
     ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
-    ax.text(_EX_X, -0.45, "exchanges", ha="center", va="center", fontsize=9, style="italic",
-            color="#555555")
-    ax.text(_Q_X, -0.45, "queues", ha="center", va="center", fontsize=9, style="italic",
-            color="#555555")
+    ax.text(
+        _EX_X,
+        -0.45,
+        "exchanges",
+        ha="center",
+        va="center",
+        fontsize=9,
+        style="italic",
+        color="#555555",
+    )
+    ax.text(
+        _Q_X, -0.45, "queues", ha="center", va="center", fontsize=9, style="italic", color="#555555"
+    )
 
     types = {e["name"]: e.get("type", "?") for e in topology.get("exchanges", [])}
     for name, y in ex_rows.items():
@@ -129,11 +160,33 @@ def draw_topology(topology: dict[str, list[dict[str, Any]]], *, title: str | Non
             x0 = x1 = _EX_X - _EX_W / 2
             y1 = ex_rows[b["destination"]]
             rad, t = 0.6 + bend, 0.5
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
-                                     connectionstyle=f"arc3,rad={rad}", color="#333333",
-                                     linewidth=1.0, shrinkA=2, shrinkB=2))
+        ax.add_patch(
+            FancyArrowPatch(
+                (x0, y0),
+                (x1, y1),
+                arrowstyle="-|>",
+                mutation_scale=12,
+                connectionstyle=f"arc3,rad={rad}",
+                color="#333333",
+                linewidth=1.0,
+                shrinkA=2,
+                shrinkB=2,
+            )
+        )
         lx, ly = _point_on_arc(ax, (x0, y0), (x1, y1), rad, t)
-        ax.text(lx, ly, key, ha="center", va="center", fontsize=8, family="monospace",
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
-                      "alpha": 0.9})
+        ax.text(
+            lx,
+            ly,
+            key,
+            ha="center",
+            va="center",
+            fontsize=8,
+            family="monospace",
+            bbox={
+                "boxstyle": "round,pad=0.15",
+                "facecolor": "white",
+                "edgecolor": "none",
+                "alpha": 0.9,
+            },
+        )
     return fig

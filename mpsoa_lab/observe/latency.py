@@ -12,6 +12,7 @@ then all are released together and the wall time of the whole run is measured.
 >>> max_overlap([(0.0, 1.0), (0.5, 2.0), (1.0, 3.0)])
 2
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["PERCENTILES", "CallerRun", "ecdf", "max_overlap", "percentile", "run_callers",
-           "summarize"]
+__all__ = [
+    "PERCENTILES",
+    "CallerRun",
+    "ecdf",
+    "max_overlap",
+    "percentile",
+    "run_callers",
+    "summarize",
+]
 
 S = TypeVar("S")
 
@@ -46,8 +54,9 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summarize(seconds: Sequence[float],
-              percentiles: Iterable[int] = PERCENTILES) -> dict[str, float]:
+def summarize(
+    seconds: Sequence[float], percentiles: Iterable[int] = PERCENTILES
+) -> dict[str, float]:
     """One table row: ``calls`` and ``p50_ms``, ``p90_ms``, ``p99_ms`` (or the given ones)."""
     row: dict[str, float] = {"calls": len(seconds)}
     for q in percentiles:
@@ -102,8 +111,9 @@ class CallerRun:
         return len(self.samples) / self.wall_s
 
 
-def run_callers(n: int, prepare: Callable[[int], S], work: Callable[[int, S], list[Any]],
-                timeout: float = 60.0) -> CallerRun:
+def run_callers(
+    n: int, prepare: Callable[[int], S], work: Callable[[int, S], list[Any]], timeout: float = 60.0
+) -> CallerRun:
     """Run ``n`` callers in threads: each ``prepare(i)`` untimed, then all ``work(i, state)``
     released together; return their samples (concatenated, caller 0 first) and the wall time
     from the release to the last caller's end. The clock starts after the last ``prepare``

@@ -29,6 +29,7 @@ The thread is a daemon, stops within one tick on :meth:`QueueMonitor.stop` (whic
 error never ends it: failed reads are kept in :attr:`QueueMonitor.errors` (a broker being
 restarted is something later notebooks watch).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -53,8 +54,16 @@ class QueueMonitor:
     ``None`` where a source had nothing (no statistics yet, or the read failed).
     """
 
-    def __init__(self, broker: Any, queues: Iterable[str], interval: float = 0.25, *,
-                 vhost: str | None = None, exact: bool = True, limit: float = 600.0):
+    def __init__(
+        self,
+        broker: Any,
+        queues: Iterable[str],
+        interval: float = 0.25,
+        *,
+        vhost: str | None = None,
+        exact: bool = True,
+        limit: float = 600.0,
+    ):
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
         self.queues = list(queues)
@@ -131,8 +140,14 @@ class QueueMonitor:
     # -- one sample ----------------------------------------------------------------------------
     def _error(self, queue: str, source: str, exc: BaseException) -> None:
         with self._lock:
-            self.errors.append({"t": time.time(), "queue": queue, "source": source,
-                                "error": f"{type(exc).__name__}: {exc}"})
+            self.errors.append(
+                {
+                    "t": time.time(),
+                    "queue": queue,
+                    "source": source,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
 
     def _declare(self, queue: str) -> tuple[int | None, int | None]:
         if not self._amqp_url:
@@ -166,11 +181,15 @@ class QueueMonitor:
         except Exception as exc:  # noqa: BLE001 - keep watching; the caller reads .errors
             self._error(queue, "management API", exc)
             info = {}
-        sample = {"t": t, "queue": queue,
-                  "ready": info.get("messages_ready"),
-                  "unacked": info.get("messages_unacknowledged"),
-                  "consumers": info.get("consumers"),
-                  "ready_now": ready_now, "consumers_now": consumers_now}
+        sample = {
+            "t": t,
+            "queue": queue,
+            "ready": info.get("messages_ready"),
+            "unacked": info.get("messages_unacknowledged"),
+            "consumers": info.get("consumers"),
+            "ready_now": ready_now,
+            "consumers_now": consumers_now,
+        }
         with self._lock:
             self.samples.append(sample)
 
@@ -180,14 +199,23 @@ class QueueMonitor:
         with self._lock:
             return [s for s in self.samples if s["queue"] == queue]
 
-    def series(self, queue: str | None = None, t0: float | None = None, *,
-               since: float | None = None, until: float | None = None) -> dict[str, list]:
+    def series(
+        self,
+        queue: str | None = None,
+        t0: float | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, list]:
         """One queue's samples as columns, ``t`` in seconds after ``t0`` (default: the
         monitor's start); ``total`` is ``ready + unacked`` (management API). ``since`` and
         ``until`` (epoch seconds) keep a time window, e.g. one burst of a longer watch."""
         t0 = self.started if t0 is None else t0
-        rows = [s for s in self._rows(queue)
-                if (since is None or s["t"] >= since) and (until is None or s["t"] <= until)]
+        rows = [
+            s
+            for s in self._rows(queue)
+            if (since is None or s["t"] >= since) and (until is None or s["t"] <= until)
+        ]
         total = [None if s["ready"] is None else s["ready"] + (s["unacked"] or 0) for s in rows]
         columns = {"t": [s["t"] - (t0 or 0.0) for s in rows], "total": total}
         for key in ("ready", "unacked", "consumers", "ready_now", "consumers_now"):
@@ -211,8 +239,11 @@ class QueueMonitor:
         gaps = []
         for q in queues:
             rows = [s for s in self._rows(q) if s["ready"] is not None]
-            changes = [b["t"] for a, b in itertools.pairwise(rows)
-                       if (a["ready"], a["unacked"]) != (b["ready"], b["unacked"])]
+            changes = [
+                b["t"]
+                for a, b in itertools.pairwise(rows)
+                if (a["ready"], a["unacked"]) != (b["ready"], b["unacked"])
+            ]
             gaps += [b - a for a, b in itertools.pairwise(changes)]
         return statistics.median(gaps) if gaps else None
 
@@ -232,12 +263,19 @@ class QueueMonitor:
             if not self.running:
                 raise RuntimeError("the monitor is not running")
             time.sleep(self.interval / 2)
-        raise TimeoutError(f"no sample of {queue} matched within {timeout:.1f} s "
-                           f"(last: {self.last(queue)})")
+        raise TimeoutError(
+            f"no sample of {queue} matched within {timeout:.1f} s (last: {self.last(queue)})"
+        )
 
 
-def plot_depth(runs: Mapping[str, Mapping[str, list]], ax: Any = None, *, api: bool = True,
-               exact: bool = True, title: str | None = None) -> Any:
+def plot_depth(
+    runs: Mapping[str, Mapping[str, list]],
+    ax: Any = None,
+    *,
+    api: bool = True,
+    exact: bool = True,
+    title: str | None = None,
+) -> Any:
     """Queue depth over time, one color per run (``{label: monitor.series(...)}``).
 
     Solid lines: ``ready_now`` (passive ``queue.declare``, exact at each sample). Dashed
@@ -258,22 +296,48 @@ def plot_depth(runs: Mapping[str, Mapping[str, list]], ax: Any = None, *, api: b
         if api:
             pts = [(x, y) for x, y in zip(t, series["total"]) if y is not None]
             if pts:
-                ax.step(*zip(*pts), where="post", color=color, linewidth=1.2, linestyle="--",
-                        alpha=0.6)
-    run_legend = ax.legend(handles=[Line2D([], [], color=c, linewidth=2, label=label)
-                                    for label, c in zip(runs, colors)],
-                           loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-                           frameon=False)
+                ax.step(
+                    *zip(*pts), where="post", color=color, linewidth=1.2, linestyle="--", alpha=0.6
+                )
+    run_legend = ax.legend(
+        handles=[
+            Line2D([], [], color=c, linewidth=2, label=label) for label, c in zip(runs, colors)
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=9,
+        frameon=False,
+    )
     ax.add_artist(run_legend)
     styles = []
     if exact:
-        styles.append(Line2D([], [], color="black", linewidth=1.8,
-                             label="ready, exact\n(passive queue.declare)"))
+        styles.append(
+            Line2D(
+                [], [], color="black", linewidth=1.8, label="ready, exact\n(passive queue.declare)"
+            )
+        )
     if api:
-        styles.append(Line2D([], [], color="black", linewidth=1.2, linestyle="--", alpha=0.6,
-                             label="ready + unacked\n(management API)"))
-    ax.legend(handles=styles, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=8,
-              frameon=False, title="source", title_fontsize=8, alignment="left")
+        styles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                linewidth=1.2,
+                linestyle="--",
+                alpha=0.6,
+                label="ready + unacked\n(management API)",
+            )
+        )
+    ax.legend(
+        handles=styles,
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+        fontsize=8,
+        frameon=False,
+        title="source",
+        title_fontsize=8,
+        alignment="left",
+    )
     ax.set_ylabel("messages in the queue")
     ax.set_xlabel("seconds")
     ax.set_ylim(bottom=0)

@@ -1,4 +1,5 @@
 """Per-worker timelines of a traced run: which worker held and ran which task, when."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,10 +11,18 @@ from .tracing import TaskTrace
 __all__ = ["plot_timeline"]
 
 
-def plot_timeline(traces: Iterable[TaskTrace], ax: Any = None, *, t0: float | None = None,
-                  colors: Mapping[str, str] | None = None, kind: Any = None,
-                  workers: list[str] | None = None, labels: Mapping[str, str] | None = None,
-                  title: str | None = None, legend: bool = True) -> Any:
+def plot_timeline(
+    traces: Iterable[TaskTrace],
+    ax: Any = None,
+    *,
+    t0: float | None = None,
+    colors: Mapping[str, str] | None = None,
+    kind: Any = None,
+    workers: list[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    title: str | None = None,
+    legend: bool = True,
+) -> Any:
     """A Gantt-like chart: one row per worker; in its upper half a bar per task from started to
     finished, in its lower half a thin hatched bar per task for the time the worker held it
     before running it (received to started; overlapping ones stacked).
@@ -58,23 +67,42 @@ def plot_timeline(traces: Iterable[TaskTrace], ax: Any = None, *, t0: float | No
             held_kinds.add(kind(t))
             color = color_of(kind(t))
             y = row - 0.06 - (lane + 1) * height
-            ax.broken_barh([(t.received - t0, t.started - t.received)], (y, height * 0.85),
-                           facecolors="none", edgecolors=color, hatch="////", linewidth=0.6)
+            ax.broken_barh(
+                [(t.received - t0, t.started - t.received)],
+                (y, height * 0.85),
+                facecolors="none",
+                edgecolors=color,
+                hatch="////",
+                linewidth=0.6,
+            )
         for t in mine:
             color = color_of(kind(t))
-            ax.broken_barh([(t.started - t0, t.finished - t.started)], (row, 0.4),
-                           facecolors=color, edgecolors="white", linewidth=1.0)
+            ax.broken_barh(
+                [(t.started - t0, t.finished - t.started)],
+                (row, 0.4),
+                facecolors=color,
+                edgecolors="white",
+                linewidth=1.0,
+            )
     ax.set_yticks(range(len(workers)))
     ax.set_yticklabels([(labels or {}).get(w, w.split("@")[0]) for w in workers])
     ax.set_ylim(-0.55, len(workers) - 0.45)
     ax.set_xlabel("seconds after the first publish")
     if legend:
         handles = [Patch(facecolor=c, label=f"{k} task running") for k, c in colors.items()]
-        handles += [Patch(facecolor="none", edgecolor=c, hatch="////",
-                          label=f"{k} task held by the worker (received, not started)")
-                    for k, c in colors.items() if k in held_kinds]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  frameon=False)
+        handles += [
+            Patch(
+                facecolor="none",
+                edgecolor=c,
+                hatch="////",
+                label=f"{k} task held by the worker (received, not started)",
+            )
+            for k, c in colors.items()
+            if k in held_kinds
+        ]
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+        )
     if title:
         ax.set_title(title, fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)

@@ -41,6 +41,7 @@ manager in the edge's process::
 What the tracing costs is measured, not assumed (:mod:`mpsoa_lab.experiments.tracing_cost`); the
 picture of a run, one row per worker, is :func:`mpsoa_lab.observe.timeline.plot_timeline`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -53,8 +54,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRACE_ENV", "HEADER", "EVENTS", "trace_dir", "TraceWriter", "Tracer", "TaskTrace",
-           "connect_worker", "connect_worker_from_env", "read_records", "collect"]
+__all__ = [
+    "TRACE_ENV",
+    "HEADER",
+    "EVENTS",
+    "trace_dir",
+    "TraceWriter",
+    "Tracer",
+    "TaskTrace",
+    "connect_worker",
+    "connect_worker_from_env",
+    "read_records",
+    "collect",
+]
 
 #: Environment variable naming the trace directory; a worker that has it traces every task.
 TRACE_ENV = "MPSOA_TRACE_DIR"
@@ -91,10 +103,24 @@ class TraceWriter:
     def path(self) -> Path:
         return self.directory / f"{self.role}-{os.getpid()}.jsonl"
 
-    def write(self, event: str, task_id: str | None, task: str | None, host: str | None = None,
-              t: float | None = None, **extra: Any) -> None:
-        record = {"e": event, "id": task_id, "task": task, "host": host, "pid": os.getpid(),
-                  "t": time.time() if t is None else t, **extra}
+    def write(
+        self,
+        event: str,
+        task_id: str | None,
+        task: str | None,
+        host: str | None = None,
+        t: float | None = None,
+        **extra: Any,
+    ) -> None:
+        record = {
+            "e": event,
+            "id": task_id,
+            "task": task,
+            "host": host,
+            "pid": os.getpid(),
+            "t": time.time() if t is None else t,
+            **extra,
+        }
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
             if self._fd is None or self._pid != os.getpid():
@@ -128,11 +154,18 @@ def connect_worker(directory: Path | str) -> TraceWriter:
         published = request.request_dict.get(HEADER) if request is not None else None
         writer.write("received", request.id, request.name, request.hostname, published=published)
 
-    def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    def on_prerun(
+        sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any
+    ) -> None:
         writer.write("started", task_id, task.name, task.request.hostname)
 
-    def on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None,
-                   state: str | None = None, **_: Any) -> None:
+    def on_postrun(
+        sender: Any = None,
+        task_id: str | None = None,
+        task: Any = None,
+        state: str | None = None,
+        **_: Any,
+    ) -> None:
         writer.write("finished", task_id, task.name, task.request.hostname, state=state)
 
     signals.task_received.connect(on_received, weak=False, dispatch_uid="mpsoa-trace-received")
@@ -150,6 +183,7 @@ def connect_worker_from_env() -> TraceWriter | None:
 
 # -- publisher side ------------------------------------------------------------------------------
 
+
 class Tracer:
     """Publisher-side tracing in this process, between :meth:`start` and :meth:`stop`.
 
@@ -159,8 +193,11 @@ class Tracer:
     """
 
     def __init__(self, lab_or_directory: Any):
-        directory = (lab_or_directory if isinstance(lab_or_directory, (str, Path))
-                     else trace_dir(lab_or_directory))
+        directory = (
+            lab_or_directory
+            if isinstance(lab_or_directory, (str, Path))
+            else trace_dir(lab_or_directory)
+        )
         self.directory = Path(directory)
         self.writer = TraceWriter(self.directory, "publisher")
         self.task_ids: list[str] = []
@@ -224,6 +261,7 @@ class Tracer:
 
 # -- reading the traces back ---------------------------------------------------------------------
 
+
 @dataclass
 class TaskTrace:
     """One message's life. Times are epoch seconds; ``None`` where nothing was recorded.
@@ -276,12 +314,19 @@ class TaskTrace:
 
     def as_dict(self) -> dict[str, Any]:
         row = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        row.update(queue_wait=self.queue_wait, prefetch_wait=self.prefetch_wait, run=self.run,
-                   round_trip=self.round_trip, total=self.total)
+        row.update(
+            queue_wait=self.queue_wait,
+            prefetch_wait=self.prefetch_wait,
+            run=self.run,
+            round_trip=self.round_trip,
+            total=self.total,
+        )
         return row
 
 
-def read_records(directory: Path | str, modified_since: float | None = None) -> list[dict[str, Any]]:
+def read_records(
+    directory: Path | str, modified_since: float | None = None
+) -> list[dict[str, Any]]:
     """Every record in the trace directory (a line cut short by a killed process is skipped);
     with ``modified_since`` (epoch seconds), only from files written to since then."""
     records = []
@@ -301,8 +346,12 @@ def read_records(directory: Path | str, modified_since: float | None = None) -> 
     return records
 
 
-def collect(directory: Any, task_ids: Iterable[str] | None = None,
-            since: float | None = None, modified_since: float | None = None) -> list[TaskTrace]:
+def collect(
+    directory: Any,
+    task_ids: Iterable[str] | None = None,
+    since: float | None = None,
+    modified_since: float | None = None,
+) -> list[TaskTrace]:
     """One :class:`TaskTrace` per task id, ordered by publish (else receive) time.
 
     ``directory`` is a path or a lab (``<lab home>/trace``). ``task_ids`` keeps only those
@@ -341,4 +390,4 @@ def collect(directory: Any, task_ids: Iterable[str] | None = None,
     out = list(traces.values())
     if since is not None:
         out = [t for t in out if (t.published or t.received or 0) >= since]
-    return sorted(out, key=lambda t: (t.published or t.received or float("inf")))
+    return sorted(out, key=lambda t: t.published or t.received or float("inf"))

@@ -19,6 +19,7 @@ A *component* is a program started from what is installed on this machine, as th
 A new kind of component is a subclass with a ``TYPE``, its ``PORTS``, a :meth:`argv`, and a
 :meth:`probe`; :data:`TYPES` says where the state file finds it again.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,8 +38,17 @@ from .logs import log_excerpt
 from .ports import DIST_PORTS, SERVICE_PORTS, PortAllocator, is_eaddrinuse
 from .processes import ManagedProcess, clean_env, spawn
 
-__all__ = ["Component", "Program", "NotReady", "TYPES", "component_from_dict", "stop_components",
-           "http_probe", "DIST_PORTS", "SERVICE_PORTS"]
+__all__ = [
+    "Component",
+    "Program",
+    "NotReady",
+    "TYPES",
+    "component_from_dict",
+    "stop_components",
+    "http_probe",
+    "DIST_PORTS",
+    "SERVICE_PORTS",
+]
 
 #: Where each component type lives, for :func:`component_from_dict` (imported only when needed,
 #: so that the reaper does not load Celery to stop a node).
@@ -86,9 +96,16 @@ class Component:
     #: How many times a fresh component is started again on new ports after "address in use".
     PORT_RETRIES: ClassVar[int] = 3
 
-    def __init__(self, name: str, base_dir: Path | str, *, ports: dict[str, int] | None = None,
-                 process: ManagedProcess | None = None, owner: int | None = None,
-                 mark: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        base_dir: Path | str,
+        *,
+        ports: dict[str, int] | None = None,
+        process: ManagedProcess | None = None,
+        owner: int | None = None,
+        mark: str | None = None,
+    ):
         self.name = name
         self.base_dir = Path(base_dir)
         self.mark = mark if mark is not None else str(self.base_dir)
@@ -160,7 +177,9 @@ class Component:
         for name in names:
             by_range.setdefault(self.PORTS[name], []).append(name)
         for (low, high), group in by_range.items():
-            for name, port in zip(group, allocator.reserve(len(group), low=low, high=high), strict=True):
+            for name, port in zip(
+                group, allocator.reserve(len(group), low=low, high=high), strict=True
+            ):
                 self.ports[name] = port
 
     def _hold_ports(self, pid: int | None) -> None:
@@ -189,13 +208,16 @@ class Component:
 
     def _launch(self) -> None:
         self.write_config()
-        self._log_offsets = {path: path.stat().st_size if path.exists() else 0
-                             for path in self.log_paths()}
+        self._log_offsets = {
+            path: path.stat().st_size if path.exists() else 0 for path in self.log_paths()
+        }
         self.stdout_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.stdout_log, "ab") as out:
             out.write(f"$ {shlex.join(self.display_command())}\n".encode())
         popen = spawn(self.argv(), self.environment(), self.stdout_log, self.base_dir)
-        self.process = ManagedProcess.from_popen(f"{self.TYPE} {self.name}", popen, owner=self.owner)
+        self.process = ManagedProcess.from_popen(
+            f"{self.TYPE} {self.name}", popen, owner=self.owner
+        )
         self._hold_ports(popen.pid)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
@@ -217,7 +239,8 @@ class Component:
                     self._move_ports()
                     continue
                 raise self.START_ERROR(
-                    f"{self.TYPE} {self.name} exited while starting.\n{self.start_report()}")
+                    f"{self.TYPE} {self.name} exited while starting.\n{self.start_report()}"
+                )
             try:
                 self.probe()
                 self._movable = False  # from now on its ports are its address
@@ -229,7 +252,8 @@ class Component:
                 raise self.START_ERROR(
                     f"{self.TYPE} {self.name} was not ready within {timeout:.0f} s (last probe: "
                     f"{type(last_error).__name__}: {last_error}).{' ' + hint if hint else ''}\n"
-                    f"{self.start_report()}")
+                    f"{self.start_report()}"
+                )
             time.sleep(self.PROBE_INTERVAL)
 
     def _move_ports(self) -> None:
@@ -245,7 +269,7 @@ class Component:
             if path.exists():
                 data = path.read_bytes()
                 offset = self._log_offsets.get(path, 0)
-                parts.append(data[offset if offset <= len(data) else 0:].decode(errors="replace"))
+                parts.append(data[offset if offset <= len(data) else 0 :].decode(errors="replace"))
         return "\n".join(parts)
 
     def start_report(self) -> str:
@@ -261,8 +285,10 @@ class Component:
             text = data[offset:].decode(errors="replace")
             if text.strip():
                 since = " since this start" if offset else ""
-                parts.append(f"First error lines and last lines of {path}{since}:\n"
-                             + log_excerpt(text, first_line=data[:offset].count(b"\n") + 1))
+                parts.append(
+                    f"First error lines and last lines of {path}{since}:\n"
+                    + log_excerpt(text, first_line=data[:offset].count(b"\n") + 1)
+                )
         return "\n".join(parts) or f"(nothing logged in {self.base_dir})"
 
     def tail(self, lines: int = 20) -> str:
@@ -300,9 +326,15 @@ class Component:
 
     # -- the state file ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = {"type": self.TYPE, "name": self.name, "base_dir": str(self.base_dir),
-                "ports": dict(self.ports), "owner": self.owner, "mark": self.mark,
-                "process": self.process.to_dict() if self.process else None}
+        data = {
+            "type": self.TYPE,
+            "name": self.name,
+            "base_dir": str(self.base_dir),
+            "ports": dict(self.ports),
+            "owner": self.owner,
+            "mark": self.mark,
+            "process": self.process.to_dict() if self.process else None,
+        }
         for field in self.FIELDS:
             value = getattr(self, field)
             data[field] = str(value) if isinstance(value, Path) else value
@@ -313,9 +345,15 @@ class Component:
         target = component_class(data["type"]) if cls is Component else cls
         obj = target.__new__(target)
         proc = data.get("process")
-        Component.__init__(obj, data["name"], data["base_dir"], ports=data.get("ports") or {},
-                           process=ManagedProcess.from_dict(proc) if proc else None,
-                           owner=data.get("owner"), mark=data.get("mark"))
+        Component.__init__(
+            obj,
+            data["name"],
+            data["base_dir"],
+            ports=data.get("ports") or {},
+            process=ManagedProcess.from_dict(proc) if proc else None,
+            owner=data.get("owner"),
+            mark=data.get("mark"),
+        )
         obj._movable = False
         for field in target.FIELDS:
             setattr(obj, field, data.get(field))
@@ -333,10 +371,18 @@ class Program(Component):
     TYPE = "program"
     FIELDS = ("args",)
 
-    def __init__(self, name: str, base_dir: Path | str, args: list[str], *,
-                 ports: Iterable[str] = (), env: dict[str, str] | None = None,
-                 probe: Callable[[Program], Any] | None = None, owner: int | None = None,
-                 mark: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        base_dir: Path | str,
+        args: list[str],
+        *,
+        ports: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        probe: Callable[[Program], Any] | None = None,
+        owner: int | None = None,
+        mark: str | None = None,
+    ):
         """``ports`` names the ports to reserve (in :data:`SERVICE_PORTS`); ``args`` may refer
         to them as ``{name}``, e.g. ``["python", "-m", "http.server", "{http}"]``. ``probe``
         is called with the program and raises until it serves (e.g. :func:`http_probe`)."""
@@ -365,6 +411,7 @@ class Program(Component):
 def http_probe(url: str, timeout: float = 1.0) -> Callable[[Component], None]:
     """A probe that passes when ``url`` (``{port}`` placeholders filled from the component's
     ports) answers HTTP with a status below 500, without any proxy from the environment."""
+
     def probe(component: Component) -> None:
         import requests
 
@@ -373,6 +420,7 @@ def http_probe(url: str, timeout: float = 1.0) -> Callable[[Component], None]:
             resp = http.get(url.format(**component.ports), timeout=timeout)
             if resp.status_code >= 500:
                 raise NotReady(f"{url} answered {resp.status_code}")
+
     return probe
 
 

@@ -1,4 +1,5 @@
 """The lab's exceptions: each one says what is wrong and how to fix it."""
+
 from __future__ import annotations
 
 __all__ = [

@@ -1,4 +1,5 @@
 """Where the RabbitMQ server and Erlang's epmd are on this machine, and what to do if they are not."""
+
 from __future__ import annotations
 
 import glob
@@ -11,8 +12,14 @@ from .errors import RabbitMQNotInstalled
 
 __all__ = ["find_rabbitmq_server", "find_epmd", "install_hint"]
 
-_SEARCH_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/sbin", "/usr/sbin", "/opt/homebrew/sbin",
-                "/usr/local/opt/rabbitmq/sbin", "/opt/homebrew/opt/rabbitmq/sbin")
+_SEARCH_DIRS = (
+    "/usr/lib/rabbitmq/bin",
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/opt/homebrew/sbin",
+    "/usr/local/opt/rabbitmq/sbin",
+    "/opt/homebrew/opt/rabbitmq/sbin",
+)
 
 
 def install_hint() -> str:
@@ -40,8 +47,9 @@ def install_hint() -> str:
 def _is_root_wrapper(path: str) -> bool:
     """Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user; we want the real one."""
     try:
-        return "rabbitmq-script-wrapper" in Path(path).read_text(errors="replace")[:4000] or \
-            "su rabbitmq" in Path(path).read_text(errors="replace")
+        return "rabbitmq-script-wrapper" in Path(path).read_text(errors="replace")[
+            :4000
+        ] or "su rabbitmq" in Path(path).read_text(errors="replace")
     except OSError:
         return False
 
@@ -52,7 +60,8 @@ def find_rabbitmq_server(explicit: str | None = None) -> str:
         if os.access(explicit, os.X_OK):
             return explicit
         raise RabbitMQNotInstalled(
-            f"MPSOA_RABBITMQ_SERVER={explicit!r} is not an executable file.\n" + install_hint())
+            f"MPSOA_RABBITMQ_SERVER={explicit!r} is not an executable file.\n" + install_hint()
+        )
     search = os.pathsep.join([*_SEARCH_DIRS, os.environ.get("PATH", "")])
     found = shutil.which("rabbitmq-server", path=search)
     if found and _is_root_wrapper(found):
@@ -61,7 +70,8 @@ def find_rabbitmq_server(explicit: str | None = None) -> str:
     if not found:
         raise RabbitMQNotInstalled(
             "rabbitmq-server is not installed on this machine (looked in PATH and "
-            f"{', '.join(_SEARCH_DIRS)}).\n" + install_hint())
+            f"{', '.join(_SEARCH_DIRS)}).\n" + install_hint()
+        )
     return found
 
 
@@ -69,11 +79,16 @@ def find_epmd(server: str | None = None) -> str:
     """The Erlang port mapper daemon that comes with the Erlang RabbitMQ runs on."""
     found = shutil.which("epmd")
     if not found:
-        patterns = ["/usr/lib/erlang/erts-*/bin/epmd", "/usr/local/lib/erlang/erts-*/bin/epmd",
-                    "/opt/homebrew/lib/erlang/erts-*/bin/epmd", "/opt/homebrew/opt/erlang/lib/erlang/erts-*/bin/epmd"]
+        patterns = [
+            "/usr/lib/erlang/erts-*/bin/epmd",
+            "/usr/local/lib/erlang/erts-*/bin/epmd",
+            "/opt/homebrew/lib/erlang/erts-*/bin/epmd",
+            "/opt/homebrew/opt/erlang/lib/erlang/erts-*/bin/epmd",
+        ]
         hits = sorted(h for p in patterns for h in glob.glob(p))
         found = hits[-1] if hits else None
     if not found:
-        raise RabbitMQNotInstalled("epmd (part of Erlang, which RabbitMQ needs) was not found.\n"
-                                   + install_hint())
+        raise RabbitMQNotInstalled(
+            "epmd (part of Erlang, which RabbitMQ needs) was not found.\n" + install_hint()
+        )
     return found

@@ -1,4 +1,5 @@
 """Log excerpts for start errors: the cause first, then how it ended."""
+
 from __future__ import annotations
 
 import re
@@ -6,12 +7,14 @@ import re
 __all__ = ["log_excerpt", "ERROR_LINE"]
 
 #: Words that mark a line of a node's console output or log as an error worth showing first.
-ERROR_LINE = re.compile(r"error|eaddrinuse|crash|fail|fatal|exception|could_not|terminating",
-                        re.IGNORECASE)
+ERROR_LINE = re.compile(
+    r"error|eaddrinuse|crash|fail|fatal|exception|could_not|terminating", re.IGNORECASE
+)
 
 
-def log_excerpt(text: str, errors: int = 10, tail: int = 10, width: int = 300,
-                first_line: int = 1) -> str:
+def log_excerpt(
+    text: str, errors: int = 10, tail: int = 10, width: int = 300, first_line: int = 1
+) -> str:
     """The first ``errors`` error-looking lines of a log and its last ``tail`` lines, in order.
 
     A node that fails to boot (a port already taken: ``eaddrinuse``) says why early on, then

@@ -12,6 +12,7 @@ shows is what RabbitMQ holds, not what the client believes it declared.
 Every failure to reach the API raises :class:`~mpsoa_lab.plumbing.errors.ManagementAPIUnavailable`
 within ``timeout`` seconds, naming the URL without its password and saying what to do.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -75,15 +76,22 @@ class Management:
     messages name the environment variable to set.
     """
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, role: str | None = None,
-                 vhost: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        role: str | None = None,
+        vhost: str | None = None,
+    ):
         #: The vhost that calls without one act on: the lab's space on a shared node.
         self.vhost = vhost or "/"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"{redact_url(url)!r} is not a management API URL; expected "
-                "http://user:password@host:15672/")
+                "http://user:password@host:15672/"
+            )
         self.url = url
         self.role = role
         self.timeout = timeout
@@ -105,7 +113,8 @@ class Management:
         if not url:
             raise ManagementAPIUnavailable(
                 f"No management API URL is known for the {role or 'given'} broker "
-                f"({getattr(broker, 'safe_url', '?')}). {cls._advice(role)}")
+                f"({getattr(broker, 'safe_url', '?')}). {cls._advice(role)}"
+            )
         return cls(url, timeout=timeout, role=role, vhost=getattr(broker, "vhost", "/") or "/")
 
     @property
@@ -141,13 +150,22 @@ class Management:
             "URL, e.g. http://user:password@host:15672/ ."
         )
 
-    def _request(self, method: str, path: str, *, what: str | None = None,
-                 ok_missing: bool = False, **kwargs: Any) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str | None = None,
+        ok_missing: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         url = f"{self.base}/{path}"
         call = f"{method} /api/{path}"
         started = time.monotonic()
         try:
-            resp = self._session.request(method, url, timeout=(self.timeout, self.timeout), **kwargs)
+            resp = self._session.request(
+                method, url, timeout=(self.timeout, self.timeout), **kwargs
+            )
         except requests.RequestException as exc:
             raise ManagementAPIUnavailable(
                 f"The RabbitMQ management API at {self.safe_url} did not answer {call} "
@@ -164,20 +182,24 @@ class Management:
                 f"The RabbitMQ management API at {self.safe_url} refused user {self.user!r} "
                 f"(HTTP {status} on {call}). Put the name and password of a user with the "
                 "'administrator' tag (or 'management' for reads) in the URL: set "
-                f"{self._variables(self.role)}.")
+                f"{self._variables(self.role)}."
+            )
         if status >= 500:
             raise ManagementAPIUnavailable(
                 f"The RabbitMQ management API at {self.safe_url} answered HTTP {status} to "
                 f"{call}: the node may be starting, stopping or overloaded. Try again in a few "
-                f"seconds. ({resp.text[:200]})")
+                f"seconds. ({resp.text[:200]})"
+            )
         if status == 404 or (resp.content and "json" not in resp.headers.get("content-type", "")):
             raise ManagementAPIUnavailable(
                 f"Something answered at {self.safe_url}, but not as a RabbitMQ management API "
-                f"(HTTP {status} on {call}). " + self._advice(self.role))
+                f"(HTTP {status} on {call}). " + self._advice(self.role)
+            )
         if status >= 400:
             raise LabError(
                 f"The RabbitMQ management API at {self.safe_url} answered HTTP {status} to "
-                f"{call}: {resp.text[:300]}")
+                f"{call}: {resp.text[:300]}"
+            )
         if not resp.content:
             return None
         return resp.json()
@@ -209,27 +231,38 @@ class Management:
 
     def exchanges(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every exchange of ``vhost``, as the API returns it."""
-        return self._request("GET", f"exchanges/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
+        return self._request(
+            "GET", f"exchanges/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
+        )
 
     def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every queue of ``vhost``, as the API returns it (message counts lag up to one
         statistics interval behind the queue)."""
-        return self._request("GET", f"queues/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
+        return self._request(
+            "GET", f"queues/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
+        )
 
     def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         """One queue, or :class:`EntityNotFound`."""
-        return self._request("GET", f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
-                             what=f"queue {name!r} in vhost {self._vh(vhost)!r}")
+        return self._request(
+            "GET",
+            f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
+            what=f"queue {name!r} in vhost {self._vh(vhost)!r}",
+        )
 
     def bindings(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every binding of ``vhost``, including the default exchange's implicit ones."""
-        return self._request("GET", f"bindings/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}")
+        return self._request(
+            "GET", f"bindings/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
+        )
 
     def vhosts(self) -> list[str]:
         """The names of the broker's virtual hosts."""
         return sorted(v["name"] for v in self._get("vhosts"))
 
-    def topology(self, vhost: str | None = None, prefix: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    def topology(
+        self, vhost: str | None = None, prefix: str | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Exchanges, queues and bindings of ``vhost`` as plain, sorted dicts.
 
         Left out: the default exchange, ``amq.*`` exchanges and queues, and bindings that
@@ -237,19 +270,40 @@ class Management:
         the bindings with at least one end among them; the other end of such a binding is
         listed too, so every binding's source and destination appear in the result.
         """
-        exchanges = {e["name"]: {"name": e["name"], "type": e["type"], "durable": e["durable"],
-                                 "auto_delete": e["auto_delete"], "internal": e["internal"]}
-                     for e in self.exchanges(vhost) if not is_builtin(e["name"])}
-        queues = {q["name"]: {"name": q["name"], "type": q.get("type", "classic"),
-                              "durable": q["durable"], "auto_delete": q["auto_delete"],
-                              "exclusive": bool(q.get("exclusive")),
-                              "arguments": dict(sorted((q.get("arguments") or {}).items()))}
-                  for q in self.queues(vhost) if not is_builtin(q["name"])}
-        bindings = [{"source": b["source"], "destination": b["destination"],
-                     "destination_type": b["destination_type"], "routing_key": b["routing_key"],
-                     "arguments": dict(sorted((b.get("arguments") or {}).items()))}
-                    for b in self.bindings(vhost)
-                    if not is_builtin(b["source"]) and not is_builtin(b["destination"])]
+        exchanges = {
+            e["name"]: {
+                "name": e["name"],
+                "type": e["type"],
+                "durable": e["durable"],
+                "auto_delete": e["auto_delete"],
+                "internal": e["internal"],
+            }
+            for e in self.exchanges(vhost)
+            if not is_builtin(e["name"])
+        }
+        queues = {
+            q["name"]: {
+                "name": q["name"],
+                "type": q.get("type", "classic"),
+                "durable": q["durable"],
+                "auto_delete": q["auto_delete"],
+                "exclusive": bool(q.get("exclusive")),
+                "arguments": dict(sorted((q.get("arguments") or {}).items())),
+            }
+            for q in self.queues(vhost)
+            if not is_builtin(q["name"])
+        }
+        bindings = [
+            {
+                "source": b["source"],
+                "destination": b["destination"],
+                "destination_type": b["destination_type"],
+                "routing_key": b["routing_key"],
+                "arguments": dict(sorted((b.get("arguments") or {}).items())),
+            }
+            for b in self.bindings(vhost)
+            if not is_builtin(b["source"]) and not is_builtin(b["destination"])
+        ]
 
         if prefix is not None:
             keep_x = {n for n in exchanges if n.startswith(prefix)}
@@ -258,8 +312,11 @@ class Management:
             def kept(kind: str, name: str) -> bool:
                 return name in (keep_q if kind == "queue" else keep_x)
 
-            bindings = [b for b in bindings
-                        if b["source"] in keep_x or kept(b["destination_type"], b["destination"])]
+            bindings = [
+                b
+                for b in bindings
+                if b["source"] in keep_x or kept(b["destination_type"], b["destination"])
+            ]
             for b in bindings:  # close the graph: both ends of every kept binding
                 keep_x.add(b["source"])
                 (keep_q if b["destination_type"] == "queue" else keep_x).add(b["destination"])
@@ -269,37 +326,65 @@ class Management:
         return {
             "exchanges": [exchanges[n] for n in sorted(exchanges)],
             "queues": [queues[n] for n in sorted(queues)],
-            "bindings": sorted(bindings, key=lambda b: (b["source"], b["destination_type"],
-                                                        b["destination"], b["routing_key"])),
+            "bindings": sorted(
+                bindings,
+                key=lambda b: (
+                    b["source"],
+                    b["destination_type"],
+                    b["destination"],
+                    b["routing_key"],
+                ),
+            ),
         }
 
-    def get_messages(self, queue: str, count: int = 1, ackmode: str = "ack_requeue_true",
-                     vhost: str | None = None) -> list[dict[str, Any]]:
+    def get_messages(
+        self,
+        queue: str,
+        count: int = 1,
+        ackmode: str = "ack_requeue_true",
+        vhost: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Fetch up to ``count`` messages from ``queue``, as the UI's "Get messages" does.
 
         ``ackmode="ack_requeue_true"`` (default) puts them back (marked redelivered);
         ``"ack_requeue_false"`` removes them. Payloads come back as strings (``encoding=auto``).
         """
-        if ackmode not in ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
-                           "reject_requeue_false"):
+        if ackmode not in (
+            "ack_requeue_true",
+            "ack_requeue_false",
+            "reject_requeue_true",
+            "reject_requeue_false",
+        ):
             raise ValueError(f"unknown ackmode {ackmode!r}")
         body = {"count": count, "ackmode": ackmode, "encoding": "auto", "truncate": 50000}
-        return self._request("POST", f"queues/{self._q(self._vh(vhost))}/{self._q(queue)}/get", json=body,
-                             what=f"queue {queue!r} in vhost {self._vh(vhost)!r}")
+        return self._request(
+            "POST",
+            f"queues/{self._q(self._vh(vhost))}/{self._q(queue)}/get",
+            json=body,
+            what=f"queue {queue!r} in vhost {self._vh(vhost)!r}",
+        )
 
     # -- deletes and vhosts --------------------------------------------------------------------
     def delete_queue(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete a queue (and its messages and bindings); False if it did not exist."""
-        done = self._request("DELETE", f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
-                             what=f"queue {name!r} in vhost {self._vh(vhost)!r}", ok_missing=missing_ok)
+        done = self._request(
+            "DELETE",
+            f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
+            what=f"queue {name!r} in vhost {self._vh(vhost)!r}",
+            ok_missing=missing_ok,
+        )
         return done is not _MISSING
 
     def delete_exchange(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete an exchange (and the bindings from it); False if it did not exist."""
         if is_builtin(name):
             raise ValueError(f"exchange {name!r} belongs to RabbitMQ and cannot be deleted")
-        done = self._request("DELETE", f"exchanges/{self._q(self._vh(vhost))}/{self._q(name)}",
-                             what=f"exchange {name!r} in vhost {self._vh(vhost)!r}", ok_missing=missing_ok)
+        done = self._request(
+            "DELETE",
+            f"exchanges/{self._q(self._vh(vhost))}/{self._q(name)}",
+            what=f"exchange {name!r} in vhost {self._vh(vhost)!r}",
+            ok_missing=missing_ok,
+        )
         return done is not _MISSING
 
     def create_vhost(self, name: str) -> None:
@@ -309,13 +394,17 @@ class Management:
         meet those of another vhost, however they are named. Needs the ``administrator`` tag.
         """
         self._request("PUT", f"vhosts/{self._q(name)}")
-        self._request("PUT", f"permissions/{self._q(name)}/{self._q(self.user)}",
-                      json={"configure": ".*", "write": ".*", "read": ".*"})
+        self._request(
+            "PUT",
+            f"permissions/{self._q(name)}/{self._q(self.user)}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
 
     def delete_vhost(self, name: str, missing_ok: bool = True) -> bool:
         """Delete a virtual host and everything in it; False if it did not exist."""
         if name == "/":
             raise ValueError("the default vhost '/' is not the lab's to delete")
-        done = self._request("DELETE", f"vhosts/{self._q(name)}", what=f"vhost {name!r}",
-                             ok_missing=missing_ok)
+        done = self._request(
+            "DELETE", f"vhosts/{self._q(name)}", what=f"vhost {name!r}", ok_missing=missing_ok
+        )
         return done is not _MISSING

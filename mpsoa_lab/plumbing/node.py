@@ -10,6 +10,7 @@ A node runs in a process group of its own; :meth:`RabbitMQNode.stop` shuts it do
 (SIGTERM to the Erlang VM, which RabbitMQ handles as ``rabbitmqctl stop``),
 :meth:`RabbitMQNode.kill` sends SIGKILL to the whole group, as a crash would.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -58,10 +59,17 @@ class Epmd(Component):
     STOP_TIMEOUT = 5.0
     START_ERROR = NodeStartError
 
-    def __init__(self, port: int | None, base_dir: Path, process: ManagedProcess | None = None,
-                 mark: str | None = None, name: str = "epmd"):
-        super().__init__(name, base_dir, ports={"port": port} if port else None, process=process,
-                         mark=mark)
+    def __init__(
+        self,
+        port: int | None,
+        base_dir: Path,
+        process: ManagedProcess | None = None,
+        mark: str | None = None,
+        name: str = "epmd",
+    ):
+        super().__init__(
+            name, base_dir, ports={"port": port} if port else None, process=process, mark=mark
+        )
 
     @property
     def port(self) -> int:
@@ -95,14 +103,25 @@ class RabbitMQNode(Component):
     START_ERROR = NodeStartError
     PORT_RETRIES = 3
 
-    def __init__(self, name: str, base_dir: Path, *, epmd_port: int, erlang_home: Path,
-                 nodename: str | None = None, amqp_port: int | None = None,
-                 management_port: int | None = None, dist_port: int | None = None,
-                 server: str | None = None, process: ManagedProcess | None = None,
-                 mark: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        base_dir: Path,
+        *,
+        epmd_port: int,
+        erlang_home: Path,
+        nodename: str | None = None,
+        amqp_port: int | None = None,
+        management_port: int | None = None,
+        dist_port: int | None = None,
+        server: str | None = None,
+        process: ManagedProcess | None = None,
+        mark: str | None = None,
+    ):
         given = {"amqp": amqp_port, "management": management_port, "dist": dist_port}
-        super().__init__(name, base_dir, ports={k: v for k, v in given.items() if v},
-                         process=process, mark=mark)
+        super().__init__(
+            name, base_dir, ports={k: v for k, v in given.items() if v}, process=process, mark=mark
+        )
         self.epmd_port = epmd_port
         self.erlang_home = Path(erlang_home)
         self.nodename = nodename or f"{name}@localhost"
@@ -215,8 +234,9 @@ class RabbitMQNode(Component):
             conn.connect()
         with requests.Session() as http:
             http.trust_env = False  # a proxy from the environment never knows the way to 127.0.0.1
-            resp = http.get(f"http://127.0.0.1:{self.management_port}/api/overview",
-                            auth=GUEST, timeout=1)
+            resp = http.get(
+                f"http://127.0.0.1:{self.management_port}/api/overview", auth=GUEST, timeout=1
+            )
             resp.raise_for_status()
 
     def start_hint(self) -> str:
@@ -277,11 +297,19 @@ class RabbitMQNode(Component):
     def ctl(self, *args: str, tool: str = "rabbitmqctl", timeout: float = 60.0) -> str:
         """Run ``rabbitmqctl`` (or another CLI tool) against this node and return its output."""
         exe = str(Path(find_rabbitmq_server(self.server)).with_name(tool))
-        result = subprocess.run([exe, "-n", self.nodename, *args], env=self.env(),
-                                capture_output=True, text=True, timeout=timeout, cwd=self.base_dir)
+        result = subprocess.run(
+            [exe, "-n", self.nodename, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.base_dir,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result.stdout
 
     def join_cluster(self, other: RabbitMQNode) -> None:

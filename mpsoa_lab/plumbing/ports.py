@@ -30,6 +30,7 @@ does not reserve; distribution ports are therefore taken from :data:`DIST_PORTS`
 whose CLI ports (30000-32009) are below the ephemeral range and apart from
 :data:`SERVICE_PORTS` (22000-29999), where every other port comes from.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -51,8 +52,14 @@ import psutil
 from .errors import LabError, PortsExhausted
 
 __all__ = [
-    "PortAllocator", "PortsExhausted", "is_eaddrinuse", "DIST_PORTS", "SERVICE_PORTS",
-    "CLI_DIST_PORT_OFFSET", "CLI_DIST_PORT_SPAN", "default_registry",
+    "PortAllocator",
+    "PortsExhausted",
+    "is_eaddrinuse",
+    "DIST_PORTS",
+    "SERVICE_PORTS",
+    "CLI_DIST_PORT_OFFSET",
+    "CLI_DIST_PORT_SPAN",
+    "default_registry",
 ]
 
 #: Erlang distribution ports ``[low, high)``. A node's CLI tools use dist + 10000 .. dist + 10010
@@ -74,8 +81,11 @@ TRIES = 500
 # RabbitMQ/Erlang (eaddrinuse), Python ([Errno 98] on Linux, 48 on macOS, "Address already in
 # use"), uvicorn ("address already in use"), HAProxy ("cannot bind socket"), epmd in debug mode
 # ("there is already a epmd running"; without -d it exits 0 and says nothing).
-_EADDRINUSE = re.compile(r"eaddrinuse|address already in use|errno (?:98|48)\b|cannot bind socket"
-                         r"|already a epmd running", re.IGNORECASE)
+_EADDRINUSE = re.compile(
+    r"eaddrinuse|address already in use|errno (?:98|48)\b|cannot bind socket"
+    r"|already a epmd running",
+    re.IGNORECASE,
+)
 
 
 def is_eaddrinuse(text: str) -> bool:
@@ -129,8 +139,9 @@ class PortAllocator:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def reserve(self, count: int = 1, *, low: int, high: int, ttl: float = 300.0,
-                contiguous: bool = False) -> list[int]:
+    def reserve(
+        self, count: int = 1, *, low: int, high: int, ttl: float = 300.0, contiguous: bool = False
+    ) -> list[int]:
         """``count`` free ports in ``[low, high)``, reserved for this process for ``ttl`` seconds.
 
         A port is handed out when no live entry holds it and it binds on 0.0.0.0 and 127.0.0.1;
@@ -144,8 +155,9 @@ class PortAllocator:
         if not 0 < low < high <= 65536:
             raise ValueError(f"not a port range: [{low}, {high})")
         if count > high - low:
-            raise PortsExhausted(f"{count} ports asked for, but [{low}, {high}) has only "
-                                 f"{high - low}")
+            raise PortsExhausted(
+                f"{count} ports asked for, but [{low}, {high}) has only {high - low}"
+            )
         me = os.getpid()
         with self._locked() as entries:
             pick = self._pick_block if contiguous else self._pick_ports
@@ -194,8 +206,10 @@ class PortAllocator:
                 ports.append(port)
                 if len(ports) == count:
                     return sorted(ports)
-        raise PortsExhausted(f"found only {len(ports)} of {count} free ports in [{low}, {high}) "
-                             f"after trying {len(tried)}: the others are bound or reserved")
+        raise PortsExhausted(
+            f"found only {len(ports)} of {count} free ports in [{low}, {high}) "
+            f"after trying {len(tried)}: the others are bound or reserved"
+        )
 
     @staticmethod
     def _pick_block(entries: dict[str, Any], count: int, low: int, high: int) -> list[int]:
@@ -211,8 +225,10 @@ class PortAllocator:
             block = list(range(start, start + count))
             if all(str(p) not in entries for p in block) and all(map(_bindable, block)):
                 return block
-        raise PortsExhausted(f"no block of {count} consecutive free ports in [{low}, {high}) "
-                             f"after trying {len(tried)} starts: the others are bound or reserved")
+        raise PortsExhausted(
+            f"no block of {count} consecutive free ports in [{low}, {high}) "
+            f"after trying {len(tried)} starts: the others are bound or reserved"
+        )
 
     # -- the registry --------------------------------------------------------------------------
 
@@ -232,8 +248,10 @@ class PortAllocator:
     @staticmethod
     def _check_owner(st: os.stat_result, path: Path) -> None:
         if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):
-            raise LabError(f"{path} is not a file of this user's: the lab cannot trust its port "
-                           f"registry. Remove it (or pass another registry path).")
+            raise LabError(
+                f"{path} is not a file of this user's: the lab cannot trust its port "
+                f"registry. Remove it (or pass another registry path)."
+            )
 
     def _read(self) -> dict[str, Any]:
         try:

@@ -4,6 +4,7 @@ Every process the lab starts runs in a process group of its own (so a kill reach
 children too) and carries :data:`MANAGED_MARK` in its environment, set to the lab home, so that
 anything left behind can be found by it (``managed_processes(home)``).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,11 @@ MANAGED_MARK = "MPSOA_LAB_MANAGED"
 def clean_env(home: Path | str | None = None) -> dict[str, str]:
     """The caller's environment without RabbitMQ or Erlang settings that would leak into a node,
     marked with :data:`MANAGED_MARK` (the lab home) so leftovers can be found."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))
+    }
     if home is not None:
         env[MANAGED_MARK] = str(home)
     return env
@@ -54,13 +58,18 @@ class ManagedProcess:
     owner: int | None = None  # pid whose death ends this process; None: lives as long as the lab
 
     @classmethod
-    def from_popen(cls, name: str, proc: subprocess.Popen, owner: int | None = None) -> ManagedProcess:
+    def from_popen(
+        cls, name: str, proc: subprocess.Popen, owner: int | None = None
+    ) -> ManagedProcess:
         return cls(name, proc.pid, psutil.Process(proc.pid).create_time(), owner)
 
     def process(self) -> psutil.Process | None:
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
+            if (
+                abs(proc.create_time() - self.create_time) > 0.5
+                or proc.status() == psutil.STATUS_ZOMBIE
+            ):
                 return None
             return proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -111,7 +120,12 @@ class ManagedProcess:
             pass
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "create_time": self.create_time, "owner": self.owner}
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "create_time": self.create_time,
+            "owner": self.owner,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManagedProcess:
@@ -129,5 +143,12 @@ def _reap(pid: int) -> None:
 def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

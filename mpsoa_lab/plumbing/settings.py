@@ -21,6 +21,7 @@ Environment variable            Meaning
                                 it a space of its own; workers inherit their starter's.
 ==============================  ===========================================================
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "load", "redact_url", "strip_credentials", "management_url_for", "with_vhost",
-           "DEFAULT_SPACE", "use_space"]
+__all__ = [
+    "Settings",
+    "load",
+    "redact_url",
+    "strip_credentials",
+    "management_url_for",
+    "with_vhost",
+    "DEFAULT_SPACE",
+    "use_space",
+]
 
 #: The broker roles of the design: one cluster for blocking calls, one for fire and forget.
 ROLES = ("sync", "async")
@@ -64,8 +73,10 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number of seconds; set it to a number "
-                            f"such as {default:g}, or unset it for the default") from None
+        raise SettingsError(
+            f"{name}={raw!r} is not a number of seconds; set it to a number "
+            f"such as {default:g}, or unset it for the default"
+        ) from None
 
 
 def redact_url(url: str) -> str:
@@ -175,7 +186,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         start_timeout=_env_float(env, "MPSOA_START_TIMEOUT", 90.0),
         connect_timeout=_env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0),
         grace=_env_float(env, "MPSOA_LAB_GRACE", 5.0),
-        space=(env.get("MPSOA_SPACE") or (_process_space if from_process else None)
-               or DEFAULT_SPACE),
+        space=(
+            env.get("MPSOA_SPACE") or (_process_space if from_process else None) or DEFAULT_SPACE
+        ),
         env=env,
     )

@@ -4,6 +4,7 @@ The running lab (:mod:`mpsoa_lab.running.lab`) writes it; whatever only needs to
 brokers (a service started by ``celery -A``, the reaper, ``python -m mpsoa_lab status``) reads
 it from here, without importing the lab itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,5 +88,9 @@ def running_lab_urls(settings: Settings | None = None) -> dict[str, str] | None:
     state = StateFile(settings.home).read()
     if not state:
         return None
-    return {role: with_vhost(broker["url"], settings.vhost) if not state.get("external") else broker["url"]
-            for role, broker in state["brokers"].items()}
+    return {
+        role: with_vhost(broker["url"], settings.vhost)
+        if not state.get("external")
+        else broker["url"]
+        for role, broker in state["brokers"].items()
+    }

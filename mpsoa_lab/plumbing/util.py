@@ -1,4 +1,5 @@
 """Small helpers the notebooks share: waiting on a condition, counting messages in a queue."""
+
 from __future__ import annotations
 
 import time

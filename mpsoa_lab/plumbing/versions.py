@@ -1,4 +1,5 @@
 """The versions that matter to what the lab measures, for a notebook's first cell."""
+
 from __future__ import annotations
 
 import platform
@@ -18,8 +19,9 @@ def rabbitmq_server_version(lab=None) -> str:
         except Exception:  # noqa: BLE001 - fall back to the installed server's files
             pass
     try:
-        from .install import find_rabbitmq_server
         from pathlib import Path
+
+        from .install import find_rabbitmq_server
 
         path = Path(find_rabbitmq_server()).resolve()
         match = re.search(r"rabbitmq_server-([0-9.]+)", str(path))

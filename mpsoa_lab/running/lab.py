@@ -8,6 +8,7 @@ stops everything the lab started, so nothing outlives it. Brokers given by URL
 (``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL``) are used as they are: the lab then
 starts nothing and stops nothing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,15 @@ from ..plumbing.errors import BrokerUnreachable, NeedsLabNode
 from ..plumbing.install import find_rabbitmq_server
 from ..plumbing.node import Epmd, RabbitMQNode
 from ..plumbing.processes import MANAGED_MARK, ManagedProcess
+from ..plumbing.settings import (
+    DEFAULT_SPACE,
+    ROLES,
+    Settings,
+    redact_url,
+    strip_credentials,
+    with_vhost,
+)
 from ..plumbing.state import StateFile, running_lab_urls
-from ..plumbing.settings import DEFAULT_SPACE, ROLES, Settings, redact_url, strip_credentials, with_vhost
 
 __all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls", "teardown", "close_spaces"]
 
@@ -61,7 +69,9 @@ class Broker:
         return redact_url(self.url)
 
     def __repr__(self) -> str:
-        return f"<Broker {self.role} {self.safe_url}{' (lab node)' if self.node else ' (external)'}>"
+        return (
+            f"<Broker {self.role} {self.safe_url}{' (lab node)' if self.node else ' (external)'}>"
+        )
 
 
 def check_broker(url: str, timeout: float = 5.0) -> None:
@@ -124,10 +134,16 @@ class Lab:
         self._load_nodes(state)
         vhost = settings.vhost
         self.brokers: dict[str, Broker] = {
-            role: Broker(role, b["url"] if self.external else with_vhost(b["url"], vhost),
-                         b.get("management_url"), self.nodes.get(role),
-                         vhost=None if self.external else vhost, node_url=b["url"])
-            for role, b in state["brokers"].items()}
+            role: Broker(
+                role,
+                b["url"] if self.external else with_vhost(b["url"], vhost),
+                b.get("management_url"),
+                self.nodes.get(role),
+                vhost=None if self.external else vhost,
+                node_url=b["url"],
+            )
+            for role, b in state["brokers"].items()
+        }
 
     def _load_nodes(self, state: dict[str, Any]) -> None:
         for role, key in state.get("nodes", {}).items():
@@ -168,8 +184,10 @@ class Lab:
 
     def __repr__(self) -> str:
         kind = "external brokers" if self.external else f"{len(self.nodes)} lab nodes"
-        return (f"<Lab {self.home} ({kind}, space {self.space!r}): "
-                f"{', '.join(map(repr, self.brokers.values()))}>")
+        return (
+            f"<Lab {self.home} ({kind}, space {self.space!r}): "
+            f"{', '.join(map(repr, self.brokers.values()))}>"
+        )
 
     def describe(self) -> list[dict[str, str]]:
         """What runs where: one row per broker, without passwords."""
@@ -177,15 +195,20 @@ class Lab:
         for role, broker in self.brokers.items():
             node = broker.node
             mgmt = broker.management_url
-            rows.append({
-                "role": role,
-                "amqp": broker.safe_url,
-                "vhost": broker.vhost or "(the URL's)",
-                "management UI": strip_credentials(mgmt) if mgmt else "-",
-                "node": node.nodename if node else "(not started by the lab)",
-                "data and logs": ("$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home)))
-                if node else "-",
-            })
+            rows.append(
+                {
+                    "role": role,
+                    "amqp": broker.safe_url,
+                    "vhost": broker.vhost or "(the URL's)",
+                    "management UI": strip_credentials(mgmt) if mgmt else "-",
+                    "node": node.nodename if node else "(not started by the lab)",
+                    "data and logs": (
+                        "$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home))
+                    )
+                    if node
+                    else "-",
+                }
+            )
         return rows
 
     # -- holders and components --------------------------------------------------------------
@@ -206,8 +229,11 @@ class Lab:
     def record(self, component: Component) -> None:
         """Record a component the lab started (a worker, an app), so that it is stopped with
         the lab, or by the reaper as soon as its owner is gone."""
-        self._update(lambda state: state.setdefault("components", {}).__setitem__(
-            component.key, component.to_dict()))
+        self._update(
+            lambda state: state.setdefault("components", {}).__setitem__(
+                component.key, component.to_dict()
+            )
+        )
 
     def forget(self, component: Component) -> None:
         """Remove a component that has stopped from the state file."""
@@ -240,9 +266,11 @@ class Lab:
 
     def save(self) -> None:
         """Write node handles back to the state file (after a restart changed a pid)."""
+
         def change(state: dict[str, Any]) -> None:
             for node in self.nodes.values():
                 state.setdefault("components", {})[node.key] = node.to_dict()
+
         self._update(change)
 
     def prepare_topology(self, purge: bool = True) -> dict[str, int]:
@@ -288,7 +316,8 @@ class Lab:
                 f"Cannot {action} the {role} broker: it is given by URL "
                 f"({self.brokers[role].safe_url}), and only a RabbitMQ node the lab runs can be "
                 "restarted, stopped, killed or reconfigured from here. Unset "
-                "MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to let the lab start its own.")
+                "MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to let the lab start its own."
+            )
         return node
 
     def needs_nodes(self, action: str = "act on its nodes") -> None:
@@ -361,15 +390,20 @@ def _exclusive(home: Path, reason: str, who: str) -> Iterator[None]:
             try:
                 holder = json.loads(info.read_text())
                 since = time.time() - holder.get("since", time.time())
-                print(f"Waiting for {holder.get('who')}: it {holder.get('reason')} "
-                      f"(for {since:.0f} s so far); this section needs the lab to itself.",
-                      flush=True)
+                print(
+                    f"Waiting for {holder.get('who')}: it {holder.get('reason')} "
+                    f"(for {since:.0f} s so far); this section needs the lab to itself.",
+                    flush=True,
+                )
             except (OSError, ValueError):
-                print("Waiting for another notebook's section that needs the lab to itself.",
-                      flush=True)
+                print(
+                    "Waiting for another notebook's section that needs the lab to itself.",
+                    flush=True,
+                )
             fcntl.flock(fh, fcntl.LOCK_EX)
-        info.write_text(json.dumps({"who": who, "pid": os.getpid(), "reason": reason,
-                                    "since": time.time()}))
+        info.write_text(
+            json.dumps({"who": who, "pid": os.getpid(), "reason": reason, "since": time.time()})
+        )
         with _exclusive_guard:
             _exclusive_depth[key] = 1
         try:
@@ -395,24 +429,36 @@ def _start(settings: Settings, state_file: StateFile) -> dict[str, Any]:
         shutil.rmtree(home / stale, ignore_errors=True)
     erlang_home = home / "erlang"
     epmd = Epmd(None, home, mark=str(home)).start()
-    state: dict[str, Any] = {"version": STATE_VERSION, "id": lab_id, "external": False,
-                             "components": {epmd.key: epmd.to_dict()}, "nodes": {},
-                             "brokers": {}, "spaces": {}}
+    state: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "id": lab_id,
+        "external": False,
+        "components": {epmd.key: epmd.to_dict()},
+        "nodes": {},
+        "brokers": {},
+        "spaces": {},
+    }
     try:
         nodes = {}
         for role in ROLES:
-            nodes[role] = RabbitMQNode(role, home / "nodes" / role, epmd_port=epmd.port,
-                                       erlang_home=erlang_home,
-                                       nodename=f"mpsoa-{lab_id}-{role}@localhost",
-                                       server=settings.rabbitmq_server, mark=str(home))
+            nodes[role] = RabbitMQNode(
+                role,
+                home / "nodes" / role,
+                epmd_port=epmd.port,
+                erlang_home=erlang_home,
+                nodename=f"mpsoa-{lab_id}-{role}@localhost",
+                server=settings.rabbitmq_server,
+                mark=str(home),
+            )
             nodes[role].start(wait=False)
             _node_state(state, role, nodes[role])
         state_file.write(state)  # so that a crash from here on can still be cleaned up
         for role, node in nodes.items():
             node.wait_ready(settings.start_timeout)
             _node_state(state, role, node)  # its ports may have moved ("address in use")
-        state["brokers"] = {role: {"url": n.url, "management_url": n.management_url}
-                            for role, n in nodes.items()}
+        state["brokers"] = {
+            role: {"url": n.url, "management_url": n.management_url} for role, n in nodes.items()
+        }
         state["reaper"] = _spawn_reaper(home, lab_id).to_dict()
         state_file.write(state)
         return state
@@ -424,9 +470,14 @@ def _start(settings: Settings, state_file: StateFile) -> dict[str, Any]:
 
 def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
     log = open(home / "reaper.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "mpsoa_lab.running.reaper", str(home), lab_id],
-                            env={**os.environ, MANAGED_MARK: str(home)}, stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab.running.reaper", str(home), lab_id],
+        env={**os.environ, MANAGED_MARK: str(home)},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     return ManagedProcess.from_popen("reaper", proc)
 
@@ -450,15 +501,28 @@ def _heal(settings: Settings, state: dict[str, Any], state_file: StateFile) -> d
 
 
 def _epmd_alive(state: dict[str, Any]) -> bool:
-    return any(data.get("type") == "epmd" and component_from_dict(data).is_running()
-               for data in state.get("components", {}).values())
+    return any(
+        data.get("type") == "epmd" and component_from_dict(data).is_running()
+        for data in state.get("components", {}).values()
+    )
 
 
 def _external_state(settings: Settings) -> dict[str, Any]:
-    return {"version": STATE_VERSION, "id": secrets.token_hex(3), "external": True,
-            "brokers": {role: {"url": settings.broker_url(role),
-                               "management_url": settings.management_url(role)} for role in ROLES},
-            "nodes": {}, "components": {}, "spaces": {}}
+    return {
+        "version": STATE_VERSION,
+        "id": secrets.token_hex(3),
+        "external": True,
+        "brokers": {
+            role: {
+                "url": settings.broker_url(role),
+                "management_url": settings.management_url(role),
+            }
+            for role in ROLES
+        },
+        "nodes": {},
+        "components": {},
+        "spaces": {},
+    }
 
 
 def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
@@ -466,7 +530,9 @@ def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
     if not state or state.get("version") != STATE_VERSION or not state.get("brokers"):
         return False
     if settings.external:
-        return bool(state.get("external")) and state["brokers"] == _external_state(settings)["brokers"]
+        return (
+            bool(state.get("external")) and state["brokers"] == _external_state(settings)["brokers"]
+        )
     return not state.get("external") and _epmd_alive(state)
 
 
@@ -484,17 +550,19 @@ def _open_space(settings: Settings, state: dict[str, Any]) -> None:
         with Management(broker["management_url"]) as api:
             api.create_vhost(settings.space)
     (settings.home / "spaces" / settings.space).mkdir(parents=True, exist_ok=True)
-    spaces[settings.space] = {"owner": os.getpid(),
-                              "create_time": psutil.Process().create_time()}
+    spaces[settings.space] = {"owner": os.getpid(), "create_time": psutil.Process().create_time()}
 
 
 def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
     """Delete the spaces whose owner is gone (their vhosts and storage); True if any was."""
     from ..plumbing.management import Management
 
-    gone = [name for name, space in state.get("spaces", {}).items()
-            if space["owner"] not in live
-            and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()]
+    gone = [
+        name
+        for name, space in state.get("spaces", {}).items()
+        if space["owner"] not in live
+        and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()
+    ]
     closed = []
     for name in gone:
         try:  # a node that is down (a fault scenario) keeps the space until it is back

@@ -12,6 +12,7 @@ On the lab's own nodes the cell runs as written. With brokers given by URL (the 
 route, or a reviewer's own brokers) the lab has no node to act on: the cell is not run, and the
 first cell of each section prints one line saying so; every other cell of the notebook runs.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,11 @@ _announced: set[str] = set()
 
 
 def skip_message(label: str) -> str:
-    return (f"Skipped {label}: it restarts, stops, kills or reconfigures a broker node, and the "
-            "brokers here are given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL), not "
-            "run by the lab. Unset both to run this section on the lab's own nodes.")
+    return (
+        f"Skipped {label}: it restarts, stops, kills or reconfigures a broker node, and the "
+        "brokers here are given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL), not "
+        "run by the lab. Unset both to run this section on the lab's own nodes."
+    )
 
 
 def needs_lab_nodes(line: str, cell: str) -> Any:

@@ -7,6 +7,7 @@ Components started on behalf of one holder (``owner`` in the state file, e.g. th
 of one notebook) are stopped as soon as that holder is gone, and its space (its vhost on each
 node, its services' storage) is deleted.
 """
+
 from __future__ import annotations
 
 import signal
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             alone_since = alone_since or time.monotonic()
             if time.monotonic() - alone_since < grace:
                 continue
-            print(f"{time.ctime()}: no holder left for {grace:.0f} s; stopping lab {lab_id}", flush=True)
+            print(
+                f"{time.ctime()}: no holder left for {grace:.0f} s; stopping lab {lab_id}",
+                flush=True,
+            )
             teardown(state)
             state_file.remove()
             return 0

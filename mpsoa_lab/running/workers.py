@@ -14,6 +14,7 @@ an idle solo worker does not act on SIGTERM until a message or a broker heartbea
 Mingle, gossip and worker event heartbeats are off: they only add start-up time and broker
 chatter to a lab of a few workers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,30 +28,53 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..plumbing.component import Component, NotReady
-from .lab import Lab
 from ..design.naming import KINDS, SERVICES
-from ..plumbing.processes import MANAGED_MARK
 from ..design.services._service import CONFIG_ENV
 from ..observe.tracing import TRACE_ENV, trace_dir
+from ..plumbing.component import Component, NotReady
+from ..plumbing.processes import MANAGED_MARK
+from .lab import Lab
 
 __all__ = ["Worker", "start_worker", "start_workers", "start_daemons", "stop_all", "worker_command"]
 
 _serial = itertools.count(1)
 
 
-def worker_command(service: str, kind: str, name: str, *, pool: str = "prefork", concurrency: int = 1,
-                   prefetch_multiplier: int | None = None, loglevel: str = "INFO",
-                   extra: tuple[str, ...] = ()) -> list[str]:
+def worker_command(
+    service: str,
+    kind: str,
+    name: str,
+    *,
+    pool: str = "prefork",
+    concurrency: int = 1,
+    prefetch_multiplier: int | None = None,
+    loglevel: str = "INFO",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The ``celery worker`` command line for one of the design's daemons."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    cmd = ["celery", "-A", f"mpsoa_lab.design.services.{service}.{kind}_app", "worker",
-           "-Q", f"{service}.{kind}", "-n", f"{name}@%h", "--pool", pool,
-           "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-heartbeat",
-           "--without-mingle", "--without-gossip"]
+    cmd = [
+        "celery",
+        "-A",
+        f"mpsoa_lab.design.services.{service}.{kind}_app",
+        "worker",
+        "-Q",
+        f"{service}.{kind}",
+        "-n",
+        f"{name}@%h",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+        "--without-heartbeat",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if prefetch_multiplier is not None:
         cmd += ["--prefetch-multiplier", str(prefetch_multiplier)]
     return cmd + list(extra)
@@ -63,12 +87,26 @@ class Worker(Component):
     FIELDS = ("service", "kind", "command", "log_file", "broker_urls", "space")
     STOP_ORDER = 0
 
-    def __init__(self, service: str, kind: str, name: str, command: list[str], log_file: Path,
-                 lab: Lab | None, *, env: dict[str, str] | None = None,
-                 broker_urls: tuple[str, str] | None = None, owner: int | None = None,
-                 space: str | None = None):
-        super().__init__(name, Path(log_file).parent, owner=owner,
-                         mark=str(lab.home) if lab is not None else None)
+    def __init__(
+        self,
+        service: str,
+        kind: str,
+        name: str,
+        command: list[str],
+        log_file: Path,
+        lab: Lab | None,
+        *,
+        env: dict[str, str] | None = None,
+        broker_urls: tuple[str, str] | None = None,
+        owner: int | None = None,
+        space: str | None = None,
+    ):
+        super().__init__(
+            name,
+            Path(log_file).parent,
+            owner=owner,
+            mark=str(lab.home) if lab is not None else None,
+        )
         self.service, self.kind = service, kind
         self.command = command
         self.log_file = Path(log_file)
@@ -92,7 +130,12 @@ class Worker(Component):
         return self.command
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "celery", *self.command[1:]]  # the venv's celery, whatever PATH says
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            *self.command[1:],
+        ]  # the venv's celery, whatever PATH says
 
     def environment(self) -> dict[str, str]:
         return self._env
@@ -148,9 +191,19 @@ class Worker(Component):
         self.stop()
 
 
-def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, wait: bool = True,
-                 timeout: float = 60.0, config: dict | None = None, trace: bool = False,
-                 broker_urls: tuple[str, str] | None = None, **options) -> Worker:
+def start_worker(
+    lab: Lab,
+    service: str,
+    kind: str,
+    name: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = 60.0,
+    config: dict | None = None,
+    trace: bool = False,
+    broker_urls: tuple[str, str] | None = None,
+    **options,
+) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind, in this
     process's space (its vhost, its services' storage).
 
@@ -167,8 +220,12 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
-    env = {**os.environ, MANAGED_MARK: str(lab.home), "MPSOA_LAB_HOME": str(lab.home),
-           "MPSOA_SPACE": lab.space}
+    env = {
+        **os.environ,
+        MANAGED_MARK: str(lab.home),
+        "MPSOA_LAB_HOME": str(lab.home),
+        "MPSOA_SPACE": lab.space,
+    }
     env.pop(CONFIG_ENV, None)
     env.pop(TRACE_ENV, None)
     if trace:
@@ -180,8 +237,18 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     if broker_urls is not None:
         broker_urls = (str(broker_urls[0]), str(broker_urls[1]))
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = broker_urls
-    worker = Worker(service, kind, name, cmd, lab.home / "logs" / f"{name}.log", lab, env=env,
-                    broker_urls=broker_urls, owner=os.getpid(), space=lab.space)
+    worker = Worker(
+        service,
+        kind,
+        name,
+        cmd,
+        lab.home / "logs" / f"{name}.log",
+        lab,
+        env=env,
+        broker_urls=broker_urls,
+        owner=os.getpid(),
+        space=lab.space,
+    )
     worker.start(timeout, wait=False)
     lab.record(worker)
     if wait:
@@ -193,8 +260,9 @@ def start_worker(lab: Lab, service: str, kind: str, name: str | None = None, *, 
     return worker
 
 
-def start_workers(lab: Lab, service: str, kind: str, count: int, *, timeout: float = 60.0,
-                  **options) -> list[Worker]:
+def start_workers(
+    lab: Lab, service: str, kind: str, count: int, *, timeout: float = 60.0, **options
+) -> list[Worker]:
     """Start ``count`` workers on the same queue, all at once, and wait until each is ready."""
     workers = [start_worker(lab, service, kind, wait=False, **options) for _ in range(count)]
     try:
@@ -242,12 +310,16 @@ def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
             worker.lab.forget(worker)
 
 
-def start_daemons(lab: Lab, services: tuple[str, ...] = SERVICES, *, timeout: float = 60.0,
-                  **options) -> dict[tuple[str, str], Worker]:
+def start_daemons(
+    lab: Lab, services: tuple[str, ...] = SERVICES, *, timeout: float = 60.0, **options
+) -> dict[tuple[str, str], Worker]:
     """The design's daemons: for each service a sync worker (``<service>.sync`` on the sync
     broker) and an async worker (``<service>.async`` on the async broker), started together."""
-    daemons = {(service, kind): start_worker(lab, service, kind, wait=False, **options)
-               for service in services for kind in KINDS}
+    daemons = {
+        (service, kind): start_worker(lab, service, kind, wait=False, **options)
+        for service in services
+        for kind in KINDS
+    }
     try:
         for worker in daemons.values():
             worker.wait_ready(timeout)

@@ -1,5 +1,6 @@
 """The one life cycle every process of the lab runs on: ports, readiness, the state file, the
 reaper, spaces and exclusive sections, on real RabbitMQ nodes and real processes."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,14 @@ from mpsoa_lab.plumbing.util import wait_until
 
 def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
     epmd = Epmd(None, tmp_path, mark=str(tmp_path)).start()
-    node = RabbitMQNode("moved", tmp_path / "node", epmd_port=epmd.port,
-                        erlang_home=tmp_path / "erlang", nodename="mpsoa-moved@localhost",
-                        mark=str(tmp_path))
+    node = RabbitMQNode(
+        "moved",
+        tmp_path / "node",
+        epmd_port=epmd.port,
+        erlang_home=tmp_path / "erlang",
+        nodename="mpsoa-moved@localhost",
+        mark=str(tmp_path),
+    )
     taken = node.amqp_port
     try:
         with socket.socket() as squatter:  # a program outside the lab binds the reserved port
@@ -42,15 +48,19 @@ def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
 
 
 def _lab_script(body: str) -> list[str]:
-    return [sys.executable, "-c", "import os, sys, time, mpsoa_lab\nlab = mpsoa_lab.up()\n"
-            + textwrap.dedent(body)]
+    return [
+        sys.executable,
+        "-c",
+        "import os, sys, time, mpsoa_lab\nlab = mpsoa_lab.up()\n" + textwrap.dedent(body),
+    ]
 
 
 def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
     # Another process (a notebook kernel) gets its own space, starts an HTTP server on the
     # lab's life cycle (a new kind of component in a few lines: a command with a reserved port,
     # ready when HTTP answers), and dies without a word: no release, no clean-up.
-    out = subprocess.run(_lab_script("""
+    out = subprocess.run(
+        _lab_script("""
         from mpsoa_lab.plumbing.component import Program, http_probe
         web = Program("web", lab.space_home / "web",
                       [sys.executable, "-m", "http.server", "{http}", "--bind", "127.0.0.1"],
@@ -60,7 +70,12 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
         lab.record(web)
         print(web.process.pid, web.ports["http"], lab.space, lab.sync.vhost, flush=True)
         os._exit(0)
-    """), capture_output=True, text=True, timeout=60, check=True).stdout
+    """),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     pid, port, space, vhost = out.split()
     assert space != lab.space and vhost == space
     assert PortAllocator().reserved().get(int(port)) == int(pid)  # the server holds its port
@@ -76,12 +91,16 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
 
 def test_an_exclusive_section_makes_the_next_one_wait_and_say_for_whom(lab):
     with lab.exclusive("floods the async broker"):
-        waiter = subprocess.Popen(_lab_script("""
+        waiter = subprocess.Popen(
+            _lab_script("""
             started = time.monotonic()
             with lab.exclusive("restarts the sync broker"):
                 print(f"got the lab after {time.monotonic() - started:.1f} s", flush=True)
             lab.release()
-        """), stdout=subprocess.PIPE, text=True)
+        """),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         first = waiter.stdout.readline()
         time.sleep(0.5)
         assert waiter.poll() is None  # still waiting
@@ -98,8 +117,12 @@ def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
         print(json.dumps([lab.sync.url.rsplit("/", 1)[1], str(mplogin.service.storage.path)]))
         lab.release()
     """)
-    runs = [json.loads(subprocess.run(script, capture_output=True, text=True, timeout=60,
-                                      check=True).stdout) for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(script, capture_output=True, text=True, timeout=60, check=True).stdout
+        )
+        for _ in range(2)
+    ]
     (vhost_a, storage_a), (vhost_b, storage_b) = runs
     assert vhost_a != vhost_b and storage_a != storage_b
     assert all(str(lab.home) in path for path in (storage_a, storage_b))

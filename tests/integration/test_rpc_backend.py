@@ -1,5 +1,6 @@
 """mpsoa_lab.design.rpc_backend on a real broker: a sync edge that fails fast while the broker is down
 and is answered again once it is back (Celery 5.7's rpc:// does neither; notebook 07 shows it)."""
+
 from __future__ import annotations
 
 import threading
@@ -9,13 +10,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 import mpsoa_lab
-from mpsoa_lab.experiments.faults import restored, wait_started
 from mpsoa_lab.design.rpc_backend import BACKEND, DECLARE_RETRY_POLICY, RPCBackend
+from mpsoa_lab.experiments.faults import restored, wait_started
 from mpsoa_lab.plumbing.util import wait_until
 
 
 def _edge(lab, backend=BACKEND):
-    sync_app, _ = mpsoa_lab.celery_apps_factory("PUBLISHER", lab.sync.url, lab.async_.url, "mpledger")
+    sync_app, _ = mpsoa_lab.celery_apps_factory(
+        "PUBLISHER", lab.sync.url, lab.async_.url, "mpledger"
+    )
     sync_app.conf.result_backend = backend
     return sync_app
 

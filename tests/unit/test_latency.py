@@ -1,4 +1,5 @@
 """Latency figures: percentiles as numpy defines them, summaries, ECDF points, overlap."""
+
 from __future__ import annotations
 
 import random

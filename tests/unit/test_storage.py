@@ -1,4 +1,5 @@
 """A service's SQLite storage: counts, the execution log, and a reset that really resets."""
+
 from __future__ import annotations
 
 from mpsoa_lab.design.services.storage import Storage

@@ -4,6 +4,7 @@ Each is a module with two Celery apps (``sync_app``, ``async_app``), a few tasks
 storage of its own. Importing a service needs a broker: a running lab, or the broker URLs in
 the environment (see :func:`mpsoa_lab.design.services._service.broker_urls`).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,6 +33,13 @@ def task_table() -> list[dict[str, str]]:
             parsed = parse_task_name(name)
             app = module.sync_app if parsed.kind == "sync" else module.async_app
             route = app.amqp.router.route({}, name)
-            rows.append({"task": name, "app": app.main, "exchange": route["queue"].exchange.name,
-                         "queue": route["queue"].name, "routing_key": route["routing_key"]})
+            rows.append(
+                {
+                    "task": name,
+                    "app": app.main,
+                    "exchange": route["queue"].exchange.name,
+                    "queue": route["queue"].name,
+                    "routing_key": route["routing_key"],
+                }
+            )
     return rows

@@ -14,6 +14,7 @@ when those are not set, from the lab running under ``MPSOA_LAB_HOME``.
 factory's configuration: that is how the lab starts one worker with late acks and another
 without, from the same service module.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,11 @@ from typing import Any
 
 from celery import Celery, Task
 
+from ...observe.tracing import connect_worker_from_env
 from ...plumbing import settings as settings_mod
-from ..apps import celery_apps_factory
 from ...plumbing.errors import BrokerNotConfigured
 from ...plumbing.state import running_lab_urls
-from ...observe.tracing import connect_worker_from_env
+from ..apps import celery_apps_factory
 from .storage import Storage
 
 __all__ = ["Service", "broker_urls", "config_overrides", "CONFIG_ENV"]
@@ -51,8 +52,10 @@ def config_overrides() -> dict[str, Any]:
         raise ValueError(f"{CONFIG_ENV} must be a JSON object of Celery settings, not {raw!r}")
     unknown = sorted(set(overrides) - set(SETTING_KEYS))
     if unknown:
-        raise ValueError(f"{CONFIG_ENV} names settings Celery 5 does not have: {', '.join(unknown)} "
-                         "(use the lowercase names, e.g. task_acks_late)")
+        raise ValueError(
+            f"{CONFIG_ENV} names settings Celery 5 does not have: {', '.join(unknown)} "
+            "(use the lowercase names, e.g. task_acks_late)"
+        )
     return overrides
 
 
@@ -102,8 +105,15 @@ class Service:
                     ok = True
                     return result
                 finally:
-                    storage.record_execution(self.request.id, self.name, self.request.hostname,
-                                             os.getpid(), started, time.time(), ok)
+                    storage.record_execution(
+                        self.request.id,
+                        self.name,
+                        self.request.hostname,
+                        os.getpid(),
+                        started,
+                        time.time(),
+                        ok,
+                    )
 
         return ServiceTask
 

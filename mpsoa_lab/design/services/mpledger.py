@@ -12,13 +12,22 @@ Task                           Kind   What it does
 ``record_entry`` is keyed by the caller's ``entry_id``: delivering the same message twice
 stores it once. That is what makes at-least-once delivery (late acks) harmless.
 """
+
 from __future__ import annotations
 
 import time
 
 from ._service import Service
 
-__all__ = ["service", "sync_app", "async_app", "record_entry", "balance", "entry_count", "reconcile"]
+__all__ = [
+    "service",
+    "sync_app",
+    "async_app",
+    "record_entry",
+    "balance",
+    "entry_count",
+    "reconcile",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -42,15 +51,19 @@ def record_entry(entry_id: str, account: str, amount_cents: int) -> bool:
     if not isinstance(amount_cents, int) or isinstance(amount_cents, bool):
         raise ValueError(f"amount_cents must be an integer, not {amount_cents!r}")
     with service.storage.connect() as db:
-        cur = db.execute("INSERT OR IGNORE INTO entries (entry_id, account, amount_cents, at) "
-                         "VALUES (?, ?, ?, ?)", (entry_id, account, amount_cents, time.time()))
+        cur = db.execute(
+            "INSERT OR IGNORE INTO entries (entry_id, account, amount_cents, at) "
+            "VALUES (?, ?, ?, ?)",
+            (entry_id, account, amount_cents, time.time()),
+        )
         return cur.rowcount == 1
 
 
 @sync_app.task(name="mpledger.sync.balance")
 def balance(account: str) -> int:
     rows = service.storage.query(
-        "SELECT COALESCE(SUM(amount_cents), 0) AS total FROM entries WHERE account = ?", (account,))
+        "SELECT COALESCE(SUM(amount_cents), 0) AS total FROM entries WHERE account = ?", (account,)
+    )
     return rows[0]["total"]
 
 
@@ -58,8 +71,9 @@ def balance(account: str) -> int:
 def entry_count(account: str | None = None) -> int:
     if account is None:
         return service.storage.query("SELECT COUNT(*) AS n FROM entries")[0]["n"]
-    return service.storage.query("SELECT COUNT(*) AS n FROM entries WHERE account = ?",
-                                 (account,))[0]["n"]
+    return service.storage.query("SELECT COUNT(*) AS n FROM entries WHERE account = ?", (account,))[
+        0
+    ]["n"]
 
 
 @async_app.task(name="mpledger.async.reconcile")
@@ -71,5 +85,8 @@ def reconcile(batch_id: str, seconds: float) -> None:
     started = time.time()
     time.sleep(seconds)
     with service.storage.connect() as db:
-        db.execute("INSERT INTO reconciliations (batch_id, seconds, started, finished) "
-                   "VALUES (?, ?, ?, ?)", (batch_id, seconds, started, time.time()))
+        db.execute(
+            "INSERT INTO reconciliations (batch_id, seconds, started, finished) "
+            "VALUES (?, ?, ?, ?)",
+            (batch_id, seconds, started, time.time()),
+        )

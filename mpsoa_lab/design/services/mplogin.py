@@ -13,6 +13,7 @@ Run its daemons from a terminal (the lab must be up, or the broker URLs exported
     celery -A mpsoa_lab.design.services.mplogin.sync_app worker -Q mplogin.sync -n mplogin-sync@%h
     celery -A mpsoa_lab.design.services.mplogin.async_app worker -Q mplogin.async -n mplogin-async@%h
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,16 @@ import time
 
 from ._service import Service
 
-__all__ = ["service", "sync_app", "async_app", "register", "authenticate", "record_login",
-           "UsernameTaken", "InvalidCredentials"]
+__all__ = [
+    "service",
+    "sync_app",
+    "async_app",
+    "register",
+    "authenticate",
+    "record_login",
+    "UsernameTaken",
+    "InvalidCredentials",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -68,7 +77,8 @@ def register(username: str, password: str) -> dict:
         with service.storage.connect() as db:
             cur = db.execute(
                 "INSERT INTO users (username, salt, password_hash, created) VALUES (?, ?, ?, ?)",
-                (username, salt, _hash(password, salt), time.time()))
+                (username, salt, _hash(password, salt), time.time()),
+            )
     except sqlite3.IntegrityError:
         raise UsernameTaken(f"username {username!r} is already registered") from None
     return {"user_id": cur.lastrowid, "username": username}
@@ -78,13 +88,16 @@ def register(username: str, password: str) -> dict:
 def authenticate(username: str, password: str) -> dict:
     """Check a password and open a session."""
     with service.storage.connect() as db:
-        row = db.execute("SELECT id, salt, password_hash FROM users WHERE username = ?",
-                         (username,)).fetchone()
+        row = db.execute(
+            "SELECT id, salt, password_hash FROM users WHERE username = ?", (username,)
+        ).fetchone()
         if row is None or _hash(password, row["salt"]) != row["password_hash"]:
             raise InvalidCredentials(f"wrong username or password for {username!r}")
         token = secrets.token_hex(16)
-        db.execute("INSERT INTO sessions (token, user_id, created) VALUES (?, ?, ?)",
-                   (token, row["id"], time.time()))
+        db.execute(
+            "INSERT INTO sessions (token, user_id, created) VALUES (?, ?, ?)",
+            (token, row["id"], time.time()),
+        )
     return {"user_id": row["id"], "token": token}
 
 
@@ -92,5 +105,7 @@ def authenticate(username: str, password: str) -> dict:
 def record_login(username: str, succeeded: bool) -> None:
     """Fire and forget: keep an audit trail of login attempts."""
     with service.storage.connect() as db:
-        db.execute("INSERT INTO login_events (username, succeeded, at) VALUES (?, ?, ?)",
-                   (username, int(bool(succeeded)), time.time()))
+        db.execute(
+            "INSERT INTO login_events (username, succeeded, at) VALUES (?, ?, ?)",
+            (username, int(bool(succeeded)), time.time()),
+        )

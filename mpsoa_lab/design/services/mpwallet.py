@@ -12,14 +12,23 @@ Task                           Kind   What it does
 ``deposit`` and ``credit`` are *not* idempotent: run twice, they add twice. The ledger
 (:mod:`mpsoa_lab.design.services.mpledger`) shows the idempotent way.
 """
+
 from __future__ import annotations
 
 import time
 
 from ._service import Service
 
-__all__ = ["service", "sync_app", "async_app", "open_wallet", "get_balance", "deposit", "credit",
-           "WalletNotFound"]
+__all__ = [
+    "service",
+    "sync_app",
+    "async_app",
+    "open_wallet",
+    "get_balance",
+    "deposit",
+    "credit",
+    "WalletNotFound",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS wallets (
@@ -47,23 +56,33 @@ def _check_amount(amount_cents: int) -> None:
 def _add(user_id: int, amount_cents: int, via: str) -> int:
     _check_amount(amount_cents)
     with service.storage.connect() as db:
-        cur = db.execute("UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?",
-                         (amount_cents, user_id))
+        cur = db.execute(
+            "UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?",
+            (amount_cents, user_id),
+        )
         if cur.rowcount == 0:
-            raise WalletNotFound(f"user {user_id} has no wallet; call mpwallet.sync.open_wallet first")
-        db.execute("INSERT INTO movements (user_id, amount_cents, via, at) VALUES (?, ?, ?, ?)",
-                   (user_id, amount_cents, via, time.time()))
-        return db.execute("SELECT balance_cents FROM wallets WHERE user_id = ?",
-                          (user_id,)).fetchone()[0]
+            raise WalletNotFound(
+                f"user {user_id} has no wallet; call mpwallet.sync.open_wallet first"
+            )
+        db.execute(
+            "INSERT INTO movements (user_id, amount_cents, via, at) VALUES (?, ?, ?, ?)",
+            (user_id, amount_cents, via, time.time()),
+        )
+        return db.execute(
+            "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
 
 
 @sync_app.task(name="mpwallet.sync.open_wallet")
 def open_wallet(user_id: int) -> dict:
     with service.storage.connect() as db:
-        db.execute("INSERT OR IGNORE INTO wallets (user_id, balance_cents, created) VALUES (?, 0, ?)",
-                   (user_id, time.time()))
-        row = db.execute("SELECT user_id, balance_cents FROM wallets WHERE user_id = ?",
-                         (user_id,)).fetchone()
+        db.execute(
+            "INSERT OR IGNORE INTO wallets (user_id, balance_cents, created) VALUES (?, 0, ?)",
+            (user_id, time.time()),
+        )
+        row = db.execute(
+            "SELECT user_id, balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+        ).fetchone()
     return dict(row)
 
 

@@ -4,6 +4,7 @@ The execution log is how the lab counts, instead of estimating, what a service p
 one row per run of a task, with the task id, the worker's hostname and pid, and the start
 and end times. A message processed twice shows up as two rows with the same task id.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,10 @@ class Storage:
             return [dict(row) for row in conn.execute(sql, params)]
 
     def tables(self) -> list[str]:
-        rows = self.query("SELECT name FROM sqlite_master WHERE type='table' "
-                          "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        rows = self.query(
+            "SELECT name FROM sqlite_master WHERE type='table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
         return [row["name"] for row in rows]
 
     def counts(self) -> dict[str, int]:
@@ -74,19 +77,29 @@ class Storage:
     def reset(self) -> None:
         """Empty every table and restart the ids at 1 (between two experiments)."""
         with self.connect() as conn:
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                                        "AND name NOT LIKE 'sqlite_%'").fetchall():
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall():
                 conn.execute(f"DELETE FROM {name}")
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'").fetchone():
                 conn.execute("DELETE FROM sqlite_sequence")
 
-    def record_execution(self, task_id: str | None, task_name: str, hostname: str | None,
-                         pid: int, started: float, finished: float, succeeded: bool) -> None:
+    def record_execution(
+        self,
+        task_id: str | None,
+        task_name: str,
+        hostname: str | None,
+        pid: int,
+        started: float,
+        finished: float,
+        succeeded: bool,
+    ) -> None:
         with self.connect() as conn:
             conn.execute(
                 "INSERT INTO executions (task_id, task_name, hostname, pid, started, finished, "
                 "succeeded) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (task_id, task_name, hostname, pid, started, finished, int(succeeded)))
+                (task_id, task_name, hostname, pid, started, finished, int(succeeded)),
+            )
 
     def executions(self, task_name: str | None = None) -> list[dict[str, Any]]:
         if task_name is None:
