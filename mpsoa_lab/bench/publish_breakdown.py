@@ -137,7 +137,7 @@ def profile_top(profile: cProfile.Profile, messages: int, top: int = 10) -> list
         reverse=True,
     )[:top]
     out = []
-    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in rows:
+    for (filename, line, func), (_, ncalls, tottime, _cumtime, _) in rows:
         # Package-relative names: no machine paths in the results.
         where = (
             filename.split("site-packages/")[-1]

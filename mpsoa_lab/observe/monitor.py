@@ -288,7 +288,7 @@ def plot_depth(
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (label, series), color in zip(runs.items(), colors):
+    for series, color in zip(runs.values(), colors):
         t = series["t"]
         if exact and any(v is not None for v in series["ready_now"]):
             pts = [(x, y) for x, y in zip(t, series["ready_now"]) if y is not None]

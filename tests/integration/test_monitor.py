@@ -51,7 +51,7 @@ def test_the_thread_stops_when_the_block_raises(lab):
     with pytest.raises(ZeroDivisionError):
         with QueueMonitor(lab.async_, [QUEUE], interval=0.05) as mon:
             mon.wait_for(lambda s: True, timeout=5)
-            1 / 0
+            raise ZeroDivisionError("raised inside the block")
     assert not mon.running
     count = len(mon.samples)
     time.sleep(0.3)
