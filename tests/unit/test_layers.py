@@ -85,3 +85,20 @@ def test_the_readme_table_matches_the_tree():
         f"only in the README: {sorted(in_readme - in_tree, key=str)}; "
         f"only in the tree: {sorted(in_tree - in_readme, key=str)}"
     )
+
+
+LAYERS = ["plumbing", "observe", "design", "running", "legacy", "experiments"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_layer_exports_its_modules_public_names(layer):
+    """`from mpsoa_lab.<layer> import X` gives the module's own X, and shadows no module."""
+    import importlib
+
+    package = importlib.import_module(f"mpsoa_lab.{layer}")
+    modules = {p.stem for p in (ROOT / "mpsoa_lab" / layer).iterdir() if not p.name.startswith("_")}
+    for name, module_name in package._EXPORTS.items():
+        module = importlib.import_module(f"mpsoa_lab.{layer}.{module_name}")
+        assert name in module.__all__, f"{name} is not in mpsoa_lab.{layer}.{module_name}.__all__"
+        assert getattr(package, name) is getattr(module, name)
+        assert name not in modules, f"mpsoa_lab.{layer}.{name} is a module and an exported name"
