@@ -43,6 +43,19 @@ def test_the_tree_is_clean(tool, args):
     assert done.returncode == 0, f"`{tool} {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}"
 
 
+def test_only_the_top_layer_imports_the_package_root():
+    """`import mpsoa_lab` runs the root's imports of every layer: below the top it is an upward
+    import that the layers contract cannot see (the root belongs to no layer)."""
+    import grimp
+
+    graph = grimp.build_graph("mpsoa_lab", cache_dir=None)
+    importers = graph.find_modules_that_directly_import("mpsoa_lab")
+    below_the_top = sorted(
+        m for m in importers if not m.startswith(("mpsoa_lab.experiments", "mpsoa_lab.bench"))
+    )
+    assert below_the_top == [], f"these import the package root: {below_the_top}"
+
+
 def test_an_upward_import_breaks_the_contract(tmp_path):
     """The contract can fail: a plumbing module that imports the running lab is reported."""
     shutil.copytree(
