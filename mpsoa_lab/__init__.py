@@ -1,9 +1,12 @@
 """mpsoa-lab: Celery over RabbitMQ as the middleware of a service-oriented system, measured.
 
 The package does the plumbing for the notebooks: it starts and stops RabbitMQ nodes
-(:mod:`~mpsoa_lab.plumbing.node`, :mod:`~mpsoa_lab.running.lab`), holds the design's topology, router and app
-factory (:mod:`~mpsoa_lab.design.topology`, :mod:`~mpsoa_lab.design.routing`, :mod:`~mpsoa_lab.design.apps`), the
-2014 originals (:mod:`~mpsoa_lab.legacy.design2014`) and the services (:mod:`mpsoa_lab.design.services`).
+(:mod:`~mpsoa_lab.plumbing.node`, :mod:`~mpsoa_lab.running.lab`), holds the design's topology,
+router and app factory (:mod:`~mpsoa_lab.design.topology`, :mod:`~mpsoa_lab.design.routing`,
+:mod:`~mpsoa_lab.design.apps`), the 2014 originals (:mod:`~mpsoa_lab.legacy.design2014`) and the
+services (:mod:`mpsoa_lab.design.services`). Its layers, bottom to top: ``plumbing``,
+``observe``, ``design``, ``running``, ``legacy``, then ``experiments`` and ``bench``; a module
+imports only from its own layer and those below (the contract is in ``pyproject.toml``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Celery calls the router for every task it sends. A platform task (its name starts with ``mp``)
 goes to ``<service>.<kind>`` with its own name as routing key; a platform name that does not fit
 the scheme, or that names a service the platform does not have, raises
-:class:`~mpsoa_lab.plumbing.errors.RoutingError` at publish time, so it never lands in a default queue
-where no worker listens. Other tasks (Celery's own, ``celery.*``) are left to Celery's defaults.
+:class:`~mpsoa_lab.plumbing.errors.RoutingError` at publish time, so it never lands in a default
+queue where no worker listens. Other tasks (Celery's own, ``celery.*``) are left to Celery's defaults.
 
 Each app of :func:`mpsoa_lab.celery_apps_factory` gets the router of its kind
 (:func:`kind_router`), which also refuses tasks of the other kind: a sync task sent through the

@@ -122,8 +122,8 @@ def restored(lab: Lab, timeout: float = 30.0) -> Iterator[Scenario]:
     """Run a fault scenario and put the lab back, whatever happened in it.
 
     On the way in and out, the lab's node handles are refreshed from the state file (another
-    process may have restarted a node). On the way out, also after an exception: the workers started through the yielded
-    :class:`Scenario` are killed (those still running), every node of the lab that is not
+    process may have restarted a node). On the way out, also after an exception: the workers
+    started through the yielded :class:`Scenario` are killed (those still running), every node of the lab that is not
     running is started again (keeping its data), and each broker must accept an AMQP
     connection within ``timeout`` seconds.
 
@@ -279,8 +279,8 @@ def tally(
     """Count what became of ``task_ids``.
 
     ``executions`` is the service's execution log (``service.storage.executions()``);
-    ``traces`` the :class:`~mpsoa_lab.observe.tracing.TaskTrace` records of those tasks (without them,
-    ``delivered`` counts the tasks that have a run in the log); ``queued`` the task ids still in
+    ``traces`` the :class:`~mpsoa_lab.observe.tracing.TaskTrace` records of those tasks (without
+    them, ``delivered`` counts the tasks that have a run in the log); ``queued`` the task ids still in
     the queue (:func:`queued_task_ids`), which are neither lost nor processed yet.
     """
     ids = list(dict.fromkeys(task_ids))

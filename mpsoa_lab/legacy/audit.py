@@ -1,7 +1,7 @@
 """What each 2014 setting does on Celery 5 and today's RabbitMQ, found out by running it.
 
-:func:`audit_legacy_settings` configures the 2014 apps (:mod:`mpsoa_lab.legacy.design2014`) on a real
-broker and reports, for every setting of the 2014 ``CeleryConfig`` and of its app factory, one
+:func:`audit_legacy_settings` configures the 2014 apps (:mod:`mpsoa_lab.legacy.design2014`) on a
+real broker and reports, for every setting of the 2014 ``CeleryConfig`` and of its app factory, one
 row: the 2014 value, the Celery 5 name, a status and the observation behind it. Statuses:
 
 ``still works``       the 2014 spelling has the 2014 effect, and nothing was renamed;
@@ -228,8 +228,8 @@ def observe_legacy_on_broker(
 ) -> dict[str, Any]:
     """Run the 2014 apps on real brokers, in scratch virtual hosts, and collect what they show.
 
-    The apps come from :func:`mpsoa_lab.legacy.design2014.legacy_celery_apps_factory`; queues, bindings,
-    exchanges and messages are read back through the management HTTP API. ``async_url``
+    The apps come from :func:`mpsoa_lab.legacy.design2014.legacy_celery_apps_factory`; queues,
+    bindings, exchanges and messages are read back through the management HTTP API. ``async_url``
     defaults to the sync broker; management URLs default to port 15672 of the AMQP hosts. The
     scratch virtual hosts (named in ``vhosts``) are deleted, with all they hold, before this
     returns.

@@ -14,8 +14,8 @@ a current RabbitMQ and show what still holds (:mod:`mpsoa_lab.legacy.audit`):
   ``librabbitmq`` for publishers, results ignored on the async app.
 
 :func:`compare_routers` puts the 2014 router next to the modern one
-(:func:`mpsoa_lab.design.routing.kind_router`) for a list of task names; :data:`ROUTER_CASES` holds names
-on which the two agree and names on which they do not.
+(:func:`mpsoa_lab.design.routing.kind_router`) for a list of task names; :data:`ROUTER_CASES`
+holds names on which the two agree and names on which they do not.
 
 Nothing here is meant for use in the platform: it is the behaviour the lab measures.
 """

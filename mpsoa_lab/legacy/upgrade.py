@@ -1,9 +1,10 @@
 """Celery's own tool for old settings, ``celery upgrade settings``, run on the 2014 configuration.
 
-:func:`run_celery_upgrade_settings` writes the 2014 settings (from :mod:`mpsoa_lab.legacy.design2014`) to a
-temporary module, runs ``celery upgrade settings`` on it, loads the result, and reports what it
-renamed and where it falls short: names it does not know, a name it mangles, and values it
-cannot fix (a removed result backend, pickle, the librabbitmq transport).
+:func:`run_celery_upgrade_settings` writes the 2014 settings (from
+:mod:`mpsoa_lab.legacy.design2014`) to a temporary module, runs ``celery upgrade settings`` on
+it, loads the result, and reports what it renamed and where it falls short: names it does not
+know, a name it mangles, and values it cannot fix (a removed result backend, pickle, the
+librabbitmq transport).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ __all__ = ["run_celery_upgrade_settings", "legacy_settings_source"]
 
 
 def legacy_settings_source() -> str:
-    """The 2014 settings as one self-contained module, built from :mod:`mpsoa_lab.legacy.design2014`."""
+    """The 2014 settings as one self-contained module, built from
+    :mod:`mpsoa_lab.legacy.design2014`."""
     header = (
         '"""The 2014 Celery settings (from mpsoa_lab.legacy.design2014), for `celery upgrade settings`."""\n'
         "from __future__ import annotations\n\nimport re\nfrom typing import Any\n\n"

@@ -47,8 +47,8 @@ __all__ = ["QueueMonitor", "plot_depth"]
 class QueueMonitor:
     """Sample the depth of ``queues`` on one broker every ``interval`` seconds.
 
-    ``broker`` is a :class:`~mpsoa_lab.running.lab.Broker` (``lab.async_``): its management API gives
-    ``ready``/``unacked``/``consumers`` and its AMQP URL ``ready_now``/``consumers_now``
+    ``broker`` is a :class:`~mpsoa_lab.running.lab.Broker` (``lab.async_``): its management API
+    gives ``ready``/``unacked``/``consumers`` and its AMQP URL ``ready_now``/``consumers_now``
     (``exact=False`` skips the latter). A :class:`Management` or a management URL works too,
     without the exact counts. Each sample: ``t`` (epoch seconds), ``queue`` and those fields,
     ``None`` where a source had nothing (no statistics yet, or the read failed).

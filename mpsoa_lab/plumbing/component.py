@@ -3,15 +3,15 @@ HTTP apps, load balancers and monitors to come.
 
 A *component* is a program started from what is installed on this machine, as the current user:
 
-* its **ports** are reserved on the machine-wide allocator (:mod:`mpsoa_lab.plumbing.ports`) before it
-  starts and handed over to its process once it runs, so no other component, lab or test
+* its **ports** are reserved on the machine-wide allocator (:mod:`mpsoa_lab.plumbing.ports`)
+  before it starts and handed over to its process once it runs, so no other component, lab or test
   session can be given them; a fresh component whose start fails with "address in use" is
   started again on fresh ports;
 * its **config** is generated under its own directory (``base_dir``), inside the lab's home;
 * it is **ready** when its own protocol answers (:meth:`Component.probe`: an AMQP connection, an
   HTTP request, Celery's control ping), never after a sleep;
-* a start that fails raises :class:`~mpsoa_lab.plumbing.errors.ComponentStartError` with an excerpt of its
-  logs since that start: the first error-looking lines (the cause) and the last ones;
+* a start that fails raises :class:`~mpsoa_lab.plumbing.errors.ComponentStartError` with an
+  excerpt of its logs since that start: the first error-looking lines (the cause) and the last ones;
 * it has an **entry in the state file** (:meth:`to_dict`, :func:`component_from_dict`), so any
   process using the lab, and the lab's reaper, can find it again and stop it; a component with
   an ``owner`` (the pid of a notebook kernel) is stopped as soon as that owner is gone.

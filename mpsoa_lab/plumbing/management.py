@@ -107,7 +107,8 @@ class Management:
 
     @classmethod
     def for_broker(cls, broker: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Management:
-        """The management API of a :class:`~mpsoa_lab.running.lab.Broker` (``lab.sync``, ``lab.async_``)."""
+        """The management API of a :class:`~mpsoa_lab.running.lab.Broker` (``lab.sync``,
+        ``lab.async_``)."""
         role = getattr(broker, "role", None)
         url = getattr(broker, "management_url", None)
         if not url:

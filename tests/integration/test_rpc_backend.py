@@ -1,5 +1,5 @@
-"""mpsoa_lab.design.rpc_backend on a real broker: a sync edge that fails fast while the broker is down
-and is answered again once it is back (Celery 5.7's rpc:// does neither; notebook 07 shows it)."""
+"""mpsoa_lab.design.rpc_backend on a real broker: a sync edge that fails fast while the broker is
+down and is answered again once it is back (Celery 5.7's rpc:// does neither; notebook 07 shows it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The 2014 router, queue table, config and factory as reproduced in mpsoa_lab.legacy.design2014 (no broker).
+"""The 2014 router, queue table, config and factory as reproduced in
+mpsoa_lab.legacy.design2014 (no broker).
 
 Expected values were recorded by running the 2014 code; they pin the behaviour the notebooks
 show, so a change in it fails here first.
