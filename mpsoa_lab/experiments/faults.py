@@ -101,9 +101,8 @@ def restart_nodes(lab: Lab, roles: Iterable[str] = ("sync", "async")) -> float:
 def _restore(lab: Lab, workers: list[Worker], timeout: float) -> None:
     for worker in workers:
         with contextlib.suppress(Exception):
-            os.kill(
-                worker.process.pid, signal.SIGCONT
-            )  # a frozen worker cannot act on SIGKILL's aftermath
+            # a frozen worker cannot act on SIGKILL's aftermath
+            os.kill(worker.process.pid, signal.SIGCONT)
         worker.kill()  # a no-op for a worker already killed by the scenario
     lab.refresh()
     restarted = False

@@ -153,16 +153,14 @@ def test_fault_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
             continue
         assert not any(o["output_type"] == "error" for o in ran.outputs), i
         if i in skipped_cells:
-            assert all(o["output_type"] == "stream" for o in ran.outputs), (
-                i
-            )  # at most the skip line
+            # at most the skip line
+            assert all(o["output_type"] == "stream" for o in ran.outputs), i
         elif before.outputs:  # the sections that ran printed or drew what they do on lab nodes
             assert ran.outputs, (i, ran.source[:80])
     if name.startswith("06"):
         assert "split: published 20000" in everything and "shared: published 20000" in everything
-        assert re.search(
-            r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything
-        )  # no CPU time: no process
+        # no CPU time: no process
+        assert re.search(r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything)
     else:
         table = _text(nb.cells[-3])
         assert "worker frozen (SIGSTOP)" in table and "broker restart" not in table

@@ -46,9 +46,8 @@ def test_restored_brings_a_stopped_node_back_after_an_error(tmp_path):
     settings = mpsoa_lab.plumbing.settings.load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)})
     lab = mpsoa_lab.up(settings)
     try:
-        stale = mpsoa_lab.up(
-            settings, hold=False
-        )  # another process's handle, made before the restart
+        # another process's handle, made before the restart
+        stale = mpsoa_lab.up(settings, hold=False)
         exchange = Exchange("faults", type="direct", durable=True)
         queues = {
             mode: Queue(f"faults.{mode}", exchange, routing_key=mode, durable=True)

@@ -50,9 +50,8 @@ def test_per_worker_settings_reach_the_worker(lab):
         assert replies[late.hostname]["task_acks_late"] is True
         # The prefetch the worker really asked the broker for (basic.qos), not a setting:
         stats = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).stats()
-        assert (
-            stats[plain.hostname]["prefetch_count"] == 4
-        )  # Celery's default multiplier, 1 process
+        # Celery's default multiplier, 1 process
+        assert stats[plain.hostname]["prefetch_count"] == 4
         assert stats[late.hostname]["prefetch_count"] == 1
     finally:
         stop_all([plain, late])
