@@ -4,7 +4,8 @@
 # Both are idempotent and quick when nothing is missing. Also: make quick (unit tests, the
 # component life cycle and the three short notebooks: a minute or two, for everyday loops),
 # make bench (Celery against raw kombu, a couple of minutes), make unit / integration /
-# notebooks, make status / down.
+# notebooks, make status / down, make lint (ruff and the layer contract; also part of the unit
+# tests) and make format (ruff format and ruff's safe fixes).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test quick setup rabbitmq unit integration notebooks status down clean
+.PHONY: lab test quick setup rabbitmq unit integration notebooks status down clean lint format
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
@@ -48,6 +49,15 @@ integration: $(STAMP) rabbitmq
 
 notebooks: $(STAMP) rabbitmq
 	$(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 status: $(STAMP)
 	$(BIN)/python -m mpsoa_lab status

@@ -6,6 +6,7 @@
   starts the lab once, holds it while the notebooks attach to it through the state file, and
   stops it at the end. A missing or broken RabbitMQ is an error in those tests, never a skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _leftovers(home: str) -> list[str]:
     """Processes that the lab under this session's home started and that still run."""
-    from mpsoa_lab.processes import managed_processes
+    from mpsoa_lab.plumbing.processes import managed_processes
 
     return [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in managed_processes(home)]
 

@@ -1,30 +1,62 @@
 """mpsoa-lab: Celery over RabbitMQ as the middleware of a service-oriented system, measured.
 
 The package does the plumbing for the notebooks: it starts and stops RabbitMQ nodes
-(:mod:`~mpsoa_lab.node`, :mod:`~mpsoa_lab.lab`), holds the design's topology, router and app
-factory (:mod:`~mpsoa_lab.topology`, :mod:`~mpsoa_lab.routing`, :mod:`~mpsoa_lab.apps`), the
-2014 originals (:mod:`~mpsoa_lab.legacy`) and the services (:mod:`mpsoa_lab.services`).
+(:mod:`~mpsoa_lab.plumbing.node`, :mod:`~mpsoa_lab.running.lab`), holds the design's topology,
+router and app factory (:mod:`~mpsoa_lab.design.topology`, :mod:`~mpsoa_lab.design.routing`,
+:mod:`~mpsoa_lab.design.apps`), the 2014 originals (:mod:`~mpsoa_lab.legacy.design2014`) and the
+services (:mod:`mpsoa_lab.design.services`). Its layers, bottom to top: ``plumbing``,
+``observe``, ``design``, ``running``, ``legacy``, then ``experiments`` and ``bench``; a module
+imports only from its own layer and those below (the contract is in ``pyproject.toml``).
 """
+
 from __future__ import annotations
 
-from .apps import celery_apps_factory
-from .errors import (BrokerNotConfigured, BrokerUnreachable, ComponentStartError, LabError,
-                     MalformedTaskName, ManagementAPIUnavailable, NeedsLabNode, NodeStartError,
-                     PortsExhausted, RabbitMQNotInstalled, RoutingError, SettingsError,
-                     UnknownService)
-from .lab import Broker, Lab, up
-from .naming import KINDS, SERVICES, parse_task_name
-from .versions import versions
+from .design.apps import celery_apps_factory
+from .design.naming import KINDS, SERVICES, parse_task_name
+from .plumbing.errors import (
+    BrokerNotConfigured,
+    BrokerUnreachable,
+    ComponentStartError,
+    LabError,
+    MalformedTaskName,
+    ManagementAPIUnavailable,
+    NeedsLabNode,
+    NodeStartError,
+    PortsExhausted,
+    RabbitMQNotInstalled,
+    RoutingError,
+    SettingsError,
+    UnknownService,
+)
+from .plumbing.versions import versions
+from .running.lab import Broker, Lab, up
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "celery_apps_factory", "up", "Lab", "Broker", "versions", "parse_task_name", "SERVICES",
-    "KINDS", "LabError", "RabbitMQNotInstalled", "BrokerUnreachable", "BrokerNotConfigured",
-    "NodeStartError", "ManagementAPIUnavailable", "RoutingError", "MalformedTaskName",
-    "UnknownService", "NeedsLabNode", "ComponentStartError", "SettingsError", "PortsExhausted",
+    "celery_apps_factory",
+    "up",
+    "Lab",
+    "Broker",
+    "versions",
+    "parse_task_name",
+    "SERVICES",
+    "KINDS",
+    "LabError",
+    "RabbitMQNotInstalled",
+    "BrokerUnreachable",
+    "BrokerNotConfigured",
+    "NodeStartError",
+    "ManagementAPIUnavailable",
+    "RoutingError",
+    "MalformedTaskName",
+    "UnknownService",
+    "NeedsLabNode",
+    "ComponentStartError",
+    "SettingsError",
+    "PortsExhausted",
 ]
 
-from .notebook import register as _register_magics  # noqa: E402
+from .running.notebook import register as _register_magics  # noqa: E402
 
 _register_magics()  # %%needs_lab_nodes, in IPython only

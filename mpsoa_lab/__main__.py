@@ -1,11 +1,12 @@
 """``python -m mpsoa_lab``: bring the lab up or down from a terminal.
 
-    python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
-    python -m mpsoa_lab status    what runs where
-    python -m mpsoa_lab env       the broker URLs as shell exports
-    python -m mpsoa_lab down      stop everything the lab started
-    python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
+python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
+python -m mpsoa_lab status    what runs where
+python -m mpsoa_lab env       the broker URLs as shell exports
+python -m mpsoa_lab down      stop everything the lab started
+python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,10 @@ import subprocess
 import sys
 import time
 
-from . import settings as settings_mod
-from .errors import LabError
-from .lab import _State, up
+from .plumbing import settings as settings_mod
+from .plumbing.errors import LabError
+from .plumbing.state import StateFile
+from .running.lab import up
 
 __all__ = ["main"]
 
@@ -24,14 +26,20 @@ __all__ = ["main"]
 def _print_lab(lab) -> None:
     for row in lab.describe():
         print(f"{row['role']:>5}  AMQP {row['amqp']}")
-        print(f"{'':>5}  management UI {row['management UI']}  (user guest, password guest)"
-              if not lab.external else f"{'':>5}  management UI {row['management UI']}")
+        print(
+            f"{'':>5}  management UI {row['management UI']}  (user guest, password guest)"
+            if not lab.external
+            else f"{'':>5}  management UI {row['management UI']}"
+        )
         print(f"{'':>5}  node {row['node']}  {row['data and logs']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpsoa_lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mpsoa_lab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start or attach, and hold until Ctrl-C")
     sub.add_parser("status", help="what runs where")
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     if args.command == "status":
-        state = _State(settings.home).read()
+        state = StateFile(settings.home).read()
         if settings.external:
             print("Brokers given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL).")
         elif not state:
@@ -59,8 +67,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         lab = up(settings, hold=False)
         _print_lab(lab)
         if not lab.external:
-            print(f"holders: {_State(settings.home).live_holders()}")
-        state = _State(settings.home).read() or {}
+            print(f"holders: {StateFile(settings.home).live_holders()}")
+        state = StateFile(settings.home).read() or {}
         spaces = state.get("spaces", {})
         listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
         print(f"spaces: {listed or 'default only'}")
@@ -76,7 +84,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"export MPSOA_ASYNC_BROKER_URL={lab.async_.url}")
         return 0
     if args.command == "down":
-        state = _State(settings.home).read()
+        state = StateFile(settings.home).read()
         if not state:
             print(f"No lab is running under {settings.home}.")
             return 0
@@ -90,15 +98,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "up":
             print("Ctrl-C stops it.", flush=True)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            lab_id = (_State(settings.home).read() or {}).get("id")
-            while (_State(settings.home).read() or {}).get("id") == lab_id:
+            lab_id = (StateFile(settings.home).read() or {}).get("id")
+            while (StateFile(settings.home).read() or {}).get("id") == lab_id:
                 time.sleep(1)
             print("The lab was stopped from elsewhere (python -m mpsoa_lab down).")
             lab.started_here = False  # nothing left to stop
             return 0
         cmd = [c for c in args.cmd if c != "--"]
         if not cmd:
-            print("run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr)
+            print(
+                "run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr
+            )
             return 2
         child = subprocess.Popen(cmd)
         try:

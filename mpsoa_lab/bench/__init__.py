@@ -35,6 +35,7 @@ responder and its client), :mod:`.sync_roundtrip` (a), :mod:`.publish` and
 :mod:`.cli` (the command line); helpers in :mod:`.rounds`, :mod:`.storage` and
 :mod:`.message_size`.
 """
+
 from __future__ import annotations
 
 from .cli import main

@@ -2,6 +2,7 @@
 
 The raw responder's child process comes in here too (``--serve-raw-sync``); see :mod:`.cli`.
 """
+
 from __future__ import annotations
 
 import sys

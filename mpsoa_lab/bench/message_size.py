@@ -1,4 +1,5 @@
 """Bytes of a message on the wire: a raw kombu body, and a Celery task message as published."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,8 +14,10 @@ def size_of(body: Any, headers: dict | None) -> dict[str, int]:
     from kombu.serialization import dumps
 
     _, _, payload = dumps(body, serializer="json")
-    return {"body_bytes": len(payload if isinstance(payload, bytes) else payload.encode()),
-            "headers_bytes": len(amqp_dumps("F", [headers])) if headers else 0}
+    return {
+        "body_bytes": len(payload if isinstance(payload, bytes) else payload.encode()),
+        "headers_bytes": len(amqp_dumps("F", [headers])) if headers else 0,
+    }
 
 
 def capture_celery_message(send: Callable[[], Any]) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Where the time of a publish goes: timers around each step of a Celery publish and of a raw
 kombu one, then a cProfile listing of the Celery path (part (b) of the benchmark)."""
+
 from __future__ import annotations
 
 import cProfile
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["profile_top", "publish_breakdown"]
 
 
-def publish_breakdown(run: BenchSession, raw_producer: Producer,
-                      payloads: Callable[[int, str], list[dict]]) -> dict[str, Any]:
+def publish_breakdown(
+    run: BenchSession, raw_producer: Producer, payloads: Callable[[int, str], list[dict]]
+) -> dict[str, Any]:
     """Timers around each step of a Celery publish (recommended path) and of a raw one, on
     an app used for nothing else; then a cProfile of the Celery path.
 
@@ -42,6 +44,7 @@ def publish_breakdown(run: BenchSession, raw_producer: Producer,
                 return fn(*args, **kwargs)
             finally:
                 spent[key] += time.perf_counter() - t
+
         return wrapper
 
     def settle() -> None:
@@ -96,8 +99,10 @@ def publish_breakdown(run: BenchSession, raw_producer: Producer,
     t = {k: statistics.median([c[k] for c in per_chunk["celery"]]) for k in per_chunk["celery"][0]}
     r = {k: statistics.median([c[k] for c in per_chunk["raw"]]) for k in per_chunk["raw"][0]}
     celery_parts = {
-        "Celery send_task: options, task id, producer, result":
-            t["total"] - t["route"] - t["build"] - t["send"],
+        "Celery send_task: options, task id, producer, result": t["total"]
+        - t["route"]
+        - t["build"]
+        - t["send"],
         "Celery router (task_routes)": t["route"],
         "Celery message building (as_task_v2)": t["build"] - t["build: argsrepr/kwargsrepr"],
         "  of it argsrepr/kwargsrepr (saferepr)": t["build: argsrepr/kwargsrepr"],
@@ -110,9 +115,12 @@ def publish_breakdown(run: BenchSession, raw_producer: Producer,
             "celery_total": round(t["total"], 2),
             "celery": {k: round(v, 2) for k, v in celery_parts.items()},
             "raw_total": round(r["kombu"], 2),
-            "raw": {"kombu Producer.publish (body)": round(r["kombu"] - r["amqp"], 2),
-                    "py-amqp basic_publish (frames, socket)": round(r["amqp"], 2)},
-            "messages": chunk * max(1, n // chunk), "chunk": chunk,
+            "raw": {
+                "kombu Producer.publish (body)": round(r["kombu"] - r["amqp"], 2),
+                "py-amqp basic_publish (frames, socket)": round(r["amqp"], 2),
+            },
+            "messages": chunk * max(1, n // chunk),
+            "chunk": chunk,
             "statistic": "median over chunks of the mean per message",
         },
         "profile": profile_top(profile, chunk * max(1, n // chunk)),
@@ -123,15 +131,25 @@ def profile_top(profile: cProfile.Profile, messages: int, top: int = 10) -> list
     """The functions with the most own time in a profiled publish, per message."""
     stats = pstats.Stats(profile)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-    rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
-                  key=lambda kv: kv[1][2], reverse=True)[:top]
+    rows = sorted(
+        stats.stats.items(),  # type: ignore[attr-defined]
+        key=lambda kv: kv[1][2],
+        reverse=True,
+    )[:top]
     out = []
-    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in rows:
+    for (filename, line, func), (_, ncalls, tottime, _cumtime, _) in rows:
         # Package-relative names: no machine paths in the results.
-        where = (filename.split("site-packages/")[-1] if "site-packages/" in filename
-                 else Path(filename).name)
-        out.append({"function": f"{where}:{line}({func})" if line else func,
-                    "calls_per_message": round(ncalls / messages, 2),
-                    "own_us_per_message": round(tottime / messages * 1e6, 2),
-                    "share_of_own_time": round(tottime / total, 3)})
+        where = (
+            filename.split("site-packages/")[-1]
+            if "site-packages/" in filename
+            else Path(filename).name
+        )
+        out.append(
+            {
+                "function": f"{where}:{line}({func})" if line else func,
+                "calls_per_message": round(ncalls / messages, 2),
+                "own_us_per_message": round(tottime / messages * 1e6, 2),
+                "share_of_own_time": round(tottime / total, 3),
+            }
+        )
     return out

@@ -5,6 +5,7 @@
 :class:`RawSyncClient` is the caller: it publishes a request to the service's topic exchange
 with ``reply_to=amq.rabbitmq.reply-to`` and reads the reply on the same channel.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,22 +30,32 @@ from .workload import (
 if TYPE_CHECKING:
     from kombu import Queue
 
-    from ..lab import Lab
-    from ..component import Program
+    from ..plumbing.component import Program
+    from ..running.lab import Lab
 
-__all__ = ["RawSyncClient", "raw_queue", "serve_raw_sync", "start_responder",
-           "wait_responder_ready"]
+__all__ = [
+    "RawSyncClient",
+    "raw_queue",
+    "serve_raw_sync",
+    "start_responder",
+    "wait_responder_ready",
+]
 
 
 def raw_queue() -> Queue:
     """The responder's queue, bound to the ``mpledger`` topic exchange under :data:`RAW_PREFIX`."""
     from kombu import Queue
 
-    from ..topology import service_exchange
+    from ..design.topology import service_exchange
 
     # Durable like the service's own queue; auto-deleted when the responder stops.
-    return Queue(RAW_QUEUE, service_exchange("mpledger"),
-                 routing_key=RAW_PREFIX + "mpledger.sync.#", durable=True, auto_delete=True)
+    return Queue(
+        RAW_QUEUE,
+        service_exchange("mpledger"),
+        routing_key=RAW_PREFIX + "mpledger.sync.#",
+        durable=True,
+        auto_delete=True,
+    )
 
 
 def serve_raw_sync(url: str, name: str) -> int:
@@ -56,7 +67,7 @@ def serve_raw_sync(url: str, name: str) -> int:
     """
     from kombu import Connection, Consumer, Producer
 
-    from ..services import mpledger
+    from ..design.services import mpledger
 
     functions = {SYNC_TASK: mpledger.entry_count.run}
     storage, host = mpledger.service.storage, f"{name}@{socket.gethostname()}"
@@ -68,7 +79,10 @@ def serve_raw_sync(url: str, name: str) -> int:
 
         def on_request(body: dict, message) -> None:
             message.ack()
-            props, task = message.properties, message.delivery_info["routing_key"][len(RAW_PREFIX):]
+            props, task = (
+                message.properties,
+                message.delivery_info["routing_key"][len(RAW_PREFIX) :],
+            )
             started, ok = time.time(), False
             try:
                 reply = {"status": "SUCCESS", "result": functions[task](**body)}
@@ -76,13 +90,24 @@ def serve_raw_sync(url: str, name: str) -> int:
             except Exception as exc:  # noqa: BLE001 - the caller gets the error, as with Celery
                 reply = {"status": "FAILURE", "error": repr(exc)}
             finally:
-                storage.record_execution(props.get("correlation_id"), task, host, os.getpid(),
-                                         started, time.time(), ok)
-            producer.publish(reply, exchange="", routing_key=props["reply_to"],
-                             correlation_id=props.get("correlation_id"), delivery_mode=1)
+                storage.record_execution(
+                    props.get("correlation_id"), task, host, os.getpid(), started, time.time(), ok
+                )
+            producer.publish(
+                reply,
+                exchange="",
+                routing_key=props["reply_to"],
+                correlation_id=props.get("correlation_id"),
+                delivery_mode=1,
+            )
 
-        Consumer(channel, [raw_queue()], callbacks=[on_request], accept=["json"],
-                 prefetch_count=CONCURRENCY * PREFETCH_MULTIPLIER).consume()
+        Consumer(
+            channel,
+            [raw_queue()],
+            callbacks=[on_request],
+            accept=["json"],
+            prefetch_count=CONCURRENCY * PREFETCH_MULTIPLIER,
+        ).consume()
         while True:
             with contextlib.suppress(socket.timeout):
                 conn.drain_events(timeout=2)
@@ -94,13 +119,19 @@ class RawSyncClient:
     def __init__(self, url: str):
         from kombu import Connection, Consumer, Producer, Queue
 
-        from ..topology import service_exchange
+        from ..design.topology import service_exchange
 
         self.conn = Connection(url)
         channel = self.conn.channel()  # direct reply-to: consume and publish on one channel
         self.replies: dict[str, dict] = {}
-        Consumer(channel, [Queue(DIRECT_REPLY_TO, no_ack=True)], callbacks=[self._on_reply],
-                 no_ack=True, auto_declare=False, accept=["json"]).consume()
+        Consumer(
+            channel,
+            [Queue(DIRECT_REPLY_TO, no_ack=True)],
+            callbacks=[self._on_reply],
+            no_ack=True,
+            auto_declare=False,
+            accept=["json"],
+        ).consume()
         self.producer = Producer(channel, exchange=service_exchange("mpledger"), serializer="json")
 
     def _on_reply(self, body: dict, message) -> None:
@@ -108,8 +139,13 @@ class RawSyncClient:
 
     def publish(self, task: str, kwargs: dict, correlation_id: str) -> None:
         """Publish a transient request for ``task`` (to the responder, not to Celery)."""
-        self.producer.publish(kwargs, routing_key=RAW_PREFIX + task, reply_to=DIRECT_REPLY_TO,
-                              correlation_id=correlation_id, delivery_mode=1)
+        self.producer.publish(
+            kwargs,
+            routing_key=RAW_PREFIX + task,
+            reply_to=DIRECT_REPLY_TO,
+            correlation_id=correlation_id,
+            delivery_mode=1,
+        )
 
     def wait(self, correlation_id: str, timeout: float) -> dict:
         """The reply to ``correlation_id``; TimeoutError if none came, RuntimeError on failure."""
@@ -133,22 +169,27 @@ class RawSyncClient:
 def start_responder(lab: Lab, name: str) -> tuple[Program, Path]:
     """Start :func:`serve_raw_sync` in a process of its own, on the lab's component life cycle
     (so a crash of the benchmark does not leave it behind); return it and its log file."""
-    from ..component import Program
+    from ..plumbing.component import Program
 
     env = {"MPSOA_LAB_HOME": str(lab.home), "MPSOA_SPACE": lab.space}
     if lab.external:
-        env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = (lab.sync.url,
-                                                                       lab.async_.url)
-    responder = Program(f"raw-responder-{name}", lab.home / "logs" / name,
-                        [sys.executable, "-m", "mpsoa_lab.bench", "--serve-raw-sync", lab.sync.url, name],
-                        env=env, owner=os.getpid(), mark=str(lab.home))
+        env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = (lab.sync.url, lab.async_.url)
+    responder = Program(
+        f"raw-responder-{name}",
+        lab.home / "logs" / name,
+        [sys.executable, "-m", "mpsoa_lab.bench", "--serve-raw-sync", lab.sync.url, name],
+        env=env,
+        owner=os.getpid(),
+        mark=str(lab.home),
+    )
     responder.start(wait=False)
     lab.record(responder)
     return responder, responder.stdout_log
 
 
-def wait_responder_ready(responder: Program, log_file: Path, client: RawSyncClient,
-                         prefix: str, timeout: float = 60) -> None:
+def wait_responder_ready(
+    responder: Program, log_file: Path, client: RawSyncClient, prefix: str, timeout: float = 60
+) -> None:
     """Ready means it answered a request (its queue only exists once it consumes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,20 +1,24 @@
 """The table printed at the end of a run, from the results alone: medians, ratios, targets,
 breakdowns of where the time goes, counts and conditions."""
+
 from __future__ import annotations
 
 from typing import Any
 
 __all__ = ["format_report"]
 
-_SYNC_LABELS = {"raw": "raw kombu, direct reply-to, responder process",
-                "celery_prefork": "Celery rpc://, prefork c=1 worker (recommended)",
-                "celery_solo": "Celery rpc://, solo worker"}
-_PUBLISH_LABELS = {"raw": "raw kombu Producer.publish, long-lived producer",
-                   "celery_recommended": "Celery send_task, long-lived producer (recommended)",
-                   "celery_producer_per_call": "Celery send_task, producer from the pool per call",
-                   "celery_stripped": "Celery, no argsrepr/declare/retry (not recommended)",
-                   "celery_connection_per_message":
-                       "Celery, a connection per message (pool limit 0)"}
+_SYNC_LABELS = {
+    "raw": "raw kombu, direct reply-to, responder process",
+    "celery_prefork": "Celery rpc://, prefork c=1 worker (recommended)",
+    "celery_solo": "Celery rpc://, solo worker",
+}
+_PUBLISH_LABELS = {
+    "raw": "raw kombu Producer.publish, long-lived producer",
+    "celery_recommended": "Celery send_task, long-lived producer (recommended)",
+    "celery_producer_per_call": "Celery send_task, producer from the pool per call",
+    "celery_stripped": "Celery, no argsrepr/declare/retry (not recommended)",
+    "celery_connection_per_message": "Celery, a connection per message (pool limit 0)",
+}
 
 
 def format_report(results: dict[str, Any]) -> str:
@@ -24,11 +28,15 @@ def format_report(results: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
 
-    add(f"Celery against raw kombu, {results['mode']} run, {results['duration_s']:.0f} s "
-        "(medians over rounds; ratio = median of the per-round Celery/raw ratios)")
+    add(
+        f"Celery against raw kombu, {results['mode']} run, {results['duration_s']:.0f} s "
+        "(medians over rounds; ratio = median of the per-round Celery/raw ratios)"
+    )
     add("")
-    add(f"(a) sync round trip, {s['task']}: {counts['sync_rounds']} rounds x "
-        f"{counts['sync_calls']} calls per variant")
+    add(
+        f"(a) sync round trip, {s['task']}: {counts['sync_rounds']} rounds x "
+        f"{counts['sync_calls']} calls per variant"
+    )
     add(f"    {'':52} {'p50 ms':>8} {'p99 ms':>8}")
     for v in s["variants"]:
         m = s["median"][v]
@@ -42,8 +50,10 @@ def format_report(results: dict[str, Any]) -> str:
     for part in next(iter(s["breakdown_ms"].values())):
         cells = [s["breakdown_ms"][v].get(part) for v in s["variants"]]
         fmt = "{:14d}" if "matched" in part else "{:14.3f}"
-        add(f"      {part:50} " + " ".join(fmt.format(c) if c is not None else f"{'-':>14}"
-                                          for c in cells))
+        add(
+            f"      {part:50} "
+            + " ".join(fmt.format(c) if c is not None else f"{'-':>14}" for c in cells)
+        )
     caller = s["celery_caller_ms"]
     add(f"    a Celery caller, step by step ({caller['calls']} calls, medians, ms):")
     for k, v in caller.items():
@@ -51,19 +61,25 @@ def format_report(results: dict[str, Any]) -> str:
             add(f"      {k:70} {v:7.3f}")
 
     add("")
-    add(f"(b) async publish, {p['task']}: {counts['publish_rounds']} rounds x "
+    add(
+        f"(b) async publish, {p['task']}: {counts['publish_rounds']} rounds x "
         f"{counts['publish_messages']} messages ({counts['publish_connection_messages']} "
-        "for a connection per message), persistent, no confirms")
+        "for a connection per message), persistent, no confirms"
+    )
     add(f"    {'':52} {'msgs/s':>9} {'Celery/raw':>10}")
     for v in p["variants"]:
         ratio = p["ratios"].get(f"{v}/raw")
-        add(f"    {_PUBLISH_LABELS[v]:52} {p['median_msgs_per_s'][v]:9,.0f} "
-            f"{'' if ratio is None else f'{ratio:9.3f}x':>10}")
+        add(
+            f"    {_PUBLISH_LABELS[v]:52} {p['median_msgs_per_s'][v]:9,.0f} "
+            f"{'' if ratio is None else f'{ratio:9.3f}x':>10}"
+        )
     t = tg["async_publish"]
     add(f"    target: {t['description']} -> {t['measured']:.2f}x: {t['result'].upper()}")
     b = p["breakdown_us_per_message"]
-    add(f"    where a publish goes (timers, us per message; {b['messages']} messages in chunks "
-        f"of {b['chunk']}, median chunk):")
+    add(
+        f"    where a publish goes (timers, us per message; {b['messages']} messages in chunks "
+        f"of {b['chunk']}, median chunk):"
+    )
     add(f"      Celery, recommended: {b['celery_total']:.1f} us in all")
     for k, v in b["celery"].items():
         add(f"        {k:56} {v:7.1f}")
@@ -74,40 +90,57 @@ def format_report(results: dict[str, Any]) -> str:
     for row in p["profile_top"][:6]:
         add(f"        {row['function'][:62]:62} {row['own_us_per_message']:6.1f}")
     m = p["message"]
-    add(f"    message: payload {m['payload_bytes']} B; Celery body "
+    add(
+        f"    message: payload {m['payload_bytes']} B; Celery body "
         f"{m['celery'].get('body_bytes')} B + headers {m['celery'].get('headers_bytes')} B; "
-        f"raw body {m['raw']['body_bytes']} B")
+        f"raw body {m['raw']['body_bytes']} B"
+    )
 
     add("")
-    add(f"(c) end to end, burst of {e['tasks_per_burst']} {e['task']} tasks, first publish "
-        f"to last execution logged: {counts['e2e_rounds']} rounds")
+    add(
+        f"(c) end to end, burst of {e['tasks_per_burst']} {e['task']} tasks, first publish "
+        f"to last execution logged: {counts['e2e_rounds']} rounds"
+    )
     add(f"    {'':52} {'tasks/s':>9} {'task body ms':>12}")
     for v in e["configs"]:
         pool, k = v.rsplit("_", 1)
         label = f"{k} worker{'s' if k != '1' else ''}, {pool}"
         label += ", concurrency 1" if pool == "prefork" else ""
-        add(f"    {label:52} {e['median_tasks_per_s'][v]:9,.0f} "
-            f"{e['median_task_body_ms'][v]:12.3f}")
+        add(
+            f"    {label:52} {e['median_tasks_per_s'][v]:9,.0f} {e['median_task_body_ms'][v]:12.3f}"
+        )
     for pool, ratio in e["two_over_one"].items():
         add(f"    {'two workers / one, ' + pool:52} {ratio:8.2f}x")
     stalled = e["stalls"]["bursts with a gap of over 1 s between two tasks"]
-    add("    bursts with a gap of over 1 s between two tasks: "
-        + ", ".join(f"{k} {v}" for k, v in stalled.items()))
+    add(
+        "    bursts with a gap of over 1 s between two tasks: "
+        + ", ".join(f"{k} {v}" for k, v in stalled.items())
+    )
     ct = e["counts"]
-    add(f"    counted: {ct.get('published', 0)} published, {ct.get('distinct', 0)} executed "
+    add(
+        f"    counted: {ct.get('published', 0)} published, {ct.get('distinct', 0)} executed "
         f"once, {ct.get('lost', 0)} lost, {ct.get('duplicated', 0)} duplicated, "
-        f"{ct.get('stored', 0)} ledger rows")
+        f"{ct.get('stored', 0)} ledger rows"
+    )
 
     v, mach, w = cond["versions"], cond["machine"], cond["workers"]
     add("")
-    add("conditions: " + ", ".join(f"{k} {v[k]}"
-                                   for k in ("celery", "kombu", "amqp", "rabbitmq", "python")))
-    add(f"  {mach['platform']}, {mach['cpu_count']} CPUs, load average "
-        f"{mach['load_average_at_start']} at start, {mach['load_average_at_end']} at end")
-    add(f"  workers: concurrency {w['concurrency']}, prefetch multiplier "
-        f"{w['prefetch_multiplier']}, {w['options']}")
-    add(f"  delivery: sync {cond['delivery_mode']['sync']}, async {cond['delivery_mode']['async']};"
-        " json; no publisher confirms")
+    add(
+        "conditions: "
+        + ", ".join(f"{k} {v[k]}" for k in ("celery", "kombu", "amqp", "rabbitmq", "python"))
+    )
+    add(
+        f"  {mach['platform']}, {mach['cpu_count']} CPUs, load average "
+        f"{mach['load_average_at_start']} at start, {mach['load_average_at_end']} at end"
+    )
+    add(
+        f"  workers: concurrency {w['concurrency']}, prefetch multiplier "
+        f"{w['prefetch_multiplier']}, {w['options']}"
+    )
+    add(
+        f"  delivery: sync {cond['delivery_mode']['sync']}, async {cond['delivery_mode']['async']};"
+        " json; no publisher confirms"
+    )
     if results.get("missed"):
         add("")
         add("TARGET MISSED:")

@@ -1,5 +1,6 @@
 """Round plumbing shared by the three parts: the order of the variants in a round, and
 waiting for the broker or the service's storage to catch up between two steps."""
+
 from __future__ import annotations
 
 import time

@@ -1,5 +1,6 @@
 """One benchmark run from start to end: the three parts on a lab, side by side, then the
 headline ratios, the targets' verdicts and the conditions, returned and written as JSON."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from .targets import missed, verdicts
 from .workload import E2E_POOLS, FULL, POOLS, QUICK
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..running.lab import Lab
 
 __all__ = ["run"]
 
@@ -29,9 +30,14 @@ def _round(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def run(*, quick: bool = False, output: str | Path | None = None, lab: Lab | None = None,
-        log: Callable[[str], None] | None = None,
-        e2e_pools: tuple[str, ...] = E2E_POOLS) -> dict[str, Any]:
+def run(
+    *,
+    quick: bool = False,
+    output: str | Path | None = None,
+    lab: Lab | None = None,
+    log: Callable[[str], None] | None = None,
+    e2e_pools: tuple[str, ...] = E2E_POOLS,
+) -> dict[str, Any]:
     """Run the benchmark on ``lab`` (default: ``mpsoa_lab.up()``); return and write the figures."""
     import mpsoa_lab
 
@@ -57,15 +63,20 @@ def run(*, quick: bool = False, output: str | Path | None = None, lab: Lab | Non
         }
         results["targets"] = verdicts(results)
         results["all_targets_met"] = all(t["met"] for t in results["targets"].values())
-        results.update({
-            "mode": "quick" if quick else "full",
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall)),
-            "duration_s": round(time.monotonic() - started, 1),
-            "sync": sync, "async_publish": publish, "end_to_end": e2e,
-            "conditions": conditions(lab, counts, e2e_pools, conditions_machine,
-                                     purged_at_start),
-            "recommended_settings": RECOMMENDED,
-        })
+        results.update(
+            {
+                "mode": "quick" if quick else "full",
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall)),
+                "duration_s": round(time.monotonic() - started, 1),
+                "sync": sync,
+                "async_publish": publish,
+                "end_to_end": e2e,
+                "conditions": conditions(
+                    lab, counts, e2e_pools, conditions_machine, purged_at_start
+                ),
+                "recommended_settings": RECOMMENDED,
+            }
+        )
         if not results["all_targets_met"]:
             results["missed"] = missed(results)
     finally:

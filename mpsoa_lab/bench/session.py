@@ -6,6 +6,7 @@ a :class:`BenchSession`. Every worker and the responder of a run is named after 
 :attr:`~BenchSession.prefix`, and so are the rows they write in the service's storage: clean-up
 removes those rows and nothing else.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,7 +25,7 @@ from .workload import ASYNC_QUEUE, E2E_POOLS, POOLS, SYNC_QUEUE, WORKER_OPTIONS,
 if TYPE_CHECKING:
     from celery import Celery
 
-    from ..lab import Lab
+    from ..running.lab import Lab
 
 __all__ = ["BenchSession"]
 
@@ -32,8 +33,13 @@ __all__ = ["BenchSession"]
 class BenchSession:
     """One benchmark run: its apps, processes, storage and figures. Use as a context manager."""
 
-    def __init__(self, lab: Lab, counts: Counts, log: Callable[[str], None],
-                 e2e_pools: tuple[str, ...] = E2E_POOLS):
+    def __init__(
+        self,
+        lab: Lab,
+        counts: Counts,
+        log: Callable[[str], None],
+        e2e_pools: tuple[str, ...] = E2E_POOLS,
+    ):
         self.lab, self.counts, self.log, self.e2e_pools = lab, counts, log, tuple(e2e_pools)
         self.run_id = secrets.token_hex(3)
         self.prefix = f"bench-{self.run_id}-"
@@ -48,10 +54,14 @@ class BenchSession:
 
         self.lab.prepare_topology(purge=False)  # declare the platform's queues, empty nothing
         self.sync_app, self.async_app = self.publisher_apps()
-        self.broker = {role: self.stack.enter_context(Connection(b.url))
-                       for role, b in self.lab.brokers.items()}
-        self.purged = {SYNC_QUEUE: self.purge("sync", SYNC_QUEUE),
-                       ASYNC_QUEUE: self.purge("async", ASYNC_QUEUE)}
+        self.broker = {
+            role: self.stack.enter_context(Connection(b.url))
+            for role, b in self.lab.brokers.items()
+        }
+        self.purged = {
+            SYNC_QUEUE: self.purge("sync", SYNC_QUEUE),
+            ASYNC_QUEUE: self.purge("async", ASYNC_QUEUE),
+        }
         self.stack.callback(self._cleanup)
         try:
             self._start_processes()
@@ -65,25 +75,31 @@ class BenchSession:
 
     def publisher_apps(self) -> tuple[Celery, Celery]:
         """A fresh sync and async publisher app on the lab's brokers, recommended settings."""
-        from ..apps import celery_apps_factory
+        from ..design.apps import celery_apps_factory
 
-        sync_app, async_app = celery_apps_factory("PUBLISHER", self.lab.sync.url,
-                                                  self.lab.async_.url, "mpledger")
+        sync_app, async_app = celery_apps_factory(
+            "PUBLISHER", self.lab.sync.url, self.lab.async_.url, "mpledger"
+        )
         for app in (sync_app, async_app):
-            app.conf.update(broker_pool_limit=10, task_send_sent_event=False,
-                            task_publish_retry=True, result_persistent=False)
+            app.conf.update(
+                broker_pool_limit=10,
+                task_send_sent_event=False,
+                task_publish_retry=True,
+                result_persistent=False,
+            )
         return sync_app, async_app
 
     def _start_processes(self) -> None:
         """The sync workers of part (a), one per pool, and the raw responder, all at once."""
-        from ..workers import start_worker
+        from ..running.workers import start_worker
 
         self.log("starting the sync workers and the raw responder ...")
         started = time.monotonic()
         for pool in POOLS:
             name = f"{self.prefix}sync-{pool}"
-            self.workers[name] = start_worker(self.lab, "mpledger", "sync", name, wait=False,
-                                              pool=pool, **WORKER_OPTIONS)
+            self.workers[name] = start_worker(
+                self.lab, "mpledger", "sync", name, wait=False, pool=pool, **WORKER_OPTIONS
+            )
         self.responder, self.responder_log = start_responder(self.lab, self.responder_name)
         for worker in self.workers.values():
             worker.wait_ready(60)
@@ -108,8 +124,9 @@ class BenchSession:
             db = Storage(path)
             try:  # the tables exist once a task ran; nothing to remove otherwise
                 # Every worker and the responder of this run is named after its prefix.
-                db.conn.execute("DELETE FROM executions WHERE hostname LIKE ?",
-                                (self.prefix + "%",))
+                db.conn.execute(
+                    "DELETE FROM executions WHERE hostname LIKE ?", (self.prefix + "%",)
+                )
                 db.conn.execute("DELETE FROM entries WHERE entry_id LIKE ?", (self.prefix + "%",))
             except sqlite3.OperationalError:
                 pass
@@ -149,25 +166,33 @@ class BenchSession:
             control.add_consumer(queue, destination=on, reply=True, timeout=5)
         # Both commands act soon after they reply: wait for the broker to show the result.
         if not wait_for(lambda: self.queue_state(kind, queue)[1] == len(on), 10):
-            raise RuntimeError(f"{queue}: expected {len(on)} consumers, the broker shows "
-                               f"{self.queue_state(kind, queue)[1]}")
+            raise RuntimeError(
+                f"{queue}: expected {len(on)} consumers, the broker shows "
+                f"{self.queue_state(kind, queue)[1]}"
+            )
 
     def start_async_workers(self, names: list[str], pool: str) -> None:
         """Start async workers ``names`` of ``pool``; return once the broker shows them all."""
-        from ..workers import start_worker
+        from ..running.workers import start_worker
 
         for name in names:
-            self.workers[name] = start_worker(self.lab, "mpledger", "async", name, wait=False,
-                                              pool=pool, **WORKER_OPTIONS)
+            self.workers[name] = start_worker(
+                self.lab, "mpledger", "async", name, wait=False, pool=pool, **WORKER_OPTIONS
+            )
         for name in names:
             self.workers[name].wait_ready(60)
-        if not wait_for(lambda: self.queue_state("async", ASYNC_QUEUE)[1] ==
-                        sum(w.kind == "async" for w in self.workers.values()), 10):
+        if not wait_for(
+            lambda: (
+                self.queue_state("async", ASYNC_QUEUE)[1]
+                == sum(w.kind == "async" for w in self.workers.values())
+            ),
+            10,
+        ):
             raise RuntimeError(f"{ASYNC_QUEUE}: the broker does not show the workers' consumers")
 
     def stop_workers(self, names: list[str]) -> None:
         """Warm shutdown; Celery's remote ``shutdown`` first, which wakes an idle solo worker."""
-        from ..workers import stop_all
+        from ..running.workers import stop_all
 
         workers = [self.workers.pop(name) for name in names]
         if not workers:

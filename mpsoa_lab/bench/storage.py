@@ -1,4 +1,5 @@
 """The service's SQLite storage as the benchmark reads it: execution log and ledger rows."""
+
 from __future__ import annotations
 
 import sqlite3

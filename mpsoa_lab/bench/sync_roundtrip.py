@@ -5,6 +5,7 @@ The two sync workers (prefork, the recommended pool, and solo) take turns on the
 through Celery's remote control; the raw responder has a queue of its own. p50 and p99 of the
 round trip per round, their medians, and where the time of a round trip goes.
 """
+
 from __future__ import annotations
 
 import socket
@@ -14,7 +15,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from ..latency import percentile
+from ..observe.latency import percentile
 from .message_size import capture_celery_message, size_of
 from .rounds import rotate
 from .session import BenchSession
@@ -29,8 +30,10 @@ def sync_round_trips(run: BenchSession) -> dict[str, Any]:
     c = run.counts
     kwargs = {"account": "bench-sync"}
     variants = ["raw", "celery_prefork", "celery_solo"]
-    worker_of = {"celery_solo": f"{run.prefix}sync-solo",
-                 "celery_prefork": f"{run.prefix}sync-prefork"}
+    worker_of = {
+        "celery_solo": f"{run.prefix}sync-solo",
+        "celery_prefork": f"{run.prefix}sync-prefork",
+    }
     samples: dict[str, list[dict]] = {v: [] for v in variants}
     rounds = []
 
@@ -49,8 +52,14 @@ def sync_round_trips(run: BenchSession) -> dict[str, Any]:
             result = async_result.get(timeout=30)
             t2 = time.perf_counter()
             cid = async_result.id
-        return {"id": cid, "t0": t0w, "sent": t1w, "end": t0w + (t2 - t0), "rtt": t2 - t0,
-                "result": result}
+        return {
+            "id": cid,
+            "t0": t0w,
+            "sent": t1w,
+            "end": t0w + (t2 - t0),
+            "rtt": t2 - t0,
+            "result": result,
+        }
 
     active = None
     for r in range(-1, c.sync_rounds):  # round -1 is the warm-up
@@ -65,27 +74,51 @@ def sync_round_trips(run: BenchSession) -> dict[str, Any]:
                 continue
             samples[variant] += calls
             rtts = [x["rtt"] for x in calls]
-            row[variant] = {"p50_ms": percentile(rtts, 50) * 1e3,
-                            "p99_ms": percentile(rtts, 99) * 1e3}
+            row[variant] = {
+                "p50_ms": percentile(rtts, 50) * 1e3,
+                "p99_ms": percentile(rtts, 99) * 1e3,
+            }
         if r >= 0:
             rounds.append(row)
-            run.log(f"(a) round {r + 1}/{c.sync_rounds}: " + "  ".join(
-                f"{v} p50 {row[v]['p50_ms']:.2f} ms" for v in variants))
+            run.log(
+                f"(a) round {r + 1}/{c.sync_rounds}: "
+                + "  ".join(f"{v} p50 {row[v]['p50_ms']:.2f} ms" for v in variants)
+            )
 
     results = {x["result"] for v in variants for x in samples[v]}
-    median = {v: {k: statistics.median([row[v][k] for row in rounds])
-                  for k in ("p50_ms", "p99_ms")} for v in variants}
-    ratios = {f"{v}/raw": {k: statistics.median([row[v][k] / row["raw"][k] for row in rounds])
-                           for k in ("p50_ms", "p99_ms")} for v in variants if v != "raw"}
-    pooled = {v: {"p50_ms": percentile([x["rtt"] for x in samples[v]], 50) * 1e3,
-                  "p99_ms": percentile([x["rtt"] for x in samples[v]], 99) * 1e3,
-                  "calls": len(samples[v])} for v in variants}
-    return {"task": SYNC_TASK, "kwargs": kwargs, "variants": variants, "rounds": rounds,
-            "median": median, "ratios": ratios, "pooled": pooled,
-            "results_agree": len(results) == 1,
-            "breakdown_ms": _breakdown(run, samples, worker_of),
-            "celery_caller_ms": _caller_timers(run, kwargs, worker_of["celery_prefork"]),
-            "message": _sizes(run, kwargs)}
+    median = {
+        v: {k: statistics.median([row[v][k] for row in rounds]) for k in ("p50_ms", "p99_ms")}
+        for v in variants
+    }
+    ratios = {
+        f"{v}/raw": {
+            k: statistics.median([row[v][k] / row["raw"][k] for row in rounds])
+            for k in ("p50_ms", "p99_ms")
+        }
+        for v in variants
+        if v != "raw"
+    }
+    pooled = {
+        v: {
+            "p50_ms": percentile([x["rtt"] for x in samples[v]], 50) * 1e3,
+            "p99_ms": percentile([x["rtt"] for x in samples[v]], 99) * 1e3,
+            "calls": len(samples[v]),
+        }
+        for v in variants
+    }
+    return {
+        "task": SYNC_TASK,
+        "kwargs": kwargs,
+        "variants": variants,
+        "rounds": rounds,
+        "median": median,
+        "ratios": ratios,
+        "pooled": pooled,
+        "results_agree": len(results) == 1,
+        "breakdown_ms": _breakdown(run, samples, worker_of),
+        "celery_caller_ms": _caller_timers(run, kwargs, worker_of["celery_prefork"]),
+        "message": _sizes(run, kwargs),
+    }
 
 
 def _caller_timers(run: BenchSession, kwargs: dict, worker: str) -> dict[str, float]:
@@ -114,15 +147,19 @@ def _caller_timers(run: BenchSession, kwargs: dict, worker: str) -> dict[str, fl
             spent["get"].append(time.perf_counter() - t1)
     finally:
         del backend.on_task_call
-    return {"send_task": round(statistics.median(spent["send"]) * 1e3, 3),
-            "  of it the rpc:// reply queue declared again (a broker round trip)":
-                round(statistics.median(spent["declare"]) * 1e3, 3),
-            "get(): waiting for the reply": round(statistics.median(spent["get"]) * 1e3, 3),
-            "calls": n}
+    return {
+        "send_task": round(statistics.median(spent["send"]) * 1e3, 3),
+        "  of it the rpc:// reply queue declared again (a broker round trip)": round(
+            statistics.median(spent["declare"]) * 1e3, 3
+        ),
+        "get(): waiting for the reply": round(statistics.median(spent["get"]) * 1e3, 3),
+        "calls": n,
+    }
 
 
-def _breakdown(run: BenchSession, samples: dict[str, list[dict]],
-               worker_of: dict[str, str]) -> dict:
+def _breakdown(
+    run: BenchSession, samples: dict[str, list[dict]], worker_of: dict[str, str]
+) -> dict:
     """Where a round trip goes, from the caller's clock and the execution log's timestamps."""
     db = Storage(run.storage_path())
     try:
@@ -130,9 +167,13 @@ def _breakdown(run: BenchSession, samples: dict[str, list[dict]],
         hosts["raw"] = f"{run.responder_name}@{socket.gethostname()}"
         out = {}
         for variant, calls in samples.items():
-            rows = {row["task_id"]: row for row in db.query(
-                "SELECT task_id, started, finished FROM executions WHERE hostname = ?",
-                (hosts[variant],))}
+            rows = {
+                row["task_id"]: row
+                for row in db.query(
+                    "SELECT task_id, started, finished FROM executions WHERE hostname = ?",
+                    (hosts[variant],),
+                )
+            }
             parts = defaultdict(list)
             for x in calls:
                 row = rows.get(x["id"])
@@ -140,10 +181,12 @@ def _breakdown(run: BenchSession, samples: dict[str, list[dict]],
                     continue
                 parts["caller publishes"].append(x["sent"] - x["t0"])
                 parts["request reaches the task (broker, consumer)"].append(
-                    row["started"] - x["sent"])
+                    row["started"] - x["sent"]
+                )
                 parts["task body (same function)"].append(row["finished"] - row["started"])
                 parts["reply reaches the caller (log row, reply, broker)"].append(
-                    x["end"] - row["finished"])
+                    x["end"] - row["finished"]
+                )
             out[variant] = {k: round(statistics.median(v) * 1e3, 3) for k, v in parts.items()}
             out[variant]["calls matched in the execution log"] = len(parts["caller publishes"])
         return out
@@ -154,7 +197,12 @@ def _breakdown(run: BenchSession, samples: dict[str, list[dict]],
 def _sizes(run: BenchSession, kwargs: dict) -> dict[str, Any]:
     """Bytes of a sync request: the payload, Celery's message and the raw one."""
     captured = capture_celery_message(
-        lambda: run.sync_app.send_task(SYNC_TASK, kwargs=kwargs).get(timeout=10))
-    return {"payload": kwargs, "payload_bytes": size_of(kwargs, None)["body_bytes"],
-            "celery": captured, "raw": size_of(kwargs, None),
-            "delivery_mode": "transient (1), request and reply"}
+        lambda: run.sync_app.send_task(SYNC_TASK, kwargs=kwargs).get(timeout=10)
+    )
+    return {
+        "payload": kwargs,
+        "payload_bytes": size_of(kwargs, None)["body_bytes"],
+        "celery": captured,
+        "raw": size_of(kwargs, None),
+        "delivery_mode": "transient (1), request and reply",
+    }

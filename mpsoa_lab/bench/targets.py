@@ -1,4 +1,5 @@
 """The targets of issue 3 and their verdicts: met or not, and plain words for a miss."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +8,18 @@ __all__ = ["TARGETS", "missed", "verdicts"]
 
 #: The targets of issue 3, on the recommended settings.
 TARGETS = {
-    "sync_p50": {"key": "sync_p50_ratio", "comparison": "<=", "limit": 2.0,
-                 "description": "Celery's sync p50 within 2 times the raw kombu round trip"},
-    "async_publish": {"key": "async_publish_ratio", "comparison": ">=", "limit": 0.5,
-                      "description": "Celery's publish rate at least half of raw kombu's"},
+    "sync_p50": {
+        "key": "sync_p50_ratio",
+        "comparison": "<=",
+        "limit": 2.0,
+        "description": "Celery's sync p50 within 2 times the raw kombu round trip",
+    },
+    "async_publish": {
+        "key": "async_publish_ratio",
+        "comparison": ">=",
+        "limit": 0.5,
+        "description": "Celery's publish rate at least half of raw kombu's",
+    },
 }
 
 
@@ -38,8 +47,11 @@ def missed(results: dict[str, Any]) -> list[str]:
             f"Celery publish costs "
             f"{b['celery_total']:.0f} us against {b['raw_total']:.0f} us for the raw one: see "
             f"async_publish.breakdown_us_per_message. Giving up argsrepr, declare and retry "
-            f"(celery_stripped, not recommended) only reaches {stripped:.2f}.")
+            f"(celery_stripped, not recommended) only reaches {stripped:.2f}."
+        )
     if not results["targets"]["sync_p50"]["met"]:
-        notes.append("sync p50: Celery's round trip is more than twice the raw one; see "
-                     "sync.breakdown_ms for where the time goes.")
+        notes.append(
+            "sync p50: Celery's round trip is more than twice the raw one; see "
+            "sync.breakdown_ms for where the time goes."
+        )
     return notes

@@ -3,14 +3,29 @@
 The raw responder's queue sits on the service's own topic exchange, beside its Celery queue;
 requests reach it with the task name behind :data:`RAW_PREFIX` as routing key.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ASYNC_QUEUE", "ASYNC_TASK", "CONCURRENCY", "DIRECT_REPLY_TO", "E2E_POOLS", "FULL",
-           "POOLS", "PREFETCH_MULTIPLIER", "QUICK", "RAW_PREFIX", "RAW_QUEUE", "SYNC_QUEUE",
-           "SYNC_TASK", "WORKER_OPTIONS", "Counts"]
+__all__ = [
+    "ASYNC_QUEUE",
+    "ASYNC_TASK",
+    "CONCURRENCY",
+    "DIRECT_REPLY_TO",
+    "E2E_POOLS",
+    "FULL",
+    "POOLS",
+    "PREFETCH_MULTIPLIER",
+    "QUICK",
+    "RAW_PREFIX",
+    "RAW_QUEUE",
+    "SYNC_QUEUE",
+    "SYNC_TASK",
+    "WORKER_OPTIONS",
+    "Counts",
+]
 
 SYNC_TASK = "mpledger.sync.entry_count"
 ASYNC_TASK = "mpledger.async.record_entry"
@@ -25,8 +40,10 @@ E2E_POOLS = ("prefork",)
 CONCURRENCY, PREFETCH_MULTIPLIER = 1, 4
 #: Options of every Celery worker the benchmark starts (the raw responder prefetches as many).
 WORKER_OPTIONS: dict[str, Any] = {
-    "concurrency": CONCURRENCY, "prefetch_multiplier": PREFETCH_MULTIPLIER,
-    "loglevel": "WARNING"}
+    "concurrency": CONCURRENCY,
+    "prefetch_multiplier": PREFETCH_MULTIPLIER,
+    "loglevel": "WARNING",
+}
 
 
 @dataclass(frozen=True)
@@ -46,9 +63,29 @@ class Counts:
     e2e_warmup: int
 
 
-FULL = Counts(sync_rounds=5, sync_calls=300, sync_warmup=50, publish_rounds=7,
-              publish_messages=4000, publish_connection_messages=300, publish_warmup=500,
-              profile_messages=2000, e2e_rounds=5, e2e_tasks=1000, e2e_warmup=100)
-QUICK = Counts(sync_rounds=3, sync_calls=30, sync_warmup=10, publish_rounds=3,
-               publish_messages=300, publish_connection_messages=20, publish_warmup=50,
-               profile_messages=200, e2e_rounds=1, e2e_tasks=60, e2e_warmup=10)
+FULL = Counts(
+    sync_rounds=5,
+    sync_calls=300,
+    sync_warmup=50,
+    publish_rounds=7,
+    publish_messages=4000,
+    publish_connection_messages=300,
+    publish_warmup=500,
+    profile_messages=2000,
+    e2e_rounds=5,
+    e2e_tasks=1000,
+    e2e_warmup=100,
+)
+QUICK = Counts(
+    sync_rounds=3,
+    sync_calls=30,
+    sync_warmup=10,
+    publish_rounds=3,
+    publish_messages=300,
+    publish_connection_messages=20,
+    publish_warmup=50,
+    profile_messages=200,
+    e2e_rounds=1,
+    e2e_tasks=60,
+    e2e_warmup=10,
+)

@@ -1,19 +1,24 @@
-"""The 2014 settings on Celery 5 and the lab's RabbitMQ nodes, as mpsoa_lab.audit finds them.
+"""The 2014 settings on Celery 5 and the lab's RabbitMQ nodes, as mpsoa_lab.legacy.audit finds them.
 
 Every status below was observed by running the audit against the lab; if Celery, kombu or
 RabbitMQ start treating a 2014 setting differently, these tests go red.
 """
+
 from __future__ import annotations
 
 import pytest
 from celery.app.defaults import _TO_NEW_KEY
 
-from mpsoa_lab import legacy
-from mpsoa_lab.errors import ManagementAPIUnavailable
-from mpsoa_lab.audit import (STATUSES, audit_legacy_settings, observe_legacy_on_broker,
-                             probe_mixed_names)
-from mpsoa_lab.upgrade import run_celery_upgrade_settings
-from mpsoa_lab.management import Management
+from mpsoa_lab.legacy import design2014 as legacy
+from mpsoa_lab.legacy.audit import (
+    STATUSES,
+    audit_legacy_settings,
+    observe_legacy_on_broker,
+    probe_mixed_names,
+)
+from mpsoa_lab.legacy.upgrade import run_celery_upgrade_settings
+from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
+from mpsoa_lab.plumbing.management import Management
 
 #: The status of each 2014 setting, as the audit observed it.
 EXPECTED = {
@@ -39,9 +44,12 @@ EXPECTED = {
 
 
 def _urls(lab) -> dict:
-    return {"sync_url": lab.sync.url, "async_url": lab.async_.url,
-            "management_url": lab.sync.management_url,
-            "async_management_url": lab.async_.management_url}
+    return {
+        "sync_url": lab.sync.url,
+        "async_url": lab.async_.url,
+        "management_url": lab.sync.management_url,
+        "async_management_url": lab.async_.management_url,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +68,7 @@ def _vhosts(management_url: str) -> set[str]:
 
 
 # -- the audit table -------------------------------------------------------------------------------
+
 
 def test_one_row_per_2014_setting_with_a_known_status(rows):
     config_names = {k for k in vars(legacy.CeleryConfig) if k.isupper()}
@@ -156,12 +165,13 @@ def test_librabbitmq_publisher_is_removed(rows, observed):
 
 def test_scratch_vhosts_are_deleted(lab, observed):
     assert observed["vhosts"]
-    left = (_vhosts(lab.sync.management_url) | _vhosts(lab.async_.management_url))
+    left = _vhosts(lab.sync.management_url) | _vhosts(lab.async_.management_url)
     assert not left & set(observed["vhosts"])
     assert not {v for v in left if v.startswith("mpsoa-audit-")}
 
 
 # -- mixing names, and celery upgrade settings ----------------------------------------------
+
 
 def test_one_new_name_among_old_ones_makes_celery_refuse_the_config():
     report = probe_mixed_names()
@@ -178,11 +188,22 @@ def upgrade():
 def test_celery_upgrade_settings_renames_what_it_knows(upgrade):
     assert upgrade["returncode"] == 0
     assert upgrade["backup_written"] is True
-    assert upgrade["renamed"] == {old: _TO_NEW_KEY[old] for old in (
-        "CELERY_ROUTES", "CELERY_ACCEPT_CONTENT", "CELERY_TASK_SERIALIZER",
-        "CELERY_RESULT_SERIALIZER", "CELERY_TIMEZONE", "CELERY_DISABLE_RATE_LIMITS",
-        "CELERY_QUEUES", "BROKER_HEARTBEAT", "BROKER_HEARTBEAT_CHECKRATE", "BROKER_POOL_LIMIT",
-        "CELERY_IGNORE_RESULT")}
+    assert upgrade["renamed"] == {
+        old: _TO_NEW_KEY[old]
+        for old in (
+            "CELERY_ROUTES",
+            "CELERY_ACCEPT_CONTENT",
+            "CELERY_TASK_SERIALIZER",
+            "CELERY_RESULT_SERIALIZER",
+            "CELERY_TIMEZONE",
+            "CELERY_DISABLE_RATE_LIMITS",
+            "CELERY_QUEUES",
+            "BROKER_HEARTBEAT",
+            "BROKER_HEARTBEAT_CHECKRATE",
+            "BROKER_POOL_LIMIT",
+            "CELERY_IGNORE_RESULT",
+        )
+    }
     assert upgrade["renamed_where"]["CELERY_ROUTES"] == "class body"
     assert upgrade["renamed_where"]["CELERY_IGNORE_RESULT"] == "attribute of an object"
 
@@ -194,9 +215,15 @@ def test_celery_upgrade_settings_falls_short(upgrade):
     assert after["error"] is None
     assert after["deprecated_settings"] == []
     assert after["unknown_keys"] == [
-        "CELERY_BACKEND", "CELERY_QUEUE_HA_POLICY", "CELERY_enable_utc"]
+        "CELERY_BACKEND",
+        "CELERY_QUEUE_HA_POLICY",
+        "CELERY_enable_utc",
+    ]
     assert after["mangled_effect"]["CELERY_enable_utc"] == {
-        "set_to": False, "setting": "enable_utc", "reads": True}
+        "set_to": False,
+        "setting": "enable_utc",
+        "reads": True,
+    }
     assert after["result_backend"] is None
     assert after["task_serializer"] == "pickle"
     assert after["factory_still_uses_librabbitmq"] is True

@@ -1,6 +1,7 @@
 """``make bench`` in its quick mode: it runs on the session's lab, writes every figure and
 condition, and leaves nothing behind. Whether the targets are met is not tested: CI machines
 are shared and noisy, and the benchmark is not a timed test."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import sys
 import pytest
 from kombu import Connection
 
-from mpsoa_lab.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_processes
 
 
 def numbers(value, path="results"):
@@ -35,7 +36,12 @@ def quick_run(lab, tmp_path_factory):
     # A process of its own, as `make bench` runs it; it attaches to the session's lab.
     proc = subprocess.run(
         [sys.executable, "-m", "mpsoa_lab.bench", "--quick", "--output", str(output)],
-        check=False, capture_output=True, text=True, timeout=180, env=os.environ.copy())
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return json.loads(output.read_text()), proc.stdout
 
@@ -55,8 +61,13 @@ def test_the_raw_figures_are_there_and_positive(quick_run):
         assert sync["median"][variant]["p50_ms"] > 0
         assert sync["median"][variant]["p99_ms"] >= sync["median"][variant]["p50_ms"]
     assert sync["results_agree"]  # Celery and the raw responder did the same work
-    for variant in ("raw", "celery_recommended", "celery_producer_per_call", "celery_stripped",
-                    "celery_connection_per_message"):
+    for variant in (
+        "raw",
+        "celery_recommended",
+        "celery_producer_per_call",
+        "celery_stripped",
+        "celery_connection_per_message",
+    ):
         assert publish["median_msgs_per_s"][variant] > 0
     for config in ("prefork_1", "prefork_2"):
         assert e2e["median_tasks_per_s"][config] > 0
@@ -107,8 +118,9 @@ def test_the_benchmark_leaves_nothing_behind(lab, quick_run):
     with Connection(lab.async_.url) as conn:
         _, messages, _ = conn.default_channel.queue_declare("mpledger.async", passive=True)
     assert messages == 0
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     rows = mpledger.service.storage.query(
-        "SELECT COUNT(*) AS n FROM executions WHERE hostname LIKE 'bench-%'")
+        "SELECT COUNT(*) AS n FROM executions WHERE hostname LIKE 'bench-%'"
+    )
     assert rows[0]["n"] == 0

@@ -1,5 +1,6 @@
 """The one life cycle every process of the lab runs on: ports, readiness, the state file, the
 reaper, spaces and exclusive sections, on real RabbitMQ nodes and real processes."""
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,23 @@ import psutil
 import pytest
 from kombu import Connection
 
-from mpsoa_lab.management import Management
-from mpsoa_lab.node import Epmd, RabbitMQNode
-from mpsoa_lab.ports import PortAllocator
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.util import wait_until
+from mpsoa_lab.plumbing.management import Management
+from mpsoa_lab.plumbing.node import Epmd, RabbitMQNode
+from mpsoa_lab.plumbing.ports import PortAllocator
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.util import wait_until
 
 
 def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
     epmd = Epmd(None, tmp_path, mark=str(tmp_path)).start()
-    node = RabbitMQNode("moved", tmp_path / "node", epmd_port=epmd.port,
-                        erlang_home=tmp_path / "erlang", nodename="mpsoa-moved@localhost",
-                        mark=str(tmp_path))
+    node = RabbitMQNode(
+        "moved",
+        tmp_path / "node",
+        epmd_port=epmd.port,
+        erlang_home=tmp_path / "erlang",
+        nodename="mpsoa-moved@localhost",
+        mark=str(tmp_path),
+    )
     taken = node.amqp_port
     try:
         with socket.socket() as squatter:  # a program outside the lab binds the reserved port
@@ -42,16 +48,20 @@ def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
 
 
 def _lab_script(body: str) -> list[str]:
-    return [sys.executable, "-c", "import os, sys, time, mpsoa_lab\nlab = mpsoa_lab.up()\n"
-            + textwrap.dedent(body)]
+    return [
+        sys.executable,
+        "-c",
+        "import os, sys, time, mpsoa_lab\nlab = mpsoa_lab.up()\n" + textwrap.dedent(body),
+    ]
 
 
 def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
     # Another process (a notebook kernel) gets its own space, starts an HTTP server on the
     # lab's life cycle (a new kind of component in a few lines: a command with a reserved port,
     # ready when HTTP answers), and dies without a word: no release, no clean-up.
-    out = subprocess.run(_lab_script("""
-        from mpsoa_lab.component import Program, http_probe
+    out = subprocess.run(
+        _lab_script("""
+        from mpsoa_lab.plumbing.component import Program, http_probe
         web = Program("web", lab.space_home / "web",
                       [sys.executable, "-m", "http.server", "{http}", "--bind", "127.0.0.1"],
                       ports=["http"], probe=http_probe("http://127.0.0.1:{http}/"),
@@ -60,7 +70,12 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
         lab.record(web)
         print(web.process.pid, web.ports["http"], lab.space, lab.sync.vhost, flush=True)
         os._exit(0)
-    """), capture_output=True, text=True, timeout=60, check=True).stdout
+    """),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     pid, port, space, vhost = out.split()
     assert space != lab.space and vhost == space
     assert PortAllocator().reserved().get(int(port)) == int(pid)  # the server holds its port
@@ -76,12 +91,16 @@ def test_a_dead_owner_takes_its_components_and_its_space_with_it(lab):
 
 def test_an_exclusive_section_makes_the_next_one_wait_and_say_for_whom(lab):
     with lab.exclusive("floods the async broker"):
-        waiter = subprocess.Popen(_lab_script("""
+        waiter = subprocess.Popen(
+            _lab_script("""
             started = time.monotonic()
             with lab.exclusive("restarts the sync broker"):
                 print(f"got the lab after {time.monotonic() - started:.1f} s", flush=True)
             lab.release()
-        """), stdout=subprocess.PIPE, text=True)
+        """),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         first = waiter.stdout.readline()
         time.sleep(0.5)
         assert waiter.poll() is None  # still waiting
@@ -94,12 +113,16 @@ def test_an_exclusive_section_makes_the_next_one_wait_and_say_for_whom(lab):
 def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
     script = _lab_script("""
         import json
-        from mpsoa_lab.services import mplogin
+        from mpsoa_lab.design.services import mplogin
         print(json.dumps([lab.sync.url.rsplit("/", 1)[1], str(mplogin.service.storage.path)]))
         lab.release()
     """)
-    runs = [json.loads(subprocess.run(script, capture_output=True, text=True, timeout=60,
-                                      check=True).stdout) for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(script, capture_output=True, text=True, timeout=60, check=True).stdout
+        )
+        for _ in range(2)
+    ]
     (vhost_a, storage_a), (vhost_b, storage_b) = runs
     assert vhost_a != vhost_b and storage_a != storage_b
     assert all(str(lab.home) in path for path in (storage_a, storage_b))
@@ -107,7 +130,7 @@ def test_spaces_keep_two_processes_apart_on_the_same_nodes(lab):
 
 def test_a_worker_that_cannot_start_says_why_from_its_log(lab):
     from mpsoa_lab import ComponentStartError
-    from mpsoa_lab.workers import start_worker
+    from mpsoa_lab.running.workers import start_worker
 
     with pytest.raises(ComponentStartError) as err:
         start_worker(lab, "mpledger", "async", config={"task_acks_lately": True}, timeout=60)

@@ -9,6 +9,7 @@ every other cell runs. The session lab's two nodes stand in for such brokers her
 nbclient, not nbval, runs the notebooks: the skipped cells print the skip line instead of the
 outputs saved with the notebook.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,12 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 import mpsoa_lab
-from mpsoa_lab import NeedsLabNode, faults
-from mpsoa_lab import notebook as nb_magic
-from mpsoa_lab import settings as settings_mod
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.settings import redact_url
+from mpsoa_lab import NeedsLabNode
+from mpsoa_lab.experiments import faults
+from mpsoa_lab.plumbing import settings as settings_mod
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.settings import redact_url
+from mpsoa_lab.running import notebook as nb_magic
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 MAGIC = re.compile(r"%%needs_lab_nodes (.+)")
@@ -37,13 +39,15 @@ MAGIC = re.compile(r"%%needs_lab_nodes (.+)")
 def _external_env(lab, home: Path) -> dict[str, str]:
     """The environment of a lab under ``home`` that uses the session lab's nodes by URL."""
     env = {k: v for k, v in os.environ.items() if k != "MPSOA_SPACE"}
-    env.update({
-        "MPSOA_SYNC_BROKER_URL": lab.sync.node_url,
-        "MPSOA_ASYNC_BROKER_URL": lab.async_.node_url,
-        "MPSOA_SYNC_MANAGEMENT_URL": lab.sync.management_url,
-        "MPSOA_ASYNC_MANAGEMENT_URL": lab.async_.management_url,
-        "MPSOA_LAB_HOME": str(home),
-    })
+    env.update(
+        {
+            "MPSOA_SYNC_BROKER_URL": lab.sync.node_url,
+            "MPSOA_ASYNC_BROKER_URL": lab.async_.node_url,
+            "MPSOA_SYNC_MANAGEMENT_URL": lab.sync.management_url,
+            "MPSOA_ASYNC_MANAGEMENT_URL": lab.async_.management_url,
+            "MPSOA_LAB_HOME": str(home),
+        }
+    )
     return env
 
 
@@ -66,9 +70,9 @@ def test_acting_on_a_broker_given_by_url_raises_needs_lab_node(lab, tmp_path):
             external.restart_node("sync")
         message = str(info.value)
         password = urlsplit(lab.sync.node_url).password
-        assert redact_url(lab.sync.node_url) in message          # names the broker ...
-        assert f":{password}@" not in message                    # ... without its password
-        assert "MPSOA_SYNC_BROKER_URL" in message                # and says what to change
+        assert redact_url(lab.sync.node_url) in message  # names the broker ...
+        assert f":{password}@" not in message  # ... without its password
+        assert "MPSOA_SYNC_BROKER_URL" in message  # and says what to change
         for act in (external.stop_node, external.start_node, external.kill_node, external.node):
             with pytest.raises(NeedsLabNode):
                 act("async")
@@ -92,10 +96,13 @@ def shell(tmp_path, monkeypatch):
     InteractiveShell.clear_instance()
 
 
-def test_needs_lab_nodes_runs_the_cell_on_lab_nodes_and_skips_it_with_urls(lab, shell, monkeypatch,
-                                                                          capsys):
+def test_needs_lab_nodes_runs_the_cell_on_lab_nodes_and_skips_it_with_urls(
+    lab, shell, monkeypatch, capsys
+):
     assert not lab.external
-    result = shell.run_cell("%%needs_lab_nodes (t) on lab nodes\nran = lab_nodes = 'yes'\nprint('ran')")
+    result = shell.run_cell(
+        "%%needs_lab_nodes (t) on lab nodes\nran = lab_nodes = 'yes'\nprint('ran')"
+    )
     assert result.success and shell.user_ns["ran"] == "yes"
     assert capsys.readouterr().out == "ran\n"
     failing = shell.run_cell("%%needs_lab_nodes (t) on lab nodes\n1 / 0")
@@ -112,7 +119,9 @@ def test_needs_lab_nodes_runs_the_cell_on_lab_nodes_and_skips_it_with_urls(lab, 
 
 
 def _text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o["output_type"] == "stream")
+    return "".join(
+        o.get("text", "") for o in cell.get("outputs", []) if o["output_type"] == "stream"
+    )
 
 
 @pytest.mark.parametrize("name", ["06_two_brokers_measured.ipynb", "07_faults.ipynb"])
@@ -120,8 +129,9 @@ def test_fault_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
     saved = nbformat.read(NOTEBOOKS / name, as_version=4)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     env = _external_env(lab, tmp_path / "home")
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     started = time.monotonic()
     try:
         client.execute(env=env)  # raises CellExecutionError on the first cell that raises
@@ -143,12 +153,14 @@ def test_fault_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
             continue
         assert not any(o["output_type"] == "error" for o in ran.outputs), i
         if i in skipped_cells:
-            assert all(o["output_type"] == "stream" for o in ran.outputs), i  # at most the skip line
+            # at most the skip line
+            assert all(o["output_type"] == "stream" for o in ran.outputs), i
         elif before.outputs:  # the sections that ran printed or drew what they do on lab nodes
             assert ran.outputs, (i, ran.source[:80])
     if name.startswith("06"):
         assert "split: published 20000" in everything and "shared: published 20000" in everything
-        assert re.search(r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything)  # no CPU time: no process
+        # no CPU time: no process
+        assert re.search(r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything)
     else:
         table = _text(nb.cells[-3])
         assert "worker frozen (SIGSTOP)" in table and "broker restart" not in table

@@ -1,4 +1,5 @@
 """Fault scenarios on real nodes: the lab is restored afterwards, and the counts are exact."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 import mpsoa_lab
-from mpsoa_lab.faults import (
+from mpsoa_lab.experiments.faults import (
     freeze_main_process,
     negotiated_heartbeat,
     queued_task_ids,
@@ -15,9 +16,9 @@ from mpsoa_lab.faults import (
     tally,
     wait_started,
 )
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.tracing import TaskTrace, Tracer
-from mpsoa_lab.util import ready_messages, wait_until
+from mpsoa_lab.observe.tracing import TaskTrace, Tracer
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.util import ready_messages, wait_until
 
 
 def _run(task_id: str, ok: bool = True) -> dict:
@@ -26,8 +27,12 @@ def _run(task_id: str, ok: bool = True) -> dict:
 
 def test_tally_counts_task_ids_not_totals():
     runs = [_run("a"), _run("b"), _run("b"), _run("c", ok=False), _run("stranger")]
-    traces = [TaskTrace("a", deliveries=1, runs=1), TaskTrace("b", deliveries=2, runs=2),
-              TaskTrace("c", deliveries=1, runs=1), TaskTrace("d", deliveries=1, runs=1)]
+    traces = [
+        TaskTrace("a", deliveries=1, runs=1),
+        TaskTrace("b", deliveries=2, runs=2),
+        TaskTrace("c", deliveries=1, runs=1),
+        TaskTrace("d", deliveries=1, runs=1),
+    ]
     t = tally(["a", "b", "c", "d", "e"], runs, traces=traces, queued=["e", "other"])
     assert t.row() == {"published": 5, "delivered": 4, "processed": 2, "lost": 2, "duplicated": 1}
     assert (t.deliveries, t.started, t.in_queue) == (5, 5, 1)
@@ -38,29 +43,41 @@ def test_restored_brings_a_stopped_node_back_after_an_error(tmp_path):
     """A broker restart with messages waiting, on a lab of the test's own: persistent messages
     in a durable queue survive it, transient ones do not; the node is up again afterwards even
     though the scenario raised."""
-    settings = mpsoa_lab.settings.load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)})
+    settings = mpsoa_lab.plumbing.settings.load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)})
     lab = mpsoa_lab.up(settings)
     try:
-        stale = mpsoa_lab.up(settings, hold=False)  # another process's handle, made before the restart
+        # another process's handle, made before the restart
+        stale = mpsoa_lab.up(settings, hold=False)
         exchange = Exchange("faults", type="direct", durable=True)
-        queues = {mode: Queue(f"faults.{mode}", exchange, routing_key=mode, durable=True)
-                  for mode in ("transient", "persistent")}
+        queues = {
+            mode: Queue(f"faults.{mode}", exchange, routing_key=mode, durable=True)
+            for mode in ("transient", "persistent")
+        }
         with Connection(lab.sync.url) as conn:
             producer = conn.Producer()
             for mode, queue in queues.items():
                 queue(conn.default_channel).declare()
                 for i in range(5):
-                    producer.publish({"i": i}, exchange=exchange, routing_key=mode,
-                                     delivery_mode=mode, declare=[queue])
-        assert {m: ready_messages(lab.sync.url, q.name) for m, q in queues.items()} == \
-            {"transient": 5, "persistent": 5}
+                    producer.publish(
+                        {"i": i},
+                        exchange=exchange,
+                        routing_key=mode,
+                        delivery_mode=mode,
+                        declare=[queue],
+                    )
+        assert {m: ready_messages(lab.sync.url, q.name) for m, q in queues.items()} == {
+            "transient": 5,
+            "persistent": 5,
+        }
         with pytest.raises(RuntimeError, match="half way"), restored(lab):
             lab.sync.node.stop()
             assert not lab.sync.node.is_running()
             raise RuntimeError("the scenario failed half way")
         assert lab.sync.node.is_running() and lab.async_.node.is_running()
-        assert {m: ready_messages(lab.sync.url, q.name) for m, q in queues.items()} == \
-            {"transient": 0, "persistent": 5}
+        assert {m: ready_messages(lab.sync.url, q.name) for m, q in queues.items()} == {
+            "transient": 0,
+            "persistent": 5,
+        }
         assert queued_task_ids(lab.sync, "faults.persistent") == [None] * 5  # not Celery messages
         # A handle made before the restart acts on the node that runs now, not on a second one.
         with restored(stale):
@@ -77,7 +94,7 @@ def _workers(lab) -> set[int]:
 
 
 def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     mpledger.service.storage.reset()
@@ -86,16 +103,24 @@ def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):
     with restored(lab) as scenario:
         worker = scenario.start_worker("mpledger", "async", trace=True, prefetch_multiplier=1)
         with Tracer(lab) as tracer:
-            ids = [edge.send_task("mpledger.async.reconcile",
-                                  kwargs={"batch_id": f"t{i}", "seconds": 3}).id for i in range(2)]
+            ids = [
+                edge.send_task(
+                    "mpledger.async.reconcile", kwargs={"batch_id": f"t{i}", "seconds": 3}
+                ).id
+                for i in range(2)
+            ]
         wait_started(lab, ids[:1])
         worker.kill()  # early ack: the running task was acknowledged when it started
         queued = queued_task_ids(lab.async_, "mpledger.async")
         scenario.start_worker("mpledger", "async", trace=True, prefetch_multiplier=1)
     # leaving restored() killed the second worker with the requeued task in hand (early ack)
     assert _workers(lab) == before
-    t = tally(ids, mpledger.service.storage.executions(), traces=tracer.collect(),
-              queued=queued_task_ids(lab.async_, "mpledger.async"))
+    t = tally(
+        ids,
+        mpledger.service.storage.executions(),
+        traces=tracer.collect(),
+        queued=queued_task_ids(lab.async_, "mpledger.async"),
+    )
     assert queued == [ids[1]]  # the prefetched, unacknowledged one went back to the queue
     assert t.processed == 0 and t.duplicated == 0 and t.lost_ids[0] == ids[0]
     lab.prepare_topology()
@@ -104,7 +129,7 @@ def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):
 def test_late_acks_run_a_task_again_when_its_ack_never_left(lab):
     """Deterministic duplicates: the task's effect is committed while the worker's main process
     is frozen (so no ack is sent), then the worker is killed and the message delivered again."""
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     mpledger.service.storage.reset()
@@ -113,8 +138,10 @@ def test_late_acks_run_a_task_again_when_its_ack_never_left(lab):
     with restored(lab) as scenario:
         worker = scenario.start_worker("mpledger", "async", **late)
         with mpledger.service.storage.connect():  # the task blocks on the service's database
-            task_id = edge.send_task("mpledger.async.record_entry",
-                                     kwargs={"entry_id": "e1", "account": "t", "amount_cents": 5}).id
+            task_id = edge.send_task(
+                "mpledger.async.record_entry",
+                kwargs={"entry_id": "e1", "account": "t", "amount_cents": 5},
+            ).id
             wait_started(lab, [task_id])
             freeze_main_process(worker)
         wait_until(lambda: mpledger.service.storage.executions(), timeout=10)

@@ -3,6 +3,7 @@
 These tests start nodes of their own (in their own lab homes) next to the session's lab, so they
 can stop, kill and crash them without disturbing the notebooks.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,10 @@ from kombu import Connection, Exchange, Producer, Queue
 
 import mpsoa_lab
 from mpsoa_lab import BrokerUnreachable, RabbitMQNotInstalled
-from mpsoa_lab.lab import running_lab_urls
-from mpsoa_lab.node import Epmd, RabbitMQNode, free_port
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.settings import load
+from mpsoa_lab.plumbing.node import Epmd, RabbitMQNode, free_port
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.settings import load
+from mpsoa_lab.running.lab import running_lab_urls
 
 
 def processes_of(home: Path) -> list[psutil.Process]:
@@ -43,9 +44,14 @@ def standalone(tmp_path_factory):
     """One RabbitMQ node that no Lab started: a broker 'given by URL'."""
     base = tmp_path_factory.mktemp("standalone")
     epmd = Epmd(free_port(), base).start()
-    node = RabbitMQNode("standalone", base / "node", epmd_port=epmd.port,
-                        erlang_home=base / "erlang", nodename="mpsoa-standalone@localhost",
-                        mark=str(base))
+    node = RabbitMQNode(
+        "standalone",
+        base / "node",
+        epmd_port=epmd.port,
+        erlang_home=base / "erlang",
+        nodename="mpsoa-standalone@localhost",
+        mark=str(base),
+    )
     try:
         node.start()
         yield node
@@ -70,11 +76,14 @@ def test_session_lab_runs_the_design_two_brokers(lab):
 
 
 def test_another_process_reuses_the_running_lab(lab):
-    code = ("import json, mpsoa_lab; l = mpsoa_lab.up(); "
-            "print(json.dumps([l.started_here, l.sync.node_url, l.async_.node_url, l.space])); "
-            "l.release()")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    code = (
+        "import json, mpsoa_lab; l = mpsoa_lab.up(); "
+        "print(json.dumps([l.started_here, l.sync.node_url, l.async_.node_url, l.space])); "
+        "l.release()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     started_here, sync_url, async_url, space = json.loads(out)
     # The same nodes, but a space of its own: another vhost on each.
     assert (started_here, sync_url, async_url) == (False, lab.sync.node_url, lab.async_.node_url)
@@ -83,11 +92,15 @@ def test_another_process_reuses_the_running_lab(lab):
 
 
 def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
-    env = {"MPSOA_LAB_HOME": str(tmp_path), "MPSOA_SYNC_BROKER_URL": standalone.url,
-           "MPSOA_ASYNC_BROKER_URL": standalone.url}
+    env = {
+        "MPSOA_LAB_HOME": str(tmp_path),
+        "MPSOA_SYNC_BROKER_URL": standalone.url,
+        "MPSOA_ASYNC_BROKER_URL": standalone.url,
+    }
     ext = mpsoa_lab.up(load(env))
     assert ext.external and ext.nodes == {}
     assert ext.sync.url == ext.async_.url == standalone.url
+
     # The lab starts no node of its own: only its reaper runs under its home. (Polled: right
     # after the fork, /proc shows the parent's environment until the reaper has exec'd.)
     def lab_processes() -> list[list[str]]:
@@ -96,7 +109,9 @@ def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
         except psutil.Error:
             return []
 
-    assert wait_until(lambda: lab_processes() == [["mpsoa_lab.reaper"]], 10), lab_processes()
+    assert wait_until(lambda: lab_processes() == [["mpsoa_lab.running.reaper"]], 10), (
+        lab_processes()
+    )
     again = mpsoa_lab.up(load(env))
     assert not again.started_here and again.sync.url == standalone.url
     ext.down()  # stops what the lab started; the broker given by URL stays up
@@ -106,9 +121,12 @@ def test_brokers_given_by_url_are_used_as_they_are(standalone, tmp_path):
 
 def test_unreachable_broker_fails_fast_without_password(tmp_path):
     port = free_port()  # nobody listens there
-    env = {"MPSOA_LAB_HOME": str(tmp_path), "MPSOA_CONNECT_TIMEOUT": "2",
-           "MPSOA_SYNC_BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}//",
-           "MPSOA_ASYNC_BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}//"}
+    env = {
+        "MPSOA_LAB_HOME": str(tmp_path),
+        "MPSOA_CONNECT_TIMEOUT": "2",
+        "MPSOA_SYNC_BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}//",
+        "MPSOA_ASYNC_BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}//",
+    }
     started = time.monotonic()
     with pytest.raises(BrokerUnreachable) as err:
         mpsoa_lab.up(load(env))
@@ -129,8 +147,9 @@ def test_restart_keeps_durable_queues_and_persistent_messages(standalone):
     queue = Queue("t.restart", exchange, routing_key="t.#", durable=True)
     with Connection(standalone.url) as conn:
         producer = Producer(conn.channel())
-        producer.publish({"n": 1}, exchange=exchange, routing_key="t.kept", declare=[queue],
-                         delivery_mode=2)
+        producer.publish(
+            {"n": 1}, exchange=exchange, routing_key="t.kept", declare=[queue], delivery_mode=2
+        )
         producer.publish({"n": 2}, exchange=exchange, routing_key="t.lost", delivery_mode=1)
     old_pid = standalone.process.pid
     standalone.restart()
@@ -159,7 +178,9 @@ def test_a_crashed_holder_leaves_nothing_behind(tmp_path):
     """A notebook kernel that dies (kill -9) is the lab's last holder: the reaper stops it all."""
     env = {**os.environ, "MPSOA_LAB_HOME": str(tmp_path), "MPSOA_LAB_GRACE": "1"}
     code = "import mpsoa_lab, time; mpsoa_lab.up(); print('up', flush=True); time.sleep(600)"
-    holder = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "up"
         names = {p.name() for p in processes_of(tmp_path)}
@@ -167,8 +188,9 @@ def test_a_crashed_holder_leaves_nothing_behind(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert wait_until(lambda: processes_of(tmp_path) == [], 60), \
-        [p.cmdline()[:3] for p in processes_of(tmp_path)]
+    assert wait_until(lambda: processes_of(tmp_path) == [], 60), [
+        p.cmdline()[:3] for p in processes_of(tmp_path)
+    ]
     assert not (tmp_path / "lab.json").exists()
 
 
@@ -203,10 +225,17 @@ def test_two_lab_nodes_form_a_cluster(tmp_path):
     import requests
 
     epmd = Epmd(free_port(), tmp_path).start()
-    nodes = [RabbitMQNode(f"c{i}", tmp_path / f"c{i}", epmd_port=epmd.port,
-                          erlang_home=tmp_path / "erlang", nodename=f"mpsoa-c{i}@localhost",
-                          mark=str(tmp_path))
-             for i in (1, 2)]
+    nodes = [
+        RabbitMQNode(
+            f"c{i}",
+            tmp_path / f"c{i}",
+            epmd_port=epmd.port,
+            erlang_home=tmp_path / "erlang",
+            nodename=f"mpsoa-c{i}@localhost",
+            mark=str(tmp_path),
+        )
+        for i in (1, 2)
+    ]
     try:
         for node in nodes:
             node.start(wait=False)
@@ -214,13 +243,20 @@ def test_two_lab_nodes_form_a_cluster(tmp_path):
             node.wait_ready()
         assert len(processes_of(tmp_path)) >= 3  # epmd and two nodes, found by their mark
         nodes[1].join_cluster(nodes[0])
-        running = requests.get(f"http://127.0.0.1:{nodes[1].management_port}/api/nodes",
-                               auth=("guest", "guest"), timeout=5).json()
-        assert sorted(n["name"] for n in running if n["running"]) == sorted(n.nodename for n in nodes)
+        running = requests.get(
+            f"http://127.0.0.1:{nodes[1].management_port}/api/nodes",
+            auth=("guest", "guest"),
+            timeout=5,
+        ).json()
+        assert sorted(n["name"] for n in running if n["running"]) == sorted(
+            n.nodename for n in nodes
+        )
         with Connection(nodes[0].url) as conn:  # declared on one node, seen from the other
             Queue("t.cluster", durable=True)(conn.channel()).declare()
         with Connection(nodes[1].url) as conn:
-            assert conn.default_channel.queue_declare("t.cluster", passive=True).queue == "t.cluster"
+            assert (
+                conn.default_channel.queue_declare("t.cluster", passive=True).queue == "t.cluster"
+            )
     finally:
         for node in nodes:
             node.kill()
@@ -233,12 +269,18 @@ def test_cli_up_ends_when_the_lab_is_stopped_from_elsewhere(tmp_path):
     """``python -m mpsoa_lab up`` in one terminal, ``down`` in another: the first one ends too."""
     env = {**os.environ, "MPSOA_LAB_HOME": str(tmp_path)}
     env.pop("MPSOA_SPACE", None)
-    holder = subprocess.Popen([sys.executable, "-m", "mpsoa_lab", "up"], env=env,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab", "up"], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "The lab is up."
-        down = subprocess.run([sys.executable, "-m", "mpsoa_lab", "down"], env=env,
-                              capture_output=True, text=True, timeout=60)
+        down = subprocess.run(
+            [sys.executable, "-m", "mpsoa_lab", "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert down.returncode == 0 and "Lab stopped." in down.stdout
         rest = holder.communicate(timeout=20)[0]
     finally:

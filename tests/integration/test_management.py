@@ -1,4 +1,5 @@
 """The management API client and the topology diagram, against the lab's real brokers."""
+
 from __future__ import annotations
 
 import random
@@ -14,11 +15,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 import mpsoa_lab
-from mpsoa_lab.diagram import draw_topology, layout
-from mpsoa_lab.errors import ManagementAPIUnavailable
-from mpsoa_lab.lab import Broker
-from mpsoa_lab.management import EntityNotFound, Management
-from mpsoa_lab.topology import platform_queues
+from mpsoa_lab.design.topology import platform_queues
+from mpsoa_lab.observe.diagram import draw_topology, layout
+from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
+from mpsoa_lab.plumbing.management import EntityNotFound, Management
+from mpsoa_lab.running.lab import Broker
 
 
 @pytest.fixture
@@ -52,6 +53,7 @@ def _free_port() -> int:
 
 # -- reads -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("role", ["sync", "async"])
 def test_overview_answers_on_both_brokers(lab, role):
     overview = Management.for_broker(lab.brokers[role]).overview()
@@ -73,26 +75,52 @@ def test_declared_with_kombu_read_back_and_deleted(lab, mgmt, prefix):
         queue.declare()
         queue.bind_to(exchange, routing_key="mplogin.sync.#")
         for method in ("register", "login"):
-            Producer(channel).publish({"method": method}, exchange=exchange,
-                                      routing_key=f"mplogin.sync.{method}")
+            Producer(channel).publish(
+                {"method": method}, exchange=exchange, routing_key=f"mplogin.sync.{method}"
+            )
 
     assert mgmt.topology(prefix=prefix) == {
-        "exchanges": [{"name": exchange_name, "type": "topic", "durable": True,
-                       "auto_delete": False, "internal": False}],
-        "queues": [{"name": queue_name, "type": "classic", "durable": True, "auto_delete": False,
-                    "exclusive": False, "arguments": {}}],
-        "bindings": [{"source": exchange_name, "destination": queue_name,
-                      "destination_type": "queue", "routing_key": "mplogin.sync.#",
-                      "arguments": {}}],
+        "exchanges": [
+            {
+                "name": exchange_name,
+                "type": "topic",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+            }
+        ],
+        "queues": [
+            {
+                "name": queue_name,
+                "type": "classic",
+                "durable": True,
+                "auto_delete": False,
+                "exclusive": False,
+                "arguments": {},
+            }
+        ],
+        "bindings": [
+            {
+                "source": exchange_name,
+                "destination": queue_name,
+                "destination_type": "queue",
+                "routing_key": "mplogin.sync.#",
+                "arguments": {},
+            }
+        ],
     }
     assert exchange_name in {e["name"] for e in mgmt.exchanges()}
     assert mgmt.queue(queue_name)["durable"] is True
-    assert {(b["source"], b["routing_key"]) for b in mgmt.bindings()
-            if b["destination"] == queue_name} == {("", queue_name), (exchange_name, "mplogin.sync.#")}
+    assert {
+        (b["source"], b["routing_key"]) for b in mgmt.bindings() if b["destination"] == queue_name
+    } == {("", queue_name), (exchange_name, "mplogin.sync.#")}
 
     # Peeking with requeue leaves the messages where they were.
     peeked = mgmt.get_messages(queue_name, 5)
-    assert sorted(m["routing_key"] for m in peeked) == ["mplogin.sync.login", "mplogin.sync.register"]
+    assert sorted(m["routing_key"] for m in peeked) == [
+        "mplogin.sync.login",
+        "mplogin.sync.register",
+    ]
     assert all(m["exchange"] == exchange_name for m in peeked)
     assert len(mgmt.get_messages(queue_name, 5, ackmode="ack_requeue_false")) == 2
     assert mgmt.get_messages(queue_name, 5) == []
@@ -120,7 +148,9 @@ def test_topology_leaves_out_rabbitmqs_own_and_is_sorted(lab, mgmt, prefix):
     everything = mgmt.topology()
     names = [e["name"] for e in everything["exchanges"]] + [q["name"] for q in everything["queues"]]
     assert not any(n == "" or n.startswith("amq.") for n in names)
-    assert not any(b["source"] == "" or b["source"].startswith("amq.") for b in everything["bindings"])
+    assert not any(
+        b["source"] == "" or b["source"].startswith("amq.") for b in everything["bindings"]
+    )
     mine = mgmt.topology(prefix=prefix)
     assert [q["name"] for q in mine["queues"]] == [f"{prefix}a", f"{prefix}b", f"{prefix}c"]
     assert [b["routing_key"] for b in mine["bindings"]] == ["a", "b", "c"]
@@ -166,6 +196,7 @@ def test_vhost_is_created_with_permissions_and_deleted(lab, mgmt):
 
 # -- errors ----------------------------------------------------------------------------------
 
+
 def test_unreachable_api_names_the_url_without_password_and_what_to_do():
     port = _free_port()
     started = time.monotonic()
@@ -203,7 +234,9 @@ def test_silent_api_gives_up_after_its_timeout():
 def test_wrong_password_is_refused_without_showing_it(lab):
     parts = urlsplit(lab.sync.management_url)
     user = parts.username or "guest"
-    url = urlunsplit(parts._replace(netloc=f"{user}:not-the-password@{parts.hostname}:{parts.port}"))
+    url = urlunsplit(
+        parts._replace(netloc=f"{user}:not-the-password@{parts.hostname}:{parts.port}")
+    )
     with pytest.raises(ManagementAPIUnavailable, match=f"refused user '{user}'") as info:
         Management(url, role="async").overview()
     assert "not-the-password" not in str(info.value)
@@ -223,6 +256,7 @@ def test_not_a_management_url():
 
 
 # -- diagram ---------------------------------------------------------------------------------
+
 
 def _arrows(fig: Figure) -> list[FancyArrowPatch]:
     return [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
@@ -258,12 +292,20 @@ def test_diagram_of_the_design_read_back_from_the_broker(lab, mgmt):
 
 
 def test_diagram_layout_is_deterministic_and_groups_queues_by_exchange():
-    bindings = [{"source": ex, "destination": q, "destination_type": "queue", "routing_key": key}
-                for ex, q, key in [("b", "b.1", "x"), ("a", "a.2", "y"), ("a", "a.1", "z"),
-                                   ("b", "a.2", "w")]]
-    topology = {"exchanges": [{"name": "b", "type": "direct"}, {"name": "a", "type": "topic"}],
-                "queues": [{"name": q} for q in ("b.1", "a.2", "a.1", "lonely")],
-                "bindings": bindings}
+    bindings = [
+        {"source": ex, "destination": q, "destination_type": "queue", "routing_key": key}
+        for ex, q, key in [
+            ("b", "b.1", "x"),
+            ("a", "a.2", "y"),
+            ("a", "a.1", "z"),
+            ("b", "a.2", "w"),
+        ]
+    ]
+    topology = {
+        "exchanges": [{"name": "b", "type": "direct"}, {"name": "a", "type": "topic"}],
+        "queues": [{"name": q} for q in ("b.1", "a.2", "a.1", "lonely")],
+        "bindings": bindings,
+    }
     shuffled = {k: random.sample(v, len(v)) for k, v in topology.items()}
     exchanges, queues = layout(topology)
     assert (exchanges, queues) == layout(shuffled)
@@ -274,15 +316,21 @@ def test_diagram_layout_is_deterministic_and_groups_queues_by_exchange():
 
 
 def test_diagram_draws_repeated_and_exchange_to_exchange_bindings():
-    topology = {"exchanges": [{"name": "in", "type": "topic"}, {"name": "out", "type": "fanout"}],
-                "queues": [{"name": "q"}],
-                "bindings": [
-                    {"source": "in", "destination": "q", "destination_type": "queue", "routing_key": "a"},
-                    {"source": "in", "destination": "q", "destination_type": "queue", "routing_key": "b"},
-                    {"source": "in", "destination": "out", "destination_type": "exchange",
-                     "routing_key": "#"},
-                    {"source": "out", "destination": "q", "destination_type": "queue", "routing_key": ""},
-                ]}
+    topology = {
+        "exchanges": [{"name": "in", "type": "topic"}, {"name": "out", "type": "fanout"}],
+        "queues": [{"name": "q"}],
+        "bindings": [
+            {"source": "in", "destination": "q", "destination_type": "queue", "routing_key": "a"},
+            {"source": "in", "destination": "q", "destination_type": "queue", "routing_key": "b"},
+            {
+                "source": "in",
+                "destination": "out",
+                "destination_type": "exchange",
+                "routing_key": "#",
+            },
+            {"source": "out", "destination": "q", "destination_type": "queue", "routing_key": ""},
+        ],
+    }
     fig = draw_topology(topology)
     assert len(_arrows(fig)) == 4
     assert {"a", "b", "#", '""'} <= set(_texts(fig))
@@ -296,4 +344,11 @@ def test_nodes_and_connections_report_memory_alarms_and_flow_state(lab):
         assert node["mem_alarm"] is False and node["disk_free_alarm"] is False
         connections = api.connections()  # listed once the agent has collected their statistics
         assert isinstance(connections, list)
-        assert {c.get("state") for c in connections} <= {"running", "flow", "blocking", "blocked", "starting", None}
+        assert {c.get("state") for c in connections} <= {
+            "running",
+            "flow",
+            "blocking",
+            "blocked",
+            "starting",
+            None,
+        }

@@ -1,4 +1,5 @@
 """Queue depth from the broker: a queue filled with no consumer, then drained by a real worker."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,29 +7,31 @@ import time
 
 import pytest
 
-from mpsoa_lab.monitor import QueueMonitor
-from mpsoa_lab.workers import start_worker
+from mpsoa_lab.observe.monitor import QueueMonitor
+from mpsoa_lab.running.workers import start_worker
 
 QUEUE = "mpledger.async"
 
 
 def test_the_monitor_sees_a_queue_fill_and_a_worker_drain_it(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     n = 40
     with QueueMonitor(lab.async_, [QUEUE], interval=0.25) as mon:
         for i in range(n):
-            mpledger.async_app.send_task("mpledger.async.reconcile",
-                                         kwargs={"batch_id": f"m{i}", "seconds": 0.01})
+            mpledger.async_app.send_task(
+                "mpledger.async.reconcile", kwargs={"batch_id": f"m{i}", "seconds": 0.01}
+            )
         full = mon.wait_for(lambda s: s["ready_now"] == n, timeout=5)
         assert full["consumers_now"] == 0
         # the management API reports the same count once its statistics catch up
         mon.wait_for(lambda s: s["ready"] == n and s["consumers"] == 0, timeout=15)
         worker = start_worker(lab, "mpledger", "async")
         try:
-            empty = mon.wait_for(lambda s: s["ready_now"] == 0 and s["consumers_now"] == 1,
-                                 timeout=20)
+            empty = mon.wait_for(
+                lambda s: s["ready_now"] == 0 and s["consumers_now"] == 1, timeout=20
+            )
         finally:
             worker.stop()
     assert not mon.running and mon.errors == []
@@ -37,7 +40,7 @@ def test_the_monitor_sees_a_queue_fill_and_a_worker_drain_it(lab):
     last = len(series["ready_now"]) - 1 - series["ready_now"][::-1].index(0)
     assert first_full < last
     # between full and empty the exact count only went down: nothing was added or put back
-    draining = [v for v in series["ready_now"][first_full:last + 1] if v is not None]
+    draining = [v for v in series["ready_now"][first_full : last + 1] if v is not None]
     assert all(a >= b for a, b in itertools.pairwise(draining))
     assert mon.peak(QUEUE) == n and mon.peak(QUEUE, "ready") <= n
     assert empty["t"] > full["t"]
@@ -48,7 +51,7 @@ def test_the_thread_stops_when_the_block_raises(lab):
     with pytest.raises(ZeroDivisionError):
         with QueueMonitor(lab.async_, [QUEUE], interval=0.05) as mon:
             mon.wait_for(lambda s: True, timeout=5)
-            1 / 0
+            raise ZeroDivisionError("raised inside the block")
     assert not mon.running
     count = len(mon.samples)
     time.sleep(0.3)

@@ -2,6 +2,7 @@
 open the next: each kernel works in a space of its own (its vhost on each node, its services'
 storage), so two kernels that reset the same service's storage and consume the same queues
 never see each other's rows or messages."""
+
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 def execute(path: Path, outcome: dict, key: str) -> None:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     started = time.monotonic()
     try:
         client.execute()
@@ -27,18 +29,24 @@ def execute(path: Path, outcome: dict, key: str) -> None:
         outcome[key] = ("failed", f"{type(exc).__name__}: {exc}"[-3000:])
 
 
-@pytest.mark.parametrize("names", [
-    # Notebook 01 resets mplogin's storage, registers "ada" and asserts she is user 1, counts
-    # the messages in mplogin's queues and the rows of its tables: any sharing between the two
-    # kernels breaks one of those asserts.
-    ("01_architecture", "01_architecture"),
-    # Two different notebooks that publish to and consume the same service queues.
-    ("01_architecture", "03_router_and_config"),
-], ids=["01 twice", "01 and 03"])
+@pytest.mark.parametrize(
+    "names",
+    [
+        # Notebook 01 resets mplogin's storage, registers "ada" and asserts she is user 1, counts
+        # the messages in mplogin's queues and the rows of its tables: any sharing between the two
+        # kernels breaks one of those asserts.
+        ("01_architecture", "01_architecture"),
+        # Two different notebooks that publish to and consume the same service queues.
+        ("01_architecture", "03_router_and_config"),
+    ],
+    ids=["01 twice", "01 and 03"],
+)
 def test_notebooks_at_once_on_one_lab(lab, names):
     outcome: dict = {}
-    runs = [threading.Thread(target=execute, args=(NOTEBOOKS / f"{name}.ipynb", outcome, f"{i} {name}"))
-            for i, name in enumerate(names)]
+    runs = [
+        threading.Thread(target=execute, args=(NOTEBOOKS / f"{name}.ipynb", outcome, f"{i} {name}"))
+        for i, name in enumerate(names)
+    ]
     for run in runs:
         run.start()
     for run in runs:

@@ -1,5 +1,6 @@
-"""mpsoa_lab.rpc_backend on a real broker: a sync edge that fails fast while the broker is down
-and is answered again once it is back (Celery 5.7's rpc:// does neither; notebook 07 shows it)."""
+"""mpsoa_lab.design.rpc_backend on a real broker: a sync edge that fails fast while the broker is
+down and is answered again once it is back (Celery 5.7's rpc:// does neither; notebook 07 shows it)."""
+
 from __future__ import annotations
 
 import threading
@@ -9,13 +10,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 import mpsoa_lab
-from mpsoa_lab.faults import restored, wait_started
-from mpsoa_lab.rpc_backend import BACKEND, DECLARE_RETRY_POLICY, RPCBackend
-from mpsoa_lab.util import wait_until
+from mpsoa_lab.design.rpc_backend import BACKEND, DECLARE_RETRY_POLICY, RPCBackend
+from mpsoa_lab.experiments.faults import restored, wait_started
+from mpsoa_lab.plumbing.util import wait_until
 
 
 def _edge(lab, backend=BACKEND):
-    sync_app, _ = mpsoa_lab.celery_apps_factory("PUBLISHER", lab.sync.url, lab.async_.url, "mpledger")
+    sync_app, _ = mpsoa_lab.celery_apps_factory(
+        "PUBLISHER", lab.sync.url, lab.async_.url, "mpledger"
+    )
     sync_app.conf.result_backend = backend
     return sync_app
 
@@ -33,7 +36,7 @@ def test_the_backend_is_named_by_its_setting_and_takes_its_retry_policy(lab):
 
 
 def test_an_edge_fails_fast_while_the_broker_is_down_and_is_answered_afterwards(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     edge = _edge(lab)

@@ -1,4 +1,5 @@
 """Per-message tracing on real workers: every event recorded, in order, by the process that saw it."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,21 +7,25 @@ import json
 import os
 import uuid
 
-from mpsoa_lab import tracing, tracing_cost
-from mpsoa_lab.tracing import Tracer, collect, trace_dir
-from mpsoa_lab.workers import start_worker
+from mpsoa_lab.experiments import tracing_cost
+from mpsoa_lab.observe import tracing
+from mpsoa_lab.observe.tracing import Tracer, collect, trace_dir
+from mpsoa_lab.running.workers import start_worker
 
 
 def test_async_tasks_are_traced_in_order_by_the_worker_that_ran_them(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async", trace=True)
     try:
         with Tracer(lab) as tracer:
-            sent = [mpledger.async_app.send_task("mpledger.async.reconcile",
-                                                 kwargs={"batch_id": f"t{i}", "seconds": 0.01}).id
-                    for i in range(8)]
+            sent = [
+                mpledger.async_app.send_task(
+                    "mpledger.async.reconcile", kwargs={"batch_id": f"t{i}", "seconds": 0.01}
+                ).id
+                for i in range(8)
+            ]
         traces = tracer.collect(wait=15)
     finally:
         worker.stop()
@@ -42,14 +47,16 @@ def test_async_tasks_are_traced_in_order_by_the_worker_that_ran_them(lab):
 
 
 def test_sync_call_trace_ends_when_the_result_reaches_the_caller(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "sync", trace=True)
     try:
         with Tracer(lab) as tracer:
-            values = [tracer.get(mpledger.sync_app.send_task("mpledger.sync.entry_count"), timeout=10)
-                      for _ in range(3)]
+            values = [
+                tracer.get(mpledger.sync_app.send_task("mpledger.sync.entry_count"), timeout=10)
+                for _ in range(3)
+            ]
         traces = tracer.collect(wait=10)
     finally:
         worker.stop()
@@ -65,7 +72,7 @@ def test_sync_call_trace_ends_when_the_result_reaches_the_caller(lab):
 def test_the_publish_time_travels_in_the_message(lab):
     """A worker's ``received`` record carries the header, so a publisher without a trace file
     of its own still gets its messages' publish times."""
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async", trace=True)
@@ -73,13 +80,17 @@ def test_the_publish_time_travels_in_the_message(lab):
         with Tracer(lab) as tracer:
             task_id = mpledger.async_app.send_task(
                 "mpledger.async.record_entry",
-                kwargs={"entry_id": uuid.uuid4().hex, "account": "trace", "amount_cents": 1}).id
+                kwargs={"entry_id": uuid.uuid4().hex, "account": "trace", "amount_cents": 1},
+            ).id
         publisher_file = tracer.writer.directory / f"publisher-{os.getpid()}.jsonl"
         [trace] = tracer.collect(wait=10)
     finally:
         worker.stop()
-    received = [r for r in tracing.read_records(trace_dir(lab))
-                if r["id"] == task_id and r["e"] == "received"]
+    received = [
+        r
+        for r in tracing.read_records(trace_dir(lab))
+        if r["id"] == task_id and r["e"] == "received"
+    ]
     assert len(received) == 1 and received[0]["published"] == trace.published
     # without the publisher's own records, collect() falls back on the header
     kept = publisher_file.read_text().splitlines()
@@ -89,7 +100,7 @@ def test_the_publish_time_travels_in_the_message(lab):
 
 
 def test_an_untraced_worker_records_nothing(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "sync")
@@ -112,11 +123,19 @@ def test_collect_keeps_the_last_delivery_and_skips_a_torn_line(tmp_path):
         {"e": "started", "id": "a", "task": "x.async.y", "host": "w1@h", "pid": 3, "t": 1.2},
         {"e": "received", "id": "a", "task": "x.async.y", "host": "w2@h", "pid": 4, "t": 5.0},
         {"e": "started", "id": "a", "task": "x.async.y", "host": "w2@h", "pid": 5, "t": 5.1},
-        {"e": "finished", "id": "a", "task": "x.async.y", "host": "w2@h", "pid": 5, "t": 5.3,
-         "state": "SUCCESS"},
+        {
+            "e": "finished",
+            "id": "a",
+            "task": "x.async.y",
+            "host": "w2@h",
+            "pid": 5,
+            "t": 5.3,
+            "state": "SUCCESS",
+        },
     ]
     (tmp_path / "mixed-1.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in rows) + '{"e": "star')
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"e": "star'
+    )
     [trace] = collect(tmp_path)
     assert (trace.deliveries, trace.runs, trace.worker, trace.pid) == (2, 2, "w2@h", 5)
     assert (trace.received, trace.started, trace.finished) == (5.0, 5.1, 5.3)

@@ -1,4 +1,5 @@
 """Real ``celery worker`` processes: ready on ping, per-worker settings, warm stop, kill, cleanup."""
+
 from __future__ import annotations
 
 import os
@@ -9,9 +10,9 @@ import uuid
 
 import pytest
 
-from mpsoa_lab.processes import managed_processes
-from mpsoa_lab.services._service import config_overrides
-from mpsoa_lab.workers import start_worker, start_workers, stop_all
+from mpsoa_lab.design.services._service import config_overrides
+from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.running.workers import start_worker, start_workers, stop_all
 
 
 def worker_pids(lab) -> set[int]:
@@ -19,7 +20,7 @@ def worker_pids(lab) -> set[int]:
 
 
 def test_a_sync_worker_answers_calls_and_stops_warm(lab):
-    from mpsoa_lab.services import mpledger
+    from mpsoa_lab.design.services import mpledger
 
     lab.prepare_topology()
     before = worker_pids(lab)
@@ -37,15 +38,20 @@ def test_a_sync_worker_answers_calls_and_stops_warm(lab):
 def test_per_worker_settings_reach_the_worker(lab):
     plain, late = (
         start_worker(lab, "mpledger", "async"),
-        start_worker(lab, "mpledger", "async", config={"task_acks_late": True},
-                     prefetch_multiplier=1))
+        start_worker(
+            lab, "mpledger", "async", config={"task_acks_late": True}, prefetch_multiplier=1
+        ),
+    )
     try:
-        replies = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).conf(with_defaults=True)
+        replies = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).conf(
+            with_defaults=True
+        )
         assert replies[plain.hostname]["task_acks_late"] is False
         assert replies[late.hostname]["task_acks_late"] is True
         # The prefetch the worker really asked the broker for (basic.qos), not a setting:
         stats = plain.app.control.inspect([plain.hostname, late.hostname], timeout=2).stats()
-        assert stats[plain.hostname]["prefetch_count"] == 4  # Celery's default multiplier, 1 process
+        # Celery's default multiplier, 1 process
+        assert stats[plain.hostname]["prefetch_count"] == 4
         assert stats[late.hostname]["prefetch_count"] == 1
     finally:
         stop_all([plain, late])
@@ -74,11 +80,14 @@ def test_kill_leaves_no_pool_process(lab):
 
 def test_workers_die_with_the_process_that_started_them(lab):
     """A kernel that starts workers and dies: the reaper stops its workers, not the lab."""
-    code = ("import mpsoa_lab, time; from mpsoa_lab.workers import start_worker; "
-            "lab = mpsoa_lab.up(); w = start_worker(lab, 'mplogin', 'sync'); "
-            "print(w.process.pid, flush=True); time.sleep(600)")
-    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             env=os.environ.copy())
+    code = (
+        "import mpsoa_lab, time; from mpsoa_lab.running.workers import start_worker; "
+        "lab = mpsoa_lab.up(); w = start_worker(lab, 'mplogin', 'sync'); "
+        "print(w.process.pid, flush=True); time.sleep(600)"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
     try:
         pid = int(owner.stdout.readline())
         assert pid in worker_pids(lab)
@@ -92,11 +101,14 @@ def test_workers_die_with_the_process_that_started_them(lab):
     assert all(node.is_running() for node in lab.nodes.values())  # the lab itself lives on
 
 
-@pytest.mark.parametrize("raw,message", [
-    ("{", "not valid JSON"),
-    ("[1]", "must be a JSON object"),
-    ('{"CELERY_ACKS_LATE": true}', "Celery 5 does not have: CELERY_ACKS_LATE"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ("{", "not valid JSON"),
+        ("[1]", "must be a JSON object"),
+        ('{"CELERY_ACKS_LATE": true}', "Celery 5 does not have: CELERY_ACKS_LATE"),
+    ],
+)
 def test_bad_worker_settings_are_refused(monkeypatch, raw, message):
     monkeypatch.setenv("MPSOA_CELERY_CONFIG", raw)
     with pytest.raises(ValueError, match=message):
@@ -104,12 +116,13 @@ def test_bad_worker_settings_are_refused(monkeypatch, raw, message):
 
 
 def test_the_design_daemons_two_per_service_each_on_its_broker(lab):
-    from mpsoa_lab.workers import start_daemons
+    from mpsoa_lab.running.workers import start_daemons
 
     daemons = start_daemons(lab)
     try:
-        assert sorted(daemons) == sorted((s, k) for s in ("mplogin", "mpwallet", "mpledger")
-                                         for k in ("sync", "async"))
+        assert sorted(daemons) == sorted(
+            (s, k) for s in ("mplogin", "mpwallet", "mpledger") for k in ("sync", "async")
+        )
         for (service, kind), worker in daemons.items():
             queues = worker.app.control.inspect([worker.hostname], timeout=2).active_queues()
             assert [q["name"] for q in queues[worker.hostname]] == [f"{service}.{kind}"]
@@ -126,8 +139,8 @@ def test_a_worker_pointed_at_the_other_broker(lab):
     """``broker_urls`` moves one worker: here an async worker onto the sync broker."""
     from kombu import Connection
 
-    from mpsoa_lab.apps import celery_apps_factory
-    from mpsoa_lab.topology import declare, platform_queues
+    from mpsoa_lab.design.apps import celery_apps_factory
+    from mpsoa_lab.design.topology import declare, platform_queues
 
     queues = [q for q in platform_queues(kinds=("async",)) if q.name == "mpledger.async"]
     with Connection(lab.sync.url) as conn:
@@ -135,21 +148,32 @@ def test_a_worker_pointed_at_the_other_broker(lab):
     worker = start_worker(lab, "mpledger", "async", broker_urls=(lab.sync.url, lab.sync.url))
     try:
         with Connection(lab.sync.url) as conn:
-            assert conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count == 1
+            assert (
+                conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count
+                == 1
+            )
         with Connection(lab.async_.url) as conn:
-            assert conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count == 0
+            assert (
+                conn.default_channel.queue_declare("mpledger.async", passive=True).consumer_count
+                == 0
+            )
         # it runs what is published to the sync broker's mpledger.async
         _, one_broker = celery_apps_factory("PUBLISHER", lab.sync.url, lab.sync.url, "mpledger")
-        from mpsoa_lab.services import mpledger
+        from mpsoa_lab.design.services import mpledger
 
         entry_id = f"moved-{os.getpid()}-{time.time_ns()}"
-        one_broker.send_task("mpledger.async.record_entry",
-                             kwargs={"entry_id": entry_id, "account": "moved", "amount_cents": 1})
+        one_broker.send_task(
+            "mpledger.async.record_entry",
+            kwargs={"entry_id": entry_id, "account": "moved", "amount_cents": 1},
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not mpledger.service.storage.query(
-                "SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,)):
+            "SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,)
+        ):
             time.sleep(0.1)
-        assert mpledger.service.storage.query("SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,))
+        assert mpledger.service.storage.query(
+            "SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,)
+        )
     finally:
         worker.stop()
         with Connection(lab.sync.url) as conn:
@@ -158,8 +182,8 @@ def test_a_worker_pointed_at_the_other_broker(lab):
 
 def test_warm_stop_finishes_the_task_in_hand(lab):
     """SIGTERM goes to the worker's main process only: its pool process finishes the task."""
-    from mpsoa_lab.services import mpledger
-    from mpsoa_lab.util import ready_messages, wait_until
+    from mpsoa_lab.design.services import mpledger
+    from mpsoa_lab.plumbing.util import ready_messages, wait_until
 
     lab.prepare_topology()
     worker = start_worker(lab, "mpledger", "async")  # early acks: a killed task would be lost
@@ -169,6 +193,7 @@ def test_warm_stop_finishes_the_task_in_hand(lab):
     time.sleep(0.3)  # the task is running now
     worker.stop()
     done = mpledger.service.storage.query(
-        "SELECT COUNT(*) AS n FROM reconciliations WHERE batch_id = ?", (batch,))[0]["n"]
+        "SELECT COUNT(*) AS n FROM reconciliations WHERE batch_id = ?", (batch,)
+    )[0]["n"]
     assert done == 1  # the task in hand ran to its end
     assert not worker.is_running()

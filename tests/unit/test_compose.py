@@ -1,8 +1,9 @@
 """docker-compose.yml agrees with the lab: brokers, ports, credentials, and the URLs we print.
 
 Docker is not needed: the file is read as YAML and compared with what the lab expects and
-with what :func:`mpsoa_lab.install.install_hint` tells people to export.
+with what :func:`mpsoa_lab.plumbing.install.install_hint` tells people to export.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,9 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mpsoa_lab import settings as settings_mod
-from mpsoa_lab.install import install_hint
-from mpsoa_lab.settings import ROLES
+from mpsoa_lab.plumbing import settings as settings_mod
+from mpsoa_lab.plumbing.install import install_hint
+from mpsoa_lab.plumbing.settings import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKERS = {"sync": "rabbitmq-sync", "async": "rabbitmq-async"}
@@ -43,7 +44,9 @@ def _published(service: dict) -> dict[int, tuple[str, int]]:
             out[int(port["target"])] = (port.get("host_ip", "0.0.0.0"), int(port["published"]))
             continue
         parts = str(port).split("/")[0].split(":")
-        assert len(parts) == 3, f"{port!r}: give the host IP, so the port is not open to the network"
+        assert len(parts) == 3, (
+            f"{port!r}: give the host IP, so the port is not open to the network"
+        )
         out[int(parts[2])] = (parts[0], int(parts[1]))
     return out
 
@@ -58,7 +61,8 @@ def test_broker_runs_a_pinned_management_image(compose, role):
     service = compose["services"][BROKERS[role]]
     image = service["image"]
     assert re.fullmatch(r"rabbitmq:\d+\.\d+\.\d+-management", image), (
-        f"{image!r}: pin an exact x.y.z-management tag (not latest, not 3, not 3.13)")
+        f"{image!r}: pin an exact x.y.z-management tag (not latest, not 3, not 3.13)"
+    )
     assert "profiles" not in service  # `docker compose up -d` starts the brokers
 
 
@@ -76,8 +80,9 @@ def test_broker_has_a_health_check(compose, role):
         assert test[0] in ("CMD", "CMD-SHELL")
         test = " ".join(test[1:])
     command = test
-    assert re.search(r"rabbitmq-diagnostics( -q)? (ping|check_port_connectivity|check_running)",
-                     command)
+    assert re.search(
+        r"rabbitmq-diagnostics( -q)? (ping|check_port_connectivity|check_running)", command
+    )
     assert {"interval", "timeout", "retries"} <= set(check)
 
 
@@ -94,7 +99,8 @@ def test_lab_service_is_optional_and_waits_for_healthy_brokers(compose):
     lab = compose["services"]["lab"]
     assert lab["profiles"] == ["lab"]
     assert {name: dep["condition"] for name, dep in lab["depends_on"].items()} == {
-        name: "service_healthy" for name in BROKERS.values()}
+        name: "service_healthy" for name in BROKERS.values()
+    }
     assert _published(lab) == {8888: ("127.0.0.1", 8888)}
     command = lab["command"] if isinstance(lab["command"], str) else " ".join(lab["command"])
     assert command.startswith("jupyter lab --ip 0.0.0.0 --no-browser --allow-root")
@@ -165,19 +171,30 @@ def test_install_hint_environment_finds_the_published_management_api(compose, ro
 @pytest.mark.parametrize("role", ROLES)
 def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tmp_path):
     """Queue depths over time are read from the management API: same interval everywhere."""
-    from mpsoa_lab.node import RabbitMQNode
+    from mpsoa_lab.plumbing.node import RabbitMQNode
 
     service = compose["services"][f"rabbitmq-{role}"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
     conf_d = mounts["/etc/rabbitmq/conf.d/20-mpsoa.conf"]
-    node = RabbitMQNode("x", tmp_path, epmd_port=1, erlang_home=tmp_path, amqp_port=1,
-                        management_port=2, dist_port=3)
+    node = RabbitMQNode(
+        "x",
+        tmp_path,
+        epmd_port=1,
+        erlang_home=tmp_path,
+        amqp_port=1,
+        management_port=2,
+        dist_port=3,
+    )
     node.write_config()
 
     def settings(text: str) -> set[str]:
-        return {line.strip() for line in text.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-                and line.split("=")[0].strip().startswith(("collect_statistics", "management.sample"))}
+        return {
+            line.strip()
+            for line in text.splitlines()
+            if line.strip()
+            and not line.lstrip().startswith("#")
+            and line.split("=")[0].strip().startswith(("collect_statistics", "management.sample"))
+        }
 
     docker = settings((ROOT / conf_d).read_text())
     assert "collect_statistics_interval = 1000" in docker

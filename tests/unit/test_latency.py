@@ -1,4 +1,5 @@
 """Latency figures: percentiles as numpy defines them, summaries, ECDF points, overlap."""
+
 from __future__ import annotations
 
 import random
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from mpsoa_lab.latency import ecdf, max_overlap, percentile, run_callers, summarize
+from mpsoa_lab.observe.latency import ecdf, max_overlap, percentile, run_callers, summarize
 
 
 def test_percentile_interpolates_between_ranks():

@@ -1,8 +1,10 @@
-"""The 2014 router, queue table, config and factory as reproduced in mpsoa_lab.legacy (no broker).
+"""The 2014 router, queue table, config and factory as reproduced in
+mpsoa_lab.legacy.design2014 (no broker).
 
 Expected values were recorded by running the 2014 code; they pin the behaviour the notebooks
 show, so a change in it fails here first.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,9 +12,16 @@ import re
 import celery
 import pytest
 
-from mpsoa_lab import legacy
-from mpsoa_lab.legacy import (ROUTER_CASES, CeleryConfig, Router, _get_celery_queues,
-                              compare_routers, legacy_celery_apps_factory, legacy_route)
+from mpsoa_lab.legacy import design2014 as legacy
+from mpsoa_lab.legacy.design2014 import (
+    ROUTER_CASES,
+    CeleryConfig,
+    Router,
+    _get_celery_queues,
+    compare_routers,
+    legacy_celery_apps_factory,
+    legacy_route,
+)
 
 
 def _route(queue: str, key: str) -> dict[str, str]:
@@ -21,38 +30,48 @@ def _route(queue: str, key: str) -> dict[str, str]:
 
 # -- the 2014 router ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, expected", [
-    ("mplogin.sync.register", _route("mplogin.sync", "mplogin.sync.register")),
-    ("mplogin.async.send_welcome_mail", _route("mplogin.async", "mplogin.async.send_welcome_mail")),
-    ("mpwallet.sync.get_balance", _route("mpwallet.sync", "mpwallet.sync.get_balance")),
-    ("mpledger.async.reconcile", _route("mpledger.async", "mpledger.async.reconcile")),
-    # Celery's own tasks and other names are left to Celery's default queue.
-    ("celery.ping", None),
-    ("billing.sync.charge", None),
-    # Digits are not in [a-z_]: valid Python method names are refused.
-    ("mplogin.sync.register2", None),
-    ("mpwallet.async.top_up_v2", None),
-    # Uppercase, four parts, an empty method, an unknown kind.
-    ("mplogin.sync.Register", None),
-    ("MPLOGIN.sync.register", None),
-    ("mplogin.sync.user.register", None),
-    ("mplogin.sync.", None),
-    ("mplogin.batch.register", None),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("mplogin.sync.register", _route("mplogin.sync", "mplogin.sync.register")),
+        (
+            "mplogin.async.send_welcome_mail",
+            _route("mplogin.async", "mplogin.async.send_welcome_mail"),
+        ),
+        ("mpwallet.sync.get_balance", _route("mpwallet.sync", "mpwallet.sync.get_balance")),
+        ("mpledger.async.reconcile", _route("mpledger.async", "mpledger.async.reconcile")),
+        # Celery's own tasks and other names are left to Celery's default queue.
+        ("celery.ping", None),
+        ("billing.sync.charge", None),
+        # Digits are not in [a-z_]: valid Python method names are refused.
+        ("mplogin.sync.register2", None),
+        ("mpwallet.async.top_up_v2", None),
+        # Uppercase, four parts, an empty method, an unknown kind.
+        ("mplogin.sync.Register", None),
+        ("MPLOGIN.sync.register", None),
+        ("mplogin.sync.user.register", None),
+        ("mplogin.sync.", None),
+        ("mplogin.batch.register", None),
+    ],
+)
 def test_router_routes_what_the_2014_patterns_accept(name, expected):
     assert legacy_route(name) == expected
     assert Router().route_for_task(name, args=(), kwargs={}) == expected
 
 
-@pytest.mark.parametrize("name, queue", [
-    # The unescaped '.' accepts any character; the queue is "text before the first dot" + kind.
-    ("mplogin-sync-register", "mplogin-sync-register.sync"),
-    ("mplogin_sync_register", "mplogin_sync_register.sync"),
-    ("mploginxsyncxregister", "mploginxsyncxregister.sync"),
-    ("mplogin.sync_register", "mplogin.sync"),
-    # The sync pattern matches a name that reads as async: the 'a' of async fills a dot.
-    ("mplogin_async.register", "mplogin_async.sync"),
-])
+@pytest.mark.parametrize(
+    "name, queue",
+    [
+        # The unescaped '.' accepts any character; the queue is "text before the first dot" + kind.
+        ("mplogin-sync-register", "mplogin-sync-register.sync"),
+        ("mplogin_sync_register", "mplogin_sync_register.sync"),
+        ("mploginxsyncxregister", "mploginxsyncxregister.sync"),
+        ("mplogin.sync_register", "mplogin.sync"),
+        # The sync pattern matches a name that reads as async: the 'a' of async fills a dot.
+        ("mplogin_async.register", "mplogin_async.sync"),
+    ],
+)
 def test_unescaped_dot_accepts_any_character(name, queue):
     assert legacy_route(name) == _route(queue, name)
 
@@ -88,16 +107,29 @@ def test_celery5_still_calls_route_for_task_on_a_router_object():
 
 # -- the queue table and the config --------------------------------------------------------------
 
+
 def test_queue_table_has_the_2014_shape():
     queues = _get_celery_queues()
-    assert list(queues) == ["mplogin.sync", "mplogin.async", "mpwallet.sync", "mpwallet.async",
-                            "mpledger.sync", "mpledger.async"]
+    assert list(queues) == [
+        "mplogin.sync",
+        "mplogin.async",
+        "mpwallet.sync",
+        "mpwallet.async",
+        "mpledger.sync",
+        "mpledger.async",
+    ]
     for service in legacy.LEGACY_SERVICES:
         assert queues[f"{service}.sync"] == {
-            "binding_key": f"{service}.sync.#", "exchange": service,
-            "exchange_type": "topic", "delivery_mode": 1}
+            "binding_key": f"{service}.sync.#",
+            "exchange": service,
+            "exchange_type": "topic",
+            "delivery_mode": 1,
+        }
         assert queues[f"{service}.async"] == {
-            "binding_key": f"{service}.async.#", "exchange": service, "exchange_type": "topic"}
+            "binding_key": f"{service}.async.#",
+            "exchange": service,
+            "exchange_type": "topic",
+        }
 
 
 def test_celery5_turns_the_queue_dicts_into_queues_whose_exchange_carries_delivery_mode():
@@ -114,10 +146,20 @@ def test_celery5_turns_the_queue_dicts_into_queues_whose_exchange_carries_delive
 def test_celery_config_has_the_2014_names_and_values():
     names = {k: v for k, v in vars(CeleryConfig).items() if k.isupper()}
     assert set(names) == {
-        "CELERY_ROUTES", "CELERY_ACCEPT_CONTENT", "CELERY_TASK_SERIALIZER",
-        "CELERY_RESULT_SERIALIZER", "CELERY_TIMEZONE", "CELERY_ENABLE_UTC", "CELERY_BACKEND",
-        "CELERY_QUEUE_HA_POLICY", "CELERY_DISABLE_RATE_LIMITS", "CELERY_QUEUES",
-        "BROKER_HEARTBEAT", "BROKER_HEARTBEAT_CHECKRATE", "BROKER_POOL_LIMIT"}
+        "CELERY_ROUTES",
+        "CELERY_ACCEPT_CONTENT",
+        "CELERY_TASK_SERIALIZER",
+        "CELERY_RESULT_SERIALIZER",
+        "CELERY_TIMEZONE",
+        "CELERY_ENABLE_UTC",
+        "CELERY_BACKEND",
+        "CELERY_QUEUE_HA_POLICY",
+        "CELERY_DISABLE_RATE_LIMITS",
+        "CELERY_QUEUES",
+        "BROKER_HEARTBEAT",
+        "BROKER_HEARTBEAT_CHECKRATE",
+        "BROKER_POOL_LIMIT",
+    }
     assert len(names["CELERY_ROUTES"]) == 1 and isinstance(names["CELERY_ROUTES"][0], Router)
     assert names["CELERY_ACCEPT_CONTENT"] == ["pickle", "json"]
     assert names["CELERY_TASK_SERIALIZER"] == names["CELERY_RESULT_SERIALIZER"] == "pickle"
@@ -126,18 +168,24 @@ def test_celery_config_has_the_2014_names_and_values():
     assert names["CELERY_QUEUE_HA_POLICY"] == "all"
     assert names["CELERY_DISABLE_RATE_LIMITS"] is True
     assert names["CELERY_QUEUES"] == _get_celery_queues()
-    assert (names["BROKER_HEARTBEAT"], names["BROKER_HEARTBEAT_CHECKRATE"],
-            names["BROKER_POOL_LIMIT"]) == (10, 2.0, 0)
+    assert (
+        names["BROKER_HEARTBEAT"],
+        names["BROKER_HEARTBEAT_CHECKRATE"],
+        names["BROKER_POOL_LIMIT"],
+    ) == (10, 2.0, 0)
 
 
 # -- the factory (building apps does not connect) ------------------------------------------------
 
-@pytest.mark.parametrize("app_type, scheme",
-                         [("SUBSCRIBER", "pyamqp"), ("PUBLISHER", "librabbitmq")])
+
+@pytest.mark.parametrize(
+    "app_type, scheme", [("SUBSCRIBER", "pyamqp"), ("PUBLISHER", "librabbitmq")]
+)
 def test_factory_picks_the_transport_by_app_type(app_type, scheme):
     current = celery.current_app
     sync_app, async_app = legacy_celery_apps_factory(
-        app_type, "guest:guest@sync-host:5672//", "guest:guest@async-host:5672//", "mplogin")
+        app_type, "guest:guest@sync-host:5672//", "guest:guest@async-host:5672//", "mplogin"
+    )
     assert sync_app.conf.broker_url == f"{scheme}://guest:guest@sync-host:5672//"
     assert async_app.conf.broker_url == f"{scheme}://guest:guest@async-host:5672//"
     assert (sync_app.main, async_app.main) == ("mplogin.sync_app", "mplogin.async_app")
@@ -156,17 +204,30 @@ def test_factory_ignores_results_on_the_async_app_only():
 
 #: Whether the 2014 router and the modern one agree on each of ROUTER_CASES (recorded by running).
 AGREE = {
-    "mplogin.sync.register": True, "mplogin.async.send_welcome_mail": True,
-    "mpwallet.sync.get_balance": True, "mpwallet.async.top_up": True,
-    "mpledger.sync.post_entry": True, "mpledger.async.reconcile": True,
-    "celery.ping": True, "celery.backend_cleanup": True, "billing.sync.charge": True,
-    "mplogin.sync.register2": False, "mpwallet.async.top_up_v2": False,
-    "mplogin-sync-register": False, "mplogin_sync_register": False,
-    "mploginxsyncxregister": False, "mplogin.sync_register": False,
-    "mplogin_async.register": False, "mpshop.sync.x": False, "mpshop.async.notify": False,
-    "mplogin.sync.Register": False, "MPLOGIN.sync.register": False,
-    "mplogin.sync.user.register": False, "mplogin.sync.": False,
-    "mplogin.batch.register": False, "mplogin.sync.register\n": False,
+    "mplogin.sync.register": True,
+    "mplogin.async.send_welcome_mail": True,
+    "mpwallet.sync.get_balance": True,
+    "mpwallet.async.top_up": True,
+    "mpledger.sync.post_entry": True,
+    "mpledger.async.reconcile": True,
+    "celery.ping": True,
+    "celery.backend_cleanup": True,
+    "billing.sync.charge": True,
+    "mplogin.sync.register2": False,
+    "mpwallet.async.top_up_v2": False,
+    "mplogin-sync-register": False,
+    "mplogin_sync_register": False,
+    "mploginxsyncxregister": False,
+    "mplogin.sync_register": False,
+    "mplogin_async.register": False,
+    "mpshop.sync.x": False,
+    "mpshop.async.notify": False,
+    "mplogin.sync.Register": False,
+    "MPLOGIN.sync.register": False,
+    "mplogin.sync.user.register": False,
+    "mplogin.sync.": False,
+    "mplogin.batch.register": False,
+    "mplogin.sync.register\n": False,
 }
 
 
@@ -184,17 +245,20 @@ def test_agreeing_rows_return_the_same_route_and_no_error():
             assert row["legacy"] == row["modern"]
 
 
-@pytest.mark.parametrize("name, error", [
-    ("mplogin-sync-register", "MalformedTaskName"),
-    ("mplogin.sync_register", "MalformedTaskName"),
-    ("mplogin_async.register", "MalformedTaskName"),
-    ("mpshop.sync.x", "UnknownService"),
-    ("mpshop.async.notify", "UnknownService"),
-    ("mplogin.sync.Register", "MalformedTaskName"),
-    ("mplogin.sync.user.register", "MalformedTaskName"),
-    ("mplogin.sync.", "MalformedTaskName"),
-    ("mplogin.batch.register", "MalformedTaskName"),
-])
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("mplogin-sync-register", "MalformedTaskName"),
+        ("mplogin.sync_register", "MalformedTaskName"),
+        ("mplogin_async.register", "MalformedTaskName"),
+        ("mpshop.sync.x", "UnknownService"),
+        ("mpshop.async.notify", "UnknownService"),
+        ("mplogin.sync.Register", "MalformedTaskName"),
+        ("mplogin.sync.user.register", "MalformedTaskName"),
+        ("mplogin.sync.", "MalformedTaskName"),
+        ("mplogin.batch.register", "MalformedTaskName"),
+    ],
+)
 def test_modern_router_refuses_with_a_named_error(name, error):
     (row,) = compare_routers([name])
     assert row["modern"] is None
@@ -219,8 +283,12 @@ def test_trailing_newline_is_routed_by_2014_and_refused_now():
 
 
 def test_modern_side_uses_the_router_of_the_names_kind():
-    rows = {r["task"]: r for r in compare_routers(
-        ["mplogin.sync.register", "mplogin.async.x", "celery.ping", "mplogin-sync-register"])}
+    rows = {
+        r["task"]: r
+        for r in compare_routers(
+            ["mplogin.sync.register", "mplogin.async.x", "celery.ping", "mplogin-sync-register"]
+        )
+    }
     assert rows["mplogin.sync.register"]["modern_router"] == "kind_router('sync')"
     assert rows["mplogin.async.x"]["modern_router"] == "kind_router('async')"
     assert rows["celery.ping"]["modern_router"] == "route_task"

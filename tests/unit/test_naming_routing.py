@@ -1,23 +1,27 @@
 """Task names, the modern router and the app factory: pure logic, no broker."""
+
 from __future__ import annotations
 
 import pytest
 
 from mpsoa_lab import MalformedTaskName, RoutingError, UnknownService, celery_apps_factory
-from mpsoa_lab.apps import base_config, normalize_broker_url
-from mpsoa_lab.naming import SERVICES, TaskName, parse_task_name
-from mpsoa_lab.routing import kind_router, route_task
-from mpsoa_lab.topology import binding_key, platform_queues, service_queues
+from mpsoa_lab.design.apps import base_config, normalize_broker_url
+from mpsoa_lab.design.naming import SERVICES, TaskName, parse_task_name
+from mpsoa_lab.design.routing import kind_router, route_task
+from mpsoa_lab.design.topology import binding_key, platform_queues, service_queues
 
 URL = "amqp://guest:guest@127.0.0.1:1//"  # never connected to: nothing here publishes
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("mplogin.sync.register", TaskName("mplogin", "sync", "register")),
-    ("mpwallet.async.credit", TaskName("mpwallet", "async", "credit")),
-    ("mpledger.sync.entry_count", TaskName("mpledger", "sync", "entry_count")),
-    ("mplogin.sync.register_v2", TaskName("mplogin", "sync", "register_v2")),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("mplogin.sync.register", TaskName("mplogin", "sync", "register")),
+        ("mpwallet.async.credit", TaskName("mpwallet", "async", "credit")),
+        ("mpledger.sync.entry_count", TaskName("mpledger", "sync", "entry_count")),
+        ("mplogin.sync.register_v2", TaskName("mplogin", "sync", "register_v2")),
+    ],
+)
 def test_parse_valid_names(name, expected):
     parsed = parse_task_name(name)
     assert parsed == expected
@@ -26,11 +30,22 @@ def test_parse_valid_names(name, expected):
     assert parsed.routing_key == name
 
 
-@pytest.mark.parametrize("name", [
-    "mplogin.sync", "mplogin.sync.", "mplogin.sync.register.extra", "mplogin.SYNC.register",
-    "mploginXsyncXregister", "mplogin.syncing.register", "mplogin.sync.2fa", "mp.sync.x",
-    "mplogin..register", "mplogin.sync.Register", "mplogin.sync.register\n",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mplogin.sync",
+        "mplogin.sync.",
+        "mplogin.sync.register.extra",
+        "mplogin.SYNC.register",
+        "mploginXsyncXregister",
+        "mplogin.syncing.register",
+        "mplogin.sync.2fa",
+        "mp.sync.x",
+        "mplogin..register",
+        "mplogin.sync.Register",
+        "mplogin.sync.register\n",
+    ],
+)
 def test_malformed_platform_names_raise_with_advice(name):
     with pytest.raises(MalformedTaskName) as err:
         parse_task_name(name)
@@ -54,7 +69,9 @@ def test_router_leaves_celery_tasks_to_celery():
 
 def test_router_routes_platform_tasks_by_name():
     assert route_task("mpwallet.async.credit") == {
-        "queue": "mpwallet.async", "routing_key": "mpwallet.async.credit"}
+        "queue": "mpwallet.async",
+        "routing_key": "mpwallet.async.credit",
+    }
 
 
 def test_router_raises_instead_of_falling_back():
@@ -103,7 +120,9 @@ def test_factory_returns_modern_apps():
     assert sync_app.conf.task_default_delivery_mode == "transient"
     assert async_app.conf.task_default_delivery_mode == "persistent"
     assert {q.name for q in sync_app.amqp.queues.values()} == {
-        *(f"{s}.sync" for s in SERVICES), "celery"}
+        *(f"{s}.sync" for s in SERVICES),
+        "celery",
+    }
 
 
 def test_factory_routes_through_celery_router():
@@ -118,10 +137,13 @@ def test_factory_routes_through_celery_router():
         async_app.amqp.router.route({}, "mpwallet.async.credit.now")
 
 
-@pytest.mark.parametrize("kwargs,error", [
-    (dict(app_type="CONSUMER", service_name="mplogin"), ValueError),
-    (dict(app_type="PUBLISHER", service_name="mpshop"), UnknownService),
-])
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        (dict(app_type="CONSUMER", service_name="mplogin"), ValueError),
+        (dict(app_type="PUBLISHER", service_name="mpshop"), UnknownService),
+    ],
+)
 def test_factory_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error):
         celery_apps_factory(sync_broker_url=URL, async_broker_url=URL, **kwargs)

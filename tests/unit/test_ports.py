@@ -1,4 +1,5 @@
 """Port reservations: a live one is never handed out twice, in one process or across several."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -12,10 +13,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mpsoa_lab.errors import LabError
-from mpsoa_lab.ports import (CLI_DIST_PORT_OFFSET, CLI_DIST_PORT_SPAN, DIST_PORTS, SERVICE_PORTS,
-                             PortAllocator, PortsExhausted, default_registry, is_eaddrinuse)
-from mpsoa_lab.util import wait_until
+from mpsoa_lab.plumbing.errors import LabError
+from mpsoa_lab.plumbing.ports import (
+    CLI_DIST_PORT_OFFSET,
+    CLI_DIST_PORT_SPAN,
+    DIST_PORTS,
+    SERVICE_PORTS,
+    PortAllocator,
+    PortsExhausted,
+    default_registry,
+    is_eaddrinuse,
+)
+from mpsoa_lab.plumbing.util import wait_until
 
 LOW, HIGH = SERVICE_PORTS
 
@@ -73,9 +82,12 @@ def test_processes_reserving_at_once_get_distinct_ports(allocator):
     ctx = multiprocessing.get_context("spawn")
     start, done, out = ctx.Event(), ctx.Event(), ctx.Queue()
     low, high = LOW + 1000, LOW + 1400  # 200 of 400 ports: picks collide often
-    procs = [ctx.Process(target=_reserve_many,
-                         args=(str(allocator.registry), low, high, 50, start, done, out))
-             for _ in range(4)]
+    procs = [
+        ctx.Process(
+            target=_reserve_many, args=(str(allocator.registry), low, high, 50, start, done, out)
+        )
+        for _ in range(4)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -113,8 +125,9 @@ def test_a_reservation_by_a_dead_process_is_reused_at_once(allocator):
     port = free_block(allocator, 1)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_reserve_and_exit,
-                       args=(str(allocator.registry), port, port + 1, out))
+    proc = ctx.Process(
+        target=_reserve_and_exit, args=(str(allocator.registry), port, port + 1, out)
+    )
     proc.start()
     assert out.get(timeout=60) == [port]
     proc.join(timeout=30)
@@ -199,26 +212,32 @@ def test_the_ranges_stay_below_the_ephemeral_range_and_apart():
     assert cli_high < first_ephemeral
 
 
-@pytest.mark.parametrize("line", [
-    "2026-11-24 08:38:49.198085+00:00 [error] <0.766.0> Failed to start Ranch listener "
-    "{acceptor,{127,0,0,1},24403} for reason eaddrinuse (address already in use)",
-    "{listen_error,{acceptor,{127,0,0,1},24403},eaddrinuse}",
-    "OSError: [Errno 98] Address already in use",
-    "ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 22001): "
-    "address already in use",
-    "[ALERT]    (12345) : Starting frontend http: cannot bind socket (Address already in use) "
-    "[127.0.0.1:22002]",
-    "epmd: Fri Nov 27 15:29:50 2026: there is already a epmd running at port 22003",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-11-24 08:38:49.198085+00:00 [error] <0.766.0> Failed to start Ranch listener "
+        "{acceptor,{127,0,0,1},24403} for reason eaddrinuse (address already in use)",
+        "{listen_error,{acceptor,{127,0,0,1},24403},eaddrinuse}",
+        "OSError: [Errno 98] Address already in use",
+        "ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 22001): "
+        "address already in use",
+        "[ALERT]    (12345) : Starting frontend http: cannot bind socket (Address already in use) "
+        "[127.0.0.1:22002]",
+        "epmd: Fri Nov 27 15:29:50 2026: there is already a epmd running at port 22003",
+    ],
+)
 def test_eaddrinuse_is_recognised(line):
     assert is_eaddrinuse(line)
 
 
-@pytest.mark.parametrize("line", [
-    "2026-11-24 08:38:49.198085+00:00 [info] <0.223.0> started TCP listener on 127.0.0.1:24403",
-    "ConnectionRefusedError: [Errno 111] Connection refused",
-    "OSError: [Errno 980] something else",
-    "",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-11-24 08:38:49.198085+00:00 [info] <0.223.0> started TCP listener on 127.0.0.1:24403",
+        "ConnectionRefusedError: [Errno 111] Connection refused",
+        "OSError: [Errno 980] something else",
+        "",
+    ],
+)
 def test_other_output_is_not_eaddrinuse(line):
     assert not is_eaddrinuse(line)

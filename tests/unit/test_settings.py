@@ -1,12 +1,13 @@
 """Settings from the environment, URL redaction, and the errors for a missing server."""
+
 from __future__ import annotations
 
 import pytest
 
 from mpsoa_lab import RabbitMQNotInstalled
-from mpsoa_lab import install as install_mod
-from mpsoa_lab.node import free_port
-from mpsoa_lab.settings import load, management_url_for, redact_url, strip_credentials
+from mpsoa_lab.plumbing import install as install_mod
+from mpsoa_lab.plumbing.node import free_port
+from mpsoa_lab.plumbing.settings import load, management_url_for, redact_url, strip_credentials
 
 
 def test_defaults_start_own_nodes(tmp_path):
@@ -22,8 +23,12 @@ def test_default_home_is_a_cache_dir(tmp_path):
 
 
 def test_urls_from_the_environment():
-    settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:secret@s:5673//",
-                     "MPSOA_ASYNC_BROKER_URL": "amqp://u:secret@a:5674//"})
+    settings = load(
+        {
+            "MPSOA_SYNC_BROKER_URL": "amqp://u:secret@s:5673//",
+            "MPSOA_ASYNC_BROKER_URL": "amqp://u:secret@a:5674//",
+        }
+    )
     assert settings.external
     assert settings.broker_url("async") == "amqp://u:secret@a:5674//"
     assert settings.management_url("sync") == "http://u:secret@s:15672/"
@@ -43,9 +48,13 @@ def test_storage_follows_the_space_whatever_the_brokers(tmp_path):
 
 
 def test_explicit_management_url_wins():
-    settings = load({"MPSOA_SYNC_BROKER_URL": "amqp://u:p@s:5673//",
-                     "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a:5674//",
-                     "MPSOA_SYNC_MANAGEMENT_URL": "http://u:p@localhost:15673/"})
+    settings = load(
+        {
+            "MPSOA_SYNC_BROKER_URL": "amqp://u:p@s:5673//",
+            "MPSOA_ASYNC_BROKER_URL": "amqp://u:p@a:5674//",
+            "MPSOA_SYNC_MANAGEMENT_URL": "http://u:p@localhost:15673/",
+        }
+    )
     assert settings.management_url("sync") == "http://u:p@localhost:15673/"
 
 
@@ -77,7 +86,9 @@ def test_missing_server_says_how_to_install(monkeypatch):
 
 
 def test_explicit_server_path_must_exist():
-    with pytest.raises(RabbitMQNotInstalled, match="MPSOA_RABBITMQ_SERVER='/nonexistent/rabbitmq-server'"):
+    with pytest.raises(
+        RabbitMQNotInstalled, match="MPSOA_RABBITMQ_SERVER='/nonexistent/rabbitmq-server'"
+    ):
         install_mod.find_rabbitmq_server("/nonexistent/rabbitmq-server")
 
 
@@ -87,11 +98,16 @@ def test_free_ports_are_distinct_and_below_the_ephemeral_range():
     assert all(20000 <= p < 32768 for p in ports)  # below the ephemeral range
 
 
-@pytest.mark.parametrize("env, says", [
-    ({"MPSOA_START_TIMEOUT": "abc"}, "MPSOA_START_TIMEOUT='abc' is not a number of seconds"),
-    ({"MPSOA_SYNC_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
-     "MPSOA_SYNC_BROKER_URL is set but MPSOA_ASYNC_BROKER_URL is not"),
-])
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        ({"MPSOA_START_TIMEOUT": "abc"}, "MPSOA_START_TIMEOUT='abc' is not a number of seconds"),
+        (
+            {"MPSOA_SYNC_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
+            "MPSOA_SYNC_BROKER_URL is set but MPSOA_ASYNC_BROKER_URL is not",
+        ),
+    ],
+)
 @pytest.mark.parametrize("command", ["status", "up", "env"])
 def test_cli_says_what_setting_is_wrong_in_one_line(tmp_path, env, says, command):
     import os
@@ -99,9 +115,13 @@ def test_cli_says_what_setting_is_wrong_in_one_line(tmp_path, env, says, command
     import sys
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MPSOA_")}
-    result = subprocess.run([sys.executable, "-m", "mpsoa_lab", command], capture_output=True,
-                            text=True, timeout=60,
-                            env={**clean, "MPSOA_LAB_HOME": str(tmp_path), **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "mpsoa_lab", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "MPSOA_LAB_HOME": str(tmp_path), **env},
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -1,7 +1,8 @@
 """A service's SQLite storage: counts, the execution log, and a reset that really resets."""
+
 from __future__ import annotations
 
-from mpsoa_lab.services.storage import Storage
+from mpsoa_lab.design.services.storage import Storage
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT);"
 

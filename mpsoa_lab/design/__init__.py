@@ -1,0 +1,56 @@
+"""Layer 3, the design itself: task names, topology, router, app factory, result backend, services.
+
+It imports from :mod:`mpsoa_lab.plumbing` and :mod:`mpsoa_lab.observe`, never from the running
+lab: a service started by ``celery -A mpsoa_lab.design.services.<service>.<kind>_app`` finds the
+brokers through the state file (:mod:`mpsoa_lab.plumbing.state`).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+#: The layer's public names and the module of each: ``from mpsoa_lab.design import X`` imports
+#: that module on first use only (a worker that needs one module does not load the others).
+_EXPORTS = {
+    "PLATFORM_PREFIX": "naming",
+    "TASK_NAME_PATTERN": "naming",
+    "SERVICES": "naming",
+    "KINDS": "naming",
+    "TaskName": "naming",
+    "is_platform_name": "naming",
+    "parse_task_name": "naming",
+    "queue_name": "naming",
+    "service_exchange": "topology",
+    "service_queues": "topology",
+    "platform_queues": "topology",
+    "binding_key": "topology",
+    "declare": "topology",
+    "route_task": "routing",
+    "kind_router": "routing",
+    "make_router": "routing",
+    "APP_TYPES": "apps",
+    "celery_apps_factory": "apps",
+    "base_config": "apps",
+    "normalize_broker_url": "apps",
+    "RPCBackend": "rpc_backend",
+    "ResultConsumer": "rpc_backend",
+    "DECLARE_RETRY_POLICY": "rpc_backend",
+    "BACKEND": "rpc_backend",
+    "draw_architecture": "architecture",
+    "what_the_edge_must_know": "architecture",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

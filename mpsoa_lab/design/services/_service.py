@@ -1,0 +1,125 @@
+"""What every service module shares: its two apps, its storage, and a task base class.
+
+A service module does, at import::
+
+    service = Service("mplogin", schema=...)
+    sync_app, async_app = service.sync_app, service.async_app
+
+so that ``celery -A mpsoa_lab.design.services.mplogin.sync_app worker -Q mplogin.sync`` works from a
+terminal. The broker URLs come from ``MPSOA_SYNC_BROKER_URL`` / ``MPSOA_ASYNC_BROKER_URL`` or,
+when those are not set, from the lab running under ``MPSOA_LAB_HOME``.
+
+``MPSOA_CELERY_CONFIG`` (a JSON object of Celery 5 settings, e.g.
+``{"task_acks_late": true, "worker_prefetch_multiplier": 1}``) is applied on top of the
+factory's configuration: that is how the lab starts one worker with late acks and another
+without, from the same service module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from ...observe.tracing import connect_worker_from_env
+from ...plumbing import settings as settings_mod
+from ...plumbing.errors import BrokerNotConfigured
+from ...plumbing.state import running_lab_urls
+from ..apps import celery_apps_factory
+from .storage import Storage
+
+__all__ = ["Service", "broker_urls", "config_overrides", "CONFIG_ENV"]
+
+#: Environment variable holding Celery settings (JSON) applied on top of the factory's.
+CONFIG_ENV = "MPSOA_CELERY_CONFIG"
+
+
+def config_overrides() -> dict[str, Any]:
+    """The Celery settings given in ``MPSOA_CELERY_CONFIG``, checked against Celery's own names."""
+    from celery.app.defaults import SETTING_KEYS
+
+    raw = os.environ.get(CONFIG_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        overrides = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{CONFIG_ENV} is not valid JSON ({exc}): {raw!r}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{CONFIG_ENV} must be a JSON object of Celery settings, not {raw!r}")
+    unknown = sorted(set(overrides) - set(SETTING_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{CONFIG_ENV} names settings Celery 5 does not have: {', '.join(unknown)} "
+            "(use the lowercase names, e.g. task_acks_late)"
+        )
+    return overrides
+
+
+def broker_urls() -> tuple[str, str]:
+    """``(sync_url, async_url)`` for the services, or a clear :class:`BrokerNotConfigured`."""
+    settings = settings_mod.load()
+    if settings.external:
+        return settings.sync_broker_url, settings.async_broker_url
+    urls = running_lab_urls(settings)
+    if urls:
+        return urls["sync"], urls["async"]
+    raise BrokerNotConfigured(
+        f"No broker for the services: no lab is running under {settings.home} and "
+        "MPSOA_SYNC_BROKER_URL / MPSOA_ASYNC_BROKER_URL are not set. Start the lab first "
+        "(`python -m mpsoa_lab up` in a terminal, or `mpsoa_lab.up()` in a notebook), or "
+        "export both URLs, e.g. MPSOA_SYNC_BROKER_URL=amqp://guest:guest@localhost:5672//."
+    )
+
+
+class Service:
+    """The two Celery apps and the storage of one service."""
+
+    def __init__(self, name: str, schema: str):
+        self.name = name
+        sync_url, async_url = broker_urls()
+        self.storage = Storage(settings_mod.load().data_dir / f"{name}.sqlite3", schema)
+        self.sync_app, self.async_app = celery_apps_factory("SUBSCRIBER", sync_url, async_url, name)
+        overrides = config_overrides()
+        for app in (self.sync_app, self.async_app):
+            app.conf.update(overrides)
+            app.Task = self._task_class(app)
+        # A worker started with start_worker(..., trace=True) records every task it runs.
+        connect_worker_from_env()
+
+    def _task_class(self, app: Celery) -> type[Task]:
+        storage = self.storage
+
+        class ServiceTask(app.Task):  # type: ignore[name-defined,misc]
+            """Records every execution in the service's storage."""
+
+            abstract = True
+
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                started, ok = time.time(), False
+                try:
+                    result = super().__call__(*args, **kwargs)
+                    ok = True
+                    return result
+                finally:
+                    storage.record_execution(
+                        self.request.id,
+                        self.name,
+                        self.request.hostname,
+                        os.getpid(),
+                        started,
+                        time.time(),
+                        ok,
+                    )
+
+        return ServiceTask
+
+    def tasks(self) -> dict[str, Task]:
+        """The platform tasks this service defines, by name."""
+        found = {}
+        for app in (self.sync_app, self.async_app):
+            found.update({n: t for n, t in app.tasks.items() if n.startswith(self.name + ".")})
+        return dict(sorted(found.items()))

@@ -1,0 +1,104 @@
+"""``mpwallet``: one wallet per user, with a balance in cents.
+
+=============================  =====  =================================================
+Task                           Kind   What it does
+=============================  =====  =================================================
+``mpwallet.sync.open_wallet``  sync   opens the user's wallet (again: returns the same)
+``mpwallet.sync.get_balance``  sync   the wallet's balance in cents
+``mpwallet.sync.deposit``      sync   adds money; returns the new balance
+``mpwallet.async.credit``      async  adds money, fire and forget
+=============================  =====  =================================================
+
+``deposit`` and ``credit`` are *not* idempotent: run twice, they add twice. The ledger
+(:mod:`mpsoa_lab.design.services.mpledger`) shows the idempotent way.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._service import Service
+
+__all__ = [
+    "service",
+    "sync_app",
+    "async_app",
+    "open_wallet",
+    "get_balance",
+    "deposit",
+    "credit",
+    "WalletNotFound",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS wallets (
+    user_id INTEGER PRIMARY KEY, balance_cents INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS movements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, amount_cents INTEGER NOT NULL,
+    via TEXT NOT NULL, at REAL NOT NULL
+);
+"""
+
+service = Service("mpwallet", SCHEMA)
+sync_app, async_app = service.sync_app, service.async_app
+
+
+class WalletNotFound(LookupError):
+    """The user has no wallet."""
+
+
+def _check_amount(amount_cents: int) -> None:
+    if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or amount_cents <= 0:
+        raise ValueError(f"amount_cents must be a positive integer, not {amount_cents!r}")
+
+
+def _add(user_id: int, amount_cents: int, via: str) -> int:
+    _check_amount(amount_cents)
+    with service.storage.connect() as db:
+        cur = db.execute(
+            "UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?",
+            (amount_cents, user_id),
+        )
+        if cur.rowcount == 0:
+            raise WalletNotFound(
+                f"user {user_id} has no wallet; call mpwallet.sync.open_wallet first"
+            )
+        db.execute(
+            "INSERT INTO movements (user_id, amount_cents, via, at) VALUES (?, ?, ?, ?)",
+            (user_id, amount_cents, via, time.time()),
+        )
+        return db.execute(
+            "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
+
+
+@sync_app.task(name="mpwallet.sync.open_wallet")
+def open_wallet(user_id: int) -> dict:
+    with service.storage.connect() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO wallets (user_id, balance_cents, created) VALUES (?, 0, ?)",
+            (user_id, time.time()),
+        )
+        row = db.execute(
+            "SELECT user_id, balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+        ).fetchone()
+    return dict(row)
+
+
+@sync_app.task(name="mpwallet.sync.get_balance")
+def get_balance(user_id: int) -> int:
+    rows = service.storage.query("SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,))
+    if not rows:
+        raise WalletNotFound(f"user {user_id} has no wallet")
+    return rows[0]["balance_cents"]
+
+
+@sync_app.task(name="mpwallet.sync.deposit")
+def deposit(user_id: int, amount_cents: int) -> int:
+    return _add(user_id, amount_cents, "deposit")
+
+
+@async_app.task(name="mpwallet.async.credit")
+def credit(user_id: int, amount_cents: int) -> None:
+    _add(user_id, amount_cents, "credit")

@@ -1,0 +1,39 @@
+"""Layer 6, experiments: fault scenarios and what tracing costs; the benchmark is
+:mod:`mpsoa_lab.bench`, in the same layer.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+#: The layer's public names and the module of each: ``from mpsoa_lab.experiments import X`` imports
+#: that module on first use only (a worker that needs one module does not load the others).
+_EXPORTS = {
+    "Scenario": "faults",
+    "restored": "faults",
+    "restart_nodes": "faults",
+    "drop_pooled_connections": "faults",
+    "Tally": "faults",
+    "tally": "faults",
+    "queued_task_ids": "faults",
+    "wait_started": "faults",
+    "freeze_main_process": "faults",
+    "negotiated_heartbeat": "faults",
+    "record_cost": "tracing_cost",
+    "measure_overhead": "tracing_cost",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

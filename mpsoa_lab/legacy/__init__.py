@@ -1,0 +1,41 @@
+"""Layer 5, the 2014 code and its audit: the original router and settings, run on a real broker."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+#: The layer's public names and the module of each: ``from mpsoa_lab.legacy import X`` imports
+#: that module on first use only (a worker that needs one module does not load the others).
+_EXPORTS = {
+    "LEGACY_SERVICES": "design2014",
+    "LEGACY_SYNC_PATTERN": "design2014",
+    "LEGACY_ASYNC_PATTERN": "design2014",
+    "Router": "design2014",
+    "CeleryConfig": "design2014",
+    "legacy_celery_apps_factory": "design2014",
+    "legacy_route": "design2014",
+    "modern_route": "design2014",
+    "compare_routers": "design2014",
+    "ROUTER_CASES": "design2014",
+    "STATUSES": "audit",
+    "audit_legacy_settings": "audit",
+    "observe_legacy_on_broker": "audit",
+    "probe_mixed_names": "audit",
+    "run_celery_upgrade_settings": "upgrade",
+    "legacy_settings_source": "upgrade",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -1,0 +1,52 @@
+"""Layer 2, observation: per-message tracing, latency figures, queue depth, pictures of runs.
+
+It reads what the broker and Celery report; it imports only from :mod:`mpsoa_lab.plumbing`,
+so the design's services can record their messages with it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+#: The layer's public names and the module of each: ``from mpsoa_lab.observe import X`` imports
+#: that module on first use only (a worker that needs one module does not load the others).
+_EXPORTS = {
+    "TRACE_ENV": "tracing",
+    "HEADER": "tracing",
+    "EVENTS": "tracing",
+    "trace_dir": "tracing",
+    "TraceWriter": "tracing",
+    "Tracer": "tracing",
+    "TaskTrace": "tracing",
+    "connect_worker": "tracing",
+    "connect_worker_from_env": "tracing",
+    "read_records": "tracing",
+    "collect": "tracing",
+    "PERCENTILES": "latency",
+    "CallerRun": "latency",
+    "ecdf": "latency",
+    "max_overlap": "latency",
+    "percentile": "latency",
+    "run_callers": "latency",
+    "summarize": "latency",
+    "QueueMonitor": "monitor",
+    "plot_depth": "monitor",
+    "plot_timeline": "timeline",
+    "draw_topology": "diagram",
+    "layout": "diagram",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

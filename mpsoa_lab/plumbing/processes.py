@@ -1,0 +1,154 @@
+"""Processes the lab starts: who they are, how to stop them, and how to find leftovers.
+
+Every process the lab starts runs in a process group of its own (so a kill reaches its
+children too) and carries :data:`MANAGED_MARK` in its environment, set to the lab home, so that
+anything left behind can be found by it (``managed_processes(home)``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+__all__ = ["ManagedProcess", "MANAGED_MARK", "clean_env", "managed_processes", "spawn"]
+
+#: Set in the environment of every process the lab starts, so a leak can be found by it.
+MANAGED_MARK = "MPSOA_LAB_MANAGED"
+
+
+def clean_env(home: Path | str | None = None) -> dict[str, str]:
+    """The caller's environment without RabbitMQ or Erlang settings that would leak into a node,
+    marked with :data:`MANAGED_MARK` (the lab home) so leftovers can be found."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RABBITMQ_", "ERL_", "MPSOA_SYNC_", "MPSOA_ASYNC_"))
+    }
+    if home is not None:
+        env[MANAGED_MARK] = str(home)
+    return env
+
+
+def managed_processes(home: Path | str) -> list[psutil.Process]:
+    """Processes running now that the lab under ``home`` started (and their children)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MANAGED_MARK) == str(home):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+@dataclass
+class ManagedProcess:
+    """A process the lab started: pid plus start time, so a reused pid is never mistaken for it."""
+
+    name: str
+    pid: int
+    create_time: float
+    owner: int | None = None  # pid whose death ends this process; None: lives as long as the lab
+
+    @classmethod
+    def from_popen(
+        cls, name: str, proc: subprocess.Popen, owner: int | None = None
+    ) -> ManagedProcess:
+        return cls(name, proc.pid, psutil.Process(proc.pid).create_time(), owner)
+
+    def process(self) -> psutil.Process | None:
+        try:
+            proc = psutil.Process(self.pid)
+            if (
+                abs(proc.create_time() - self.create_time) > 0.5
+                or proc.status() == psutil.STATUS_ZOMBIE
+            ):
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def is_running(self) -> bool:
+        return self.process() is not None
+
+    def send(self, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to this process only, or with ``group=True`` to the whole process group
+        it leads (start_new_session=True): its children too."""
+        if self.process() is None:
+            return
+        try:
+            (os.killpg if group else os.kill)(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (children included)."""
+        self.send(sig, group=True)
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                _reap(self.pid)
+                return True
+            _reap(self.pid)
+            time.sleep(0.05)
+        return not self.is_running()
+
+    def terminate(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Ask the process to stop and let it stop its children its own way (a Celery worker
+        finishes the tasks in hand: signalling its pool processes too would kill them mid-task);
+        after ``timeout`` seconds, or once it is gone, SIGKILL whatever is left of its group."""
+        self.send(sig)
+        if not self.wait_gone(timeout):
+            self.signal_group(signal.SIGKILL)
+            self.wait_gone(5.0)
+        self.kill_stragglers()
+
+    def kill_stragglers(self) -> None:
+        """SIGKILL any process left in the group after its leader has gone."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "create_time": self.create_time,
+            "owner": self.owner,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManagedProcess:
+        return cls(data["name"], data["pid"], data["create_time"], data.get("owner"))
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

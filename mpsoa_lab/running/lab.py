@@ -1,0 +1,628 @@
+"""The running lab: the design's two brokers (sync and async), found again through a state file.
+
+``mpsoa_lab.up()`` either attaches to the lab that is already running under ``MPSOA_LAB_HOME``
+or starts one: an ``epmd`` and one RabbitMQ node per broker role, plus a *reaper*, a small
+watchdog process. Every process that uses the lab registers as a *holder*; when the last holder
+is gone (a notebook kernel ended, crashed or was restarted; a test session finished) the reaper
+stops everything the lab started, so nothing outlives it. Brokers given by URL
+(``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL``) are used as they are: the lab then
+starts nothing and stops nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ..plumbing import settings as settings_mod
+from ..plumbing.component import Component, component_from_dict, stop_components
+from ..plumbing.errors import BrokerUnreachable, NeedsLabNode
+from ..plumbing.install import find_rabbitmq_server
+from ..plumbing.node import Epmd, RabbitMQNode
+from ..plumbing.processes import MANAGED_MARK, ManagedProcess
+from ..plumbing.settings import (
+    DEFAULT_SPACE,
+    ROLES,
+    Settings,
+    redact_url,
+    strip_credentials,
+    with_vhost,
+)
+from ..plumbing.state import StateFile, running_lab_urls
+
+__all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls", "teardown", "close_spaces"]
+
+STATE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One broker of the design: where to reach it, and the node behind it if the lab runs it."""
+
+    role: str
+    #: The AMQP URL of this process's space on the broker (its own vhost on a lab node).
+    url: str
+    management_url: str | None
+    node: RabbitMQNode | None = None
+    #: The vhost of this process's space (None: a broker given by URL, used as it is).
+    vhost: str | None = None
+    #: The broker's URL at its default vhost ``/``.
+    node_url: str | None = None
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Broker {self.role} {self.safe_url}{' (lab node)' if self.node else ' (external)'}>"
+        )
+
+
+def check_broker(url: str, timeout: float = 5.0) -> None:
+    """Open and close one AMQP connection, or raise :class:`BrokerUnreachable` within ``timeout``."""
+    from kombu import Connection
+
+    started = time.monotonic()
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - every cause ends in the same advice
+        raise BrokerUnreachable(
+            f"The broker at {redact_url(url)} did not accept an AMQP connection "
+            f"({type(exc).__name__}: {exc}; gave up after {time.monotonic() - started:.1f} s). "
+            "Check that it is running and that host, port, user and password are right; "
+            "unset MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to let the lab start "
+            "its own nodes."
+        ) from None
+
+
+def _components(state: dict[str, Any]) -> list[Component]:
+    return [component_from_dict(data) for data in state.get("components", {}).values()]
+
+
+def teardown(state: dict[str, Any], timeout: float = 30.0) -> None:
+    """Stop every component a state file records: workers and apps, then nodes, then epmd.
+
+    Each group is asked to stop at once and waited for together (a node takes seconds to
+    shut down); whatever is still there at the deadline is killed; their ports are released.
+    """
+    stop_components(_components(state), timeout)
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (not merely a process that imported IPython)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _space_name() -> str:
+    """A space name for this process: the notebook's name when Jupyter gives it, and the pid."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    program = Path(sys.argv[0] if sys.argv else "")
+    if program.stem == "__main__":  # python -m package: the package's name
+        program = program.parent
+    slug = Path(session).stem if session else ("kernel" if _in_kernel() else program.stem)
+    slug = re.sub(r"[^A-Za-z0-9_]+", "-", slug).strip("-")[:40] or "python"
+    return f"{slug}-{os.getpid()}"
+
+
+class Lab:
+    """A handle on the running lab. Get one with :func:`up`."""
+
+    def __init__(self, settings: Settings, state: dict[str, Any], started_here: bool):
+        self.settings = settings
+        self._state_file = StateFile(settings.home)
+        self._state = state
+        self.started_here = started_here
+        self.nodes: dict[str, RabbitMQNode] = {}
+        self._load_nodes(state)
+        vhost = settings.vhost
+        self.brokers: dict[str, Broker] = {
+            role: Broker(
+                role,
+                b["url"] if self.external else with_vhost(b["url"], vhost),
+                b.get("management_url"),
+                self.nodes.get(role),
+                vhost=None if self.external else vhost,
+                node_url=b["url"],
+            )
+            for role, b in state["brokers"].items()
+        }
+
+    def _load_nodes(self, state: dict[str, Any]) -> None:
+        for role, key in state.get("nodes", {}).items():
+            data = state.get("components", {}).get(key)
+            if data is None:
+                continue
+            fresh = RabbitMQNode.from_dict(data)
+            if role in self.nodes:  # keep the handle every Broker shares; point it at the new pid
+                self.nodes[role].process = fresh.process
+            else:
+                self.nodes[role] = fresh
+
+    # -- the design's two brokers ------------------------------------------------------------
+    @property
+    def sync(self) -> Broker:
+        return self.brokers["sync"]
+
+    @property
+    def async_(self) -> Broker:
+        return self.brokers["async"]
+
+    @property
+    def external(self) -> bool:
+        return bool(self._state.get("external"))
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def space(self) -> str:
+        """This process's space: its own vhost on each node and its own service storage."""
+        return self.settings.space
+
+    @property
+    def space_home(self) -> Path:
+        return self.settings.space_home
+
+    def __repr__(self) -> str:
+        kind = "external brokers" if self.external else f"{len(self.nodes)} lab nodes"
+        return (
+            f"<Lab {self.home} ({kind}, space {self.space!r}): "
+            f"{', '.join(map(repr, self.brokers.values()))}>"
+        )
+
+    def describe(self) -> list[dict[str, str]]:
+        """What runs where: one row per broker, without passwords."""
+        rows = []
+        for role, broker in self.brokers.items():
+            node = broker.node
+            mgmt = broker.management_url
+            rows.append(
+                {
+                    "role": role,
+                    "amqp": broker.safe_url,
+                    "vhost": broker.vhost or "(the URL's)",
+                    "management UI": strip_credentials(mgmt) if mgmt else "-",
+                    "node": node.nodename if node else "(not started by the lab)",
+                    "data and logs": (
+                        "$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home))
+                    )
+                    if node
+                    else "-",
+                }
+            )
+        return rows
+
+    # -- holders and components --------------------------------------------------------------
+    def hold(self, pid: int | None = None) -> None:
+        self._state_file.add_holder(pid or os.getpid())
+
+    def release(self, pid: int | None = None) -> None:
+        """Stop using the lab; the reaper stops it when nobody else uses it."""
+        self._state_file.remove_holder(pid or os.getpid())
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        with self._state_file.lock():
+            state = self._state_file.read() or self._state
+            change(state)
+            self._state_file.write(state)
+            self._state = state
+
+    def record(self, component: Component) -> None:
+        """Record a component the lab started (a worker, an app), so that it is stopped with
+        the lab, or by the reaper as soon as its owner is gone."""
+        self._update(
+            lambda state: state.setdefault("components", {}).__setitem__(
+                component.key, component.to_dict()
+            )
+        )
+
+    def forget(self, component: Component) -> None:
+        """Remove a component that has stopped from the state file."""
+        self._update(lambda state: state.setdefault("components", {}).pop(component.key, None))
+
+    def components(self, type_: str | None = None) -> list[Component]:
+        """The components the state file records now (of one ``type_``, or all)."""
+        state = self._state_file.read() or self._state
+        return [c for c in _components(state) if type_ is None or c.TYPE == type_]
+
+    def down(self) -> None:
+        """Stop every process the lab started, now, whoever else holds it.
+
+        Brokers given by URL are left alone: the lab did not start them.
+        """
+        with self._state_file.lock():
+            state = self._state_file.read() or self._state
+            reaper = state.get("reaper")
+            if reaper:
+                ManagedProcess.from_dict(reaper).terminate(5.0)
+            teardown(state)
+            self._state_file.remove()
+            shutil.rmtree(self._state_file.holders, ignore_errors=True)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def save(self) -> None:
+        """Write node handles back to the state file (after a restart changed a pid)."""
+
+        def change(state: dict[str, Any]) -> None:
+            for node in self.nodes.values():
+                state.setdefault("components", {})[node.key] = node.to_dict()
+
+        self._update(change)
+
+    def prepare_topology(self, purge: bool = True) -> dict[str, int]:
+        """Declare the platform's queues of each kind on that kind's broker; empty them.
+
+        Returns the number of messages purged from each queue (what earlier runs left).
+        """
+        from kombu import Connection
+
+        from ..design.topology import declare, platform_queues
+
+        purged = {}
+        for role, broker in self.brokers.items():
+            queues = platform_queues(kinds=(role,))
+            with Connection(broker.url) as conn:
+                declare(conn, queues)
+                if purge:
+                    for queue in queues:
+                        purged[queue.name] = conn.default_channel.queue_purge(queue.name) or 0
+        return purged
+
+    def refresh(self) -> None:
+        """Point the node handles at the processes the state file names now.
+
+        Another process using the same lab (a notebook kernel, the test session) may have
+        restarted a node since this handle was made; acting on the stale pid would start a
+        second node on the same name and ports.
+        """
+        state = self._state_file.read()
+        if not state:
+            return
+        self._load_nodes(state)
+        self._state = state
+
+    # -- acting on nodes: only on nodes the lab runs, and with the lab to oneself ------------
+    def node(self, role: str, action: str = "act on") -> RabbitMQNode:
+        """The node behind the ``role`` broker, or :class:`NeedsLabNode` for brokers given by URL."""
+        if role not in self.brokers:
+            raise ValueError(f"no broker role {role!r}; the design has {', '.join(self.brokers)}")
+        node = self.nodes.get(role)
+        if node is None:
+            raise NeedsLabNode(
+                f"Cannot {action} the {role} broker: it is given by URL "
+                f"({self.brokers[role].safe_url}), and only a RabbitMQ node the lab runs can be "
+                "restarted, stopped, killed or reconfigured from here. Unset "
+                "MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to let the lab start its own."
+            )
+        return node
+
+    def needs_nodes(self, action: str = "act on its nodes") -> None:
+        """Raise :class:`NeedsLabNode` unless the lab runs its own nodes."""
+        for role in self.brokers:
+            self.node(role, action)
+
+    def exclusive(self, reason: str) -> contextlib.AbstractContextManager[None]:
+        """Have the lab to oneself while ``reason`` (a restart, a kill, a flood) lasts: other
+        processes' exclusive sections wait, and this one says which one it waits for."""
+        return _exclusive(self._state_file.home, reason, self.space)
+
+    def restart_node(self, role: str) -> RabbitMQNode:
+        """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
+        node = self.node(role, "restart")
+        with self.exclusive(f"restarts the {role} broker"):
+            self.refresh()
+            node.restart(self.settings.start_timeout)
+            self.save()
+        return node
+
+    def start_node(self, role: str) -> RabbitMQNode:
+        node = self.node(role, "start")
+        with self.exclusive(f"starts the {role} broker"):
+            self.refresh()
+            node.start(self.settings.start_timeout)
+            self.save()
+        return node
+
+    def stop_node(self, role: str) -> None:
+        """Graceful stop of one broker's node (data kept); ``start_node`` brings it back."""
+        node = self.node(role, "stop")
+        with self.exclusive(f"stops the {role} broker"):
+            self.refresh()
+            node.stop()
+
+    def kill_node(self, role: str) -> None:
+        """SIGKILL to one broker's node: a crash. ``start_node`` brings it back."""
+        node = self.node(role, "kill")
+        with self.exclusive(f"kills the {role} broker"):
+            self.refresh()
+            node.kill()
+
+
+_exclusive_depth: dict[str, int] = {}
+_exclusive_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(home: Path, reason: str, who: str) -> Iterator[None]:
+    """An exclusive lock on the lab (re-entrant within a process), naming its holder."""
+    key = str(home)
+    with _exclusive_guard:  # held by this process already (another thread, or a nested call)
+        nested = bool(_exclusive_depth.get(key))
+        if nested:
+            _exclusive_depth[key] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _exclusive_guard:
+                _exclusive_depth[key] -= 1
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    info = home / "exclusive.json"
+    with open(home / "exclusive.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(info.read_text())
+                since = time.time() - holder.get("since", time.time())
+                print(
+                    f"Waiting for {holder.get('who')}: it {holder.get('reason')} "
+                    f"(for {since:.0f} s so far); this section needs the lab to itself.",
+                    flush=True,
+                )
+            except (OSError, ValueError):
+                print(
+                    "Waiting for another notebook's section that needs the lab to itself.",
+                    flush=True,
+                )
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        info.write_text(
+            json.dumps({"who": who, "pid": os.getpid(), "reason": reason, "since": time.time()})
+        )
+        with _exclusive_guard:
+            _exclusive_depth[key] = 1
+        try:
+            yield
+        finally:
+            with _exclusive_guard:
+                _exclusive_depth[key] = 0
+            info.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _node_state(state: dict[str, Any], role: str, node: RabbitMQNode) -> None:
+    state.setdefault("components", {})[node.key] = node.to_dict()
+    state.setdefault("nodes", {})[role] = node.key
+
+
+def _start(settings: Settings, state_file: StateFile) -> dict[str, Any]:
+    """Start epmd, the design's two nodes (in parallel) and the reaper; return the new state."""
+    find_rabbitmq_server(settings.rabbitmq_server)  # fail before starting anything
+    lab_id = secrets.token_hex(3)
+    home = settings.home
+    for stale in ("nodes", "holders", "trace", "spaces"):
+        shutil.rmtree(home / stale, ignore_errors=True)
+    erlang_home = home / "erlang"
+    epmd = Epmd(None, home, mark=str(home)).start()
+    state: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "id": lab_id,
+        "external": False,
+        "components": {epmd.key: epmd.to_dict()},
+        "nodes": {},
+        "brokers": {},
+        "spaces": {},
+    }
+    try:
+        nodes = {}
+        for role in ROLES:
+            nodes[role] = RabbitMQNode(
+                role,
+                home / "nodes" / role,
+                epmd_port=epmd.port,
+                erlang_home=erlang_home,
+                nodename=f"mpsoa-{lab_id}-{role}@localhost",
+                server=settings.rabbitmq_server,
+                mark=str(home),
+            )
+            nodes[role].start(wait=False)
+            _node_state(state, role, nodes[role])
+        state_file.write(state)  # so that a crash from here on can still be cleaned up
+        for role, node in nodes.items():
+            node.wait_ready(settings.start_timeout)
+            _node_state(state, role, node)  # its ports may have moved ("address in use")
+        state["brokers"] = {
+            role: {"url": n.url, "management_url": n.management_url} for role, n in nodes.items()
+        }
+        state["reaper"] = _spawn_reaper(home, lab_id).to_dict()
+        state_file.write(state)
+        return state
+    except BaseException:
+        teardown(state)
+        state_file.remove()
+        raise
+
+
+def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
+    log = open(home / "reaper.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab.running.reaper", str(home), lab_id],
+        env={**os.environ, MANAGED_MARK: str(home)},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return ManagedProcess.from_popen("reaper", proc)
+
+
+def _heal(settings: Settings, state: dict[str, Any], state_file: StateFile) -> dict[str, Any]:
+    """Bring a found lab back to full strength: dead nodes started again, a dead reaper replaced."""
+    changed = False
+    for role, key in state.get("nodes", {}).items():
+        node = RabbitMQNode.from_dict(state["components"][key])
+        if not node.is_running():
+            node.start(settings.start_timeout)
+            _node_state(state, role, node)
+            changed = True
+    reaper = state.get("reaper")
+    if not reaper or not ManagedProcess.from_dict(reaper).is_running():
+        state["reaper"] = _spawn_reaper(settings.home, state["id"]).to_dict()
+        changed = True
+    if changed:
+        state_file.write(state)
+    return state
+
+
+def _epmd_alive(state: dict[str, Any]) -> bool:
+    return any(
+        data.get("type") == "epmd" and component_from_dict(data).is_running()
+        for data in state.get("components", {}).values()
+    )
+
+
+def _external_state(settings: Settings) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "id": secrets.token_hex(3),
+        "external": True,
+        "brokers": {
+            role: {
+                "url": settings.broker_url(role),
+                "management_url": settings.management_url(role),
+            }
+            for role in ROLES
+        },
+        "nodes": {},
+        "components": {},
+        "spaces": {},
+    }
+
+
+def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
+    """Whether a lab found in the state file can be attached to with these settings."""
+    if not state or state.get("version") != STATE_VERSION or not state.get("brokers"):
+        return False
+    if settings.external:
+        return (
+            bool(state.get("external")) and state["brokers"] == _external_state(settings)["brokers"]
+        )
+    return not state.get("external") and _epmd_alive(state)
+
+
+# -- spaces: one vhost on each node and one storage folder per process -------------------------
+def _open_space(settings: Settings, state: dict[str, Any]) -> None:
+    """Create this process's space on the lab's nodes (its vhost on each, its folder)."""
+    if settings.external or settings.space == DEFAULT_SPACE:
+        return
+    spaces = state.setdefault("spaces", {})
+    if settings.space in spaces and (settings.home / "spaces" / settings.space).exists():
+        return
+    from ..plumbing.management import Management
+
+    for broker in state["brokers"].values():
+        with Management(broker["management_url"]) as api:
+            api.create_vhost(settings.space)
+    (settings.home / "spaces" / settings.space).mkdir(parents=True, exist_ok=True)
+    spaces[settings.space] = {"owner": os.getpid(), "create_time": psutil.Process().create_time()}
+
+
+def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
+    """Delete the spaces whose owner is gone (their vhosts and storage); True if any was."""
+    from ..plumbing.management import Management
+
+    gone = [
+        name
+        for name, space in state.get("spaces", {}).items()
+        if space["owner"] not in live
+        and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()
+    ]
+    closed = []
+    for name in gone:
+        try:  # a node that is down (a fault scenario) keeps the space until it is back
+            for broker in state["brokers"].values():
+                with Management(broker["management_url"], timeout=2.0) as api:
+                    api.delete_vhost(name)
+        except Exception:  # noqa: BLE001 - tried again at the reaper's next look
+            continue
+        shutil.rmtree(home / "spaces" / name, ignore_errors=True)
+        del state["spaces"][name]
+        closed.append(name)
+    return bool(closed)
+
+
+def up(settings: Settings | None = None, *, hold: bool = True, space: str | None = None) -> Lab:
+    """Attach to the running lab, or start one; the calling process becomes one of its holders.
+
+    Each process gets a *space* of its own on the lab's shared nodes: a vhost on each node and
+    a folder for its services' storage, so that notebooks open side by side never see each
+    other's messages or rows. ``space="default"`` (or ``MPSOA_SPACE=default``) uses vhost ``/``
+    instead, shared with terminals (``python -m mpsoa_lab up`` and workers started by hand).
+
+    With ``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL`` set, the lab uses those
+    brokers as they are (after checking that each accepts a connection) and starts no node:
+    only the reaper, which stops the workers the lab starts when their owner is gone.
+    """
+    if settings is None:
+        explicit = space or os.environ.get("MPSOA_SPACE")
+        settings_mod.use_space(explicit or _space_name())
+        settings = settings_mod.load()
+        if settings.external:
+            # Brokers given by URL are used as they are: every process shares their vhost, and
+            # so the services' storage too (a worker of one process may take another's message).
+            settings_mod.use_space(DEFAULT_SPACE)
+            settings = settings_mod.load()
+    elif space is not None:
+        settings = replace(settings, space=space)
+    if settings.external:
+        for role in ROLES:
+            check_broker(settings.broker_url(role), settings.connect_timeout)
+
+    state_file = StateFile(settings.home)
+    with state_file.lock():
+        state = state_file.read()
+        started_here = False
+        if _usable(state, settings):
+            state = _heal(settings, state, state_file)
+        else:
+            if state:  # a lab that crashed half way, or one of another kind: clean up what it left
+                teardown(state)
+                state_file.remove()
+            if settings.external:
+                state = _external_state(settings)
+                state["reaper"] = _spawn_reaper(settings.home, state["id"]).to_dict()
+                state_file.write(state)
+            else:
+                state = _start(settings, state_file)
+            started_here = True
+        _open_space(settings, state)
+        if hold:
+            state_file.add_holder(os.getpid())
+        state_file.write(state)
+    return Lab(settings, state, started_here)
