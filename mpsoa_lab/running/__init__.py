@@ -5,8 +5,7 @@ It declares the design's topology and starts the design's services as Celery wor
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..plumbing.exports import lazy_exports
 
 #: The layer's public names and the module of each: ``from mpsoa_lab.running import X`` imports
 #: that module on first use only (a worker that needs one module does not load the others).
@@ -31,13 +30,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
