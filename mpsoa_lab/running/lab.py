@@ -330,36 +330,33 @@ class Lab:
         processes' exclusive sections wait, and this one says which one it waits for."""
         return _exclusive(self._state_file.home, reason, self.space)
 
-    def restart_node(self, role: str) -> RabbitMQNode:
-        """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
-        node = self.node(role, "restart")
-        with self.exclusive(f"restarts the {role} broker"):
+    def _act_on_node(
+        self, role: str, verb: str, act: Callable[[RabbitMQNode], Any]
+    ) -> RabbitMQNode:
+        """``act`` on the ``role`` node with the lab to oneself, on the pid the state file names
+        now; the new pid is recorded for every holder."""
+        node = self.node(role, verb)
+        with self.exclusive(f"{verb}s the {role} broker"):
             self.refresh()
-            node.restart(self.settings.start_timeout)
+            act(node)
             self.save()
         return node
 
+    def restart_node(self, role: str) -> RabbitMQNode:
+        """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
+        return self._act_on_node(role, "restart", lambda n: n.restart(self.settings.start_timeout))
+
     def start_node(self, role: str) -> RabbitMQNode:
-        node = self.node(role, "start")
-        with self.exclusive(f"starts the {role} broker"):
-            self.refresh()
-            node.start(self.settings.start_timeout)
-            self.save()
-        return node
+        """Start a stopped or killed node again, on its ports and with its data."""
+        return self._act_on_node(role, "start", lambda n: n.start(self.settings.start_timeout))
 
     def stop_node(self, role: str) -> None:
         """Graceful stop of one broker's node (data kept); ``start_node`` brings it back."""
-        node = self.node(role, "stop")
-        with self.exclusive(f"stops the {role} broker"):
-            self.refresh()
-            node.stop()
+        self._act_on_node(role, "stop", lambda n: n.stop())
 
     def kill_node(self, role: str) -> None:
         """SIGKILL to one broker's node: a crash. ``start_node`` brings it back."""
-        node = self.node(role, "kill")
-        with self.exclusive(f"kills the {role} broker"):
-            self.refresh()
-            node.kill()
+        self._act_on_node(role, "kill", lambda n: n.kill())
 
 
 _exclusive_depth: dict[str, int] = {}
