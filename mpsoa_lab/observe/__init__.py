@@ -11,6 +11,7 @@ from ..plumbing.exports import lazy_exports
 #: The layer's public names and the module of each: ``from mpsoa_lab.observe import X`` imports
 #: that module on first use only (a worker that needs one module does not load the others).
 _EXPORTS = {
+    "progress": "progressbar",
     "TRACE_ENV": "tracing",
     "HEADER": "tracing",
     "EVENTS": "tracing",
