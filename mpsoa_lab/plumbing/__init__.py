@@ -44,6 +44,7 @@ _EXPORTS = {
     "MANAGED_MARK": "processes",
     "clean_env": "processes",
     "managed_processes": "processes",
+    "process_kind": "processes",
     "spawn": "processes",
     "find_rabbitmq_server": "install",
     "find_epmd": "install",

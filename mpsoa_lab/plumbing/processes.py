@@ -17,7 +17,14 @@ from typing import Any
 
 import psutil
 
-__all__ = ["ManagedProcess", "MANAGED_MARK", "clean_env", "managed_processes", "spawn"]
+__all__ = [
+    "ManagedProcess",
+    "MANAGED_MARK",
+    "clean_env",
+    "managed_processes",
+    "process_kind",
+    "spawn",
+]
 
 #: Set in the environment of every process the lab starts, so a leak can be found by it.
 MANAGED_MARK = "MPSOA_LAB_MANAGED"
@@ -46,6 +53,41 @@ def managed_processes(home: Path | str) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def process_kind(proc: psutil.Process) -> str:
+    """What one of the lab's processes is, read from its command line.
+
+    Besides what the lab starts itself, a RabbitMQ node starts helpers: ``erl_child_setup`` and
+    ``inet_gethost`` (Erlang's own), a shell for its disk monitor, and, at boot and then every
+    60 s (``rabbit_epmd_monitor``), a second Erlang VM that lives well under a second,
+    ``erl -sname epmd-starter-N -s erlang halt``, only to make sure epmd runs. Counting every
+    ``beam.smp`` as a node therefore counts one node too many now and then.
+    """
+    try:
+        cmd = proc.cmdline()
+        name = proc.name()
+        parent = proc.parent()
+        parent_cmd = " ".join(parent.cmdline()) if parent is not None else ""
+    except (psutil.Error, OSError):
+        return "gone"
+    line = " ".join(cmd)
+    if "celery" in line and " worker" in line:
+        same_as_parent = "celery" in parent_cmd and " worker" in parent_cmd
+        return "celery worker (pool child)" if same_as_parent else "celery worker"
+    if "mpsoa_lab.running.reaper" in line:
+        return "reaper"
+    if name == "epmd":
+        return "epmd"
+    if name.startswith("beam"):
+        if "-sname" in cmd and any(a.startswith("epmd-starter-") for a in cmd):
+            return "epmd starter (RabbitMQ, short-lived)"
+        if "rabbit" in cmd and "boot" in cmd:
+            return "RabbitMQ node"
+        return "RabbitMQ CLI" if "escript" in cmd else "Erlang VM (other)"
+    if "rabbitmq-server" in line:
+        return "RabbitMQ node (its start script)"
+    return "RabbitMQ node helper" if name in {"erl_child_setup", "inet_gethost", "sh"} else name
 
 
 @dataclass
