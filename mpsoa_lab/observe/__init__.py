@@ -34,6 +34,11 @@ _EXPORTS = {
     "plot_depth": "monitor",
     "plot_timeline": "timeline",
     "draw_topology": "diagram",
+    "VERDICTS": "verdicts",
+    "Verdict": "verdicts",
+    "Verdicts": "verdicts",
+    "load_verdicts": "verdicts",
+    "verdicts_dir": "verdicts",
     "layout": "diagram",
 }
 
