@@ -109,14 +109,17 @@ class Verdicts:
         evidence: str,
         remedy: str = "",
         show: bool = True,
-    ) -> Verdict:
-        """Record one verdict (replacing an earlier one with the same id) and print its line."""
+    ) -> None:
+        """Record one verdict (replacing an earlier one with the same id) and print its line.
+
+        Returns nothing, so a cell that ends with it shows the printed line only; the records are
+        the :class:`Verdicts` object's items (``for v in verdicts``).
+        """
         entry = Verdict(id, claim, verdict, number, conditions, evidence, self.notebook, remedy)
         self._records[id] = entry
         self._write()
         if show:
             print(entry.line())
-        return entry
 
     def __iter__(self):
         return iter(self._records.values())
