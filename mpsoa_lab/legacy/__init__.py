@@ -23,6 +23,23 @@ _EXPORTS = {
     "probe_mixed_names": "audit",
     "run_celery_upgrade_settings": "upgrade",
     "legacy_settings_source": "upgrade",
+    # notebook 03: its harness (scratch vhosts, message counts, tables, verdicts per setting)
+    "POST_SETTINGS": "probes",
+    "POST_SET_OUTSIDE_CONFIG": "probes",
+    "SETTING_VERDICT": "probes",
+    "config_table": "probes",
+    "error_class": "probes",
+    "exchanges_of": "probes",
+    "landing_table": "probes",
+    "messages_per_queue": "probes",
+    "queue_details": "probes",
+    "router_table": "probes",
+    "scratch_vhost": "probes",
+    "set_by": "probes",
+    "setting_verdict": "probes",
+    "status_summary": "probes",
+    "sync_queues_consumed": "probes",
+    "wait_for_messages": "probes",
 }
 
 __all__ = sorted(_EXPORTS)
