@@ -21,6 +21,26 @@ _EXPORTS = {
     "negotiated_heartbeat": "faults",
     "record_cost": "tracing_cost",
     "measure_overhead": "tracing_cost",
+    # notebook 04 (sync calls)
+    "sync_workers": "sync_calls",
+    "worker_settings": "sync_calls",
+    "consumers": "sync_calls",
+    "consume_with": "sync_calls",
+    "CpuUse": "sync_calls",
+    "measure_cpu": "sync_calls",
+    "Block": "sync_calls",
+    "take_turns": "sync_calls",
+    "setting_logs": "sync_calls",
+    "idle_gaps": "sync_calls",
+    "setting_rows": "sync_calls",
+    "round_ratios": "sync_calls",
+    "format_table": "sync_calls",
+    "plot_ecdfs": "sync_calls",
+    "thin_edge_error": "sync_calls",
+    "alternate": "sync_calls",
+    "BROKER_COUNTERS": "sync_calls",
+    "broker_counts": "sync_calls",
+    "counted": "sync_calls",
 }
 
 __all__ = sorted(_EXPORTS)

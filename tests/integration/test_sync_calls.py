@@ -1,0 +1,87 @@
+"""Notebook 04's harness on real nodes: workers that take turns consuming, blocks run in turns,
+a thin edge's view of a service's error, and the broker's own counters."""
+
+from __future__ import annotations
+
+from kombu import Connection
+
+import mpsoa_lab
+from mpsoa_lab.experiments.sync_calls import (
+    consume_with,
+    consumers,
+    counted,
+    sync_workers,
+    take_turns,
+    thin_edge_error,
+    worker_settings,
+)
+from mpsoa_lab.observe.latency import run_callers
+from mpsoa_lab.plumbing.processes import managed_processes
+
+
+def _workers(lab) -> set[int]:
+    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+
+
+def test_settings_take_turns_with_exactly_n_consumers(lab):
+    lab.prepare_topology()
+    before = _workers(lab)
+    seen = []
+
+    def run_block(callers, tag):
+        seen.append((tag, consumers(lab.sync.url, "mpledger.sync")))
+
+        def work(i, app):
+            return [app.send_task("mpledger.sync.balance", kwargs={"account": tag}).get(timeout=10)]
+
+        def edge(i):  # an app of the caller's own: its rpc:// backend belongs to its thread
+            return mpsoa_lab.celery_apps_factory(
+                "PUBLISHER", lab.sync.url, lab.async_.url, "mpledger"
+            )[0]
+
+        return run_callers(callers, edge, work)
+
+    with sync_workers(lab, ["mpledger"], 2) as workers:
+        assert worker_settings(workers[0]) == {"pool": "prefork", "concurrency": 1, "prefetch": 4}
+        consume_with(workers, 1, lab.sync.url)
+        assert consumers(lab.sync.url, "mpledger.sync") == 1
+        blocks = take_turns(workers, lab.sync.url, (1, 2), (1,), 2, run_block)
+    assert _workers(lab) == before  # stopped when the block ended
+    # another order each round; each block ran with its own number of consumers
+    assert [(b.workers, b.round) for b in blocks] == [(1, 0), (2, 0), (2, 1), (1, 1)]
+    assert [n for _tag, n in seen] == [1, 2, 2, 1]
+    assert len({tag for tag, _n in seen}) == 4
+    assert all(b.run.samples == [0] and 0 <= b.cpu.machine <= 1 for b in blocks)
+
+
+def test_a_thin_edge_gets_a_look_alike_exception(lab):
+    from mpsoa_lab.design.services import mplogin
+
+    lab.prepare_topology()
+    mplogin.service.storage.reset()
+    with sync_workers(lab, ["mplogin"], 1):
+        mplogin.sync_app.send_task(
+            "mplogin.sync.register", kwargs={"username": "ada", "password": "pw"}
+        ).get(timeout=10)
+        thin = thin_edge_error(lab, "mplogin.sync.register", {"username": "ada", "password": "x"})
+        fine = thin_edge_error(
+            lab, "mplogin.sync.authenticate", {"username": "ada", "password": "pw"}
+        )
+    assert thin == {
+        "type": "celery.exceptions.UsernameTaken",
+        "message": "username 'ada' is already registered",
+        "is_value_error": False,
+        "service_imported": False,
+    }
+    assert fine is None  # a call that succeeds: nothing caught
+
+
+def test_counted_reads_what_the_broker_counted_for_each_run(lab):
+    def connect(n):
+        for _ in range(n):
+            with Connection(lab.sync.url) as conn:
+                conn.default_channel.queue_declare("mpsoa.counted.probe", auto_delete=True)
+
+    found = counted(lab.sync, {"one": lambda: connect(1), "three": lambda: connect(3)})
+    assert found["one"] == {"connection_created": 1, "channel_created": 1, "queue_declared": 1}
+    assert found["three"] == {"connection_created": 3, "channel_created": 3, "queue_declared": 3}
