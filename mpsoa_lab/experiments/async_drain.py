@@ -171,6 +171,31 @@ class BurstRun:
     traces: list[TaskTrace]
     series: dict[str, list]
 
+    @classmethod
+    def read(
+        cls,
+        workers: Sequence[Worker | str],
+        tracer: Any,
+        storage: Any,
+        monitor: Any,
+        first_publish: float,
+        publish_seconds: float,
+        *,
+        queue: str | None = None,
+        wait: float = 10.0,
+    ) -> BurstRun:
+        """Read a finished burst back: the execution log's rows of the tasks ``tracer``
+        published, their traces (waiting up to ``wait`` s for the last ``finished`` record), and
+        ``monitor``'s samples of ``queue`` from half a second before the first publish on."""
+        return cls(
+            [w if isinstance(w, str) else w.hostname for w in workers],
+            first_publish,
+            publish_seconds,
+            executions(storage, tracer.task_ids),
+            tracer.collect(wait=wait),
+            monitor.series(queue, t0=first_publish, since=first_publish - 0.5, until=time.time()),
+        )
+
     @property
     def published(self) -> int:
         return len(self.traces)

@@ -257,7 +257,7 @@ def overhead_report(overhead: Mapping[str, Any], on_path: int = 4) -> str:
     added_us = 1000 * (overhead["paired_ratio"] - 1) * overhead["off"]["p50_ms"]
     lines = [
         f"sync round trip {c['task']}: {c['calls_per_mode']} calls each way, blocks of "
-        f"{c['block']} alternating, {c['workers']}, {c['delivery_mode']}",
+        f"{c['block']} alternating; workers: {c['workers']}; {c['delivery_mode']} messages",
         f"{'':>14}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}",
     ]
     for mode in ("off", "on"):

@@ -11,7 +11,6 @@ from mpsoa_lab.experiments.async_drain import (
     BurstRun,
     MixedRun,
     consumer_count,
-    executions,
     wait_processed,
     worker_group,
 )
@@ -55,14 +54,8 @@ def test_a_burst_is_counted_from_the_log_the_traces_and_the_queue(lab, mpledger)
                 publish_seconds = time.perf_counter() - t0
             done = wait_processed(mpledger.service.storage, task, burst, desc="test burst")
             time.sleep(0.3)  # a sample of the empty queue
-            run = BurstRun(
-                g.hostnames,
-                first,
-                publish_seconds,
-                executions(mpledger.service.storage, tracer.task_ids),
-                tracer.collect(wait=10),
-                monitor.series(t0=first, since=first - 0.2),
-            )
+            storage = mpledger.service.storage
+            run = BurstRun.read(g.workers, tracer, storage, monitor, first, publish_seconds)
     assert run.published == run.executions == run.distinct == burst
     assert set(run.shares) == set(g.hostnames) and sum(run.shares.values()) == burst
     assert first < run.first_publish + run.drain_seconds <= done
