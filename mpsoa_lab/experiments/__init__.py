@@ -1,5 +1,5 @@
-"""Layer 6, experiments: fault scenarios and what tracing costs; the benchmark is
-:mod:`mpsoa_lab.bench`, in the same layer.
+"""Layer 6, experiments: fault scenarios, async tasks drained by workers and what tracing
+costs; the benchmark is :mod:`mpsoa_lab.bench`, in the same layer.
 """
 
 from __future__ import annotations
@@ -41,6 +41,23 @@ _EXPORTS = {
     "BROKER_COUNTERS": "sync_calls",
     "broker_counts": "sync_calls",
     "counted": "sync_calls",
+    # notebook 05 (async tasks, round robin and prefetch)
+    "overhead_report": "tracing_cost",
+    "consumer_count": "async_drain",
+    "body_bytes": "async_drain",
+    "executed": "async_drain",
+    "executions": "async_drain",
+    "wait_processed": "async_drain",
+    "worker_qos": "async_drain",
+    "WorkerGroup": "async_drain",
+    "worker_group": "async_drain",
+    "BurstRun": "async_drain",
+    "rotation_names": "async_drain",
+    "rotation_kept": "async_drain",
+    "rotation_prefix": "async_drain",
+    "drain_table": "async_drain",
+    "MixedRun": "async_drain",
+    "mixed_table": "async_drain",
 }
 
 __all__ = sorted(_EXPORTS)

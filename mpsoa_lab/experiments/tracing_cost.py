@@ -20,7 +20,7 @@ from typing import Any
 from ..observe.latency import percentile
 from ..observe.tracing import EVENTS, Tracer, TraceWriter, read_records, trace_dir
 
-__all__ = ["record_cost", "measure_overhead"]
+__all__ = ["record_cost", "measure_overhead", "overhead_report"]
 
 
 def record_cost(directory: Path | str, n: int = 5000) -> float:
@@ -246,3 +246,39 @@ def measure_overhead(
             "cpu_count": os.cpu_count(),
         },
     }
+
+
+def overhead_report(overhead: Mapping[str, Any], on_path: int = 4) -> str:
+    """What :func:`measure_overhead` found, as the lines a notebook prints: the conditions, the
+    percentiles of each mode, tracing's cost per call against the noise floor, and what the
+    ``on_path`` records written while a caller waits (published, received, started, returned)
+    cost at the measured price of one record. Every figure comes from ``overhead``."""
+    c = overhead["conditions"]
+    added_us = 1000 * (overhead["paired_ratio"] - 1) * overhead["off"]["p50_ms"]
+    lines = [
+        f"sync round trip {c['task']}: {c['calls_per_mode']} calls each way, blocks of "
+        f"{c['block']} alternating; workers: {c['workers']}; {c['delivery_mode']} messages",
+        f"{'':>14}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}",
+    ]
+    for mode in ("off", "on"):
+        row = overhead[mode]
+        lines.append(
+            f"{'tracing ' + mode:>14}{row['p50_ms']:>9.2f}{row['p90_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+        )
+    noise = overhead["noise_ratio"]
+    spread = overhead["noise_spread"]
+    lines.append(
+        f"tracing on/off, median of block pairs: {overhead['paired_ratio']:.3f} "
+        f"({100 * (overhead['paired_ratio'] - 1):+.1f} %, {added_us:+.0f} µs per call); "
+        + (
+            f"untraced/untraced (the noise floor): {noise:.3f} ({100 * (noise - 1):+.1f} %), "
+            f"single pairs {spread[0]:.2f} to {spread[1]:.2f}"
+            if noise is not None
+            else "no noise floor (fewer than two untraced blocks)"
+        )
+    )
+    lines.append(
+        f"one trace record costs {overhead['record_cost_us']:.1f} µs (median, written in a loop); "
+        f"{on_path} on a caller's path: {on_path * overhead['record_cost_us']:.0f} µs"
+    )
+    return "\n".join(lines)
