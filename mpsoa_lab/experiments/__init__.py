@@ -28,6 +28,7 @@ _EXPORTS = {
     "run_alarm": "two_brokers",
     "time_sync_calls": "two_brokers",
     "entry_kwargs": "two_brokers",
+    "finish_in_hand": "two_brokers",
     "body_bytes": "two_brokers",
     "cpu_seconds": "two_brokers",
     "node_memory": "two_brokers",

@@ -5,8 +5,8 @@ Two experiments, each run once per set-up (the design's two brokers, or one shar
 * :func:`run_flood`: a caller thread makes sync calls one after the other; an edge process
   publishes a flood of ``mpledger.async.record_entry`` tasks while async workers drain them;
   the queue depth, the brokers' memory and flow state and their CPU time are sampled; the
-  workers are stopped (Celery's warm shutdown) and what is left in the queue is purged and
-  counted, so published = processed + left, exactly.
+  workers stop consuming, finish what they hold, and are stopped (Celery's warm shutdown);
+  what is left in the queue is purged and counted, so published = processed + left, exactly.
 * :func:`run_alarm`: no async worker; once the backlog holds ``at_backlog`` messages, the
   flood's broker is told its memory is full (``rabbitmqctl set_vm_memory_high_watermark``),
   held so for ``hold_s`` seconds, then given its own limit back.
@@ -52,6 +52,7 @@ __all__ = [
     "broker_rows",
     "cpu_seconds",
     "entry_kwargs",
+    "finish_in_hand",
     "latency_table",
     "mem_growth",
     "node_memory",
@@ -188,6 +189,24 @@ def executions(since: float) -> dict[str, int]:
     return mpledger.service.storage.query(sql, (FLOOD_TASK, since))[0]
 
 
+def finish_in_hand(workers: Sequence[Any], queue: str = QUEUE, timeout: float = 30.0) -> None:
+    """Tell the workers to stop consuming ``queue`` (Celery's ``cancel_consumer``) and wait
+    until they have run every message they hold (none active, none reserved)."""
+    app, hosts = workers[0].app, [w.hostname for w in workers]
+    app.control.cancel_consumer(queue, destination=hosts, reply=True, timeout=5)
+
+    def idle() -> bool:
+        inspect = app.control.inspect(hosts, timeout=1)
+        active, reserved = inspect.active() or {}, inspect.reserved() or {}
+        return (
+            len(active) == len(reserved) == len(hosts)
+            and not any(active.values())
+            and not any(reserved.values())
+        )
+
+    wait_until(idle, timeout=timeout, interval=0.2)
+
+
 @dataclass
 class FloodRun:
     """One set-up's flood: the sync calls, the instants, the samples and the counts."""
@@ -277,12 +296,13 @@ def run_flood(
             _drain_with_bar(setup, window_s)
             flood_end, processed_in_window = time.time(), processed(setup)
             stop.set()
+            finish_in_hand(workers[1:])  # no worker is stopped with messages in hand
             for thread in threads:
                 thread.join(60)
             cpu1 = {role: cpu_seconds(b) for role, b in lab.brokers.items()}
     finally:
         stop.set()
-        stop_all(workers)  # warm shutdown: tasks in hand finish, prefetched ones go back
+        stop_all(workers)  # warm shutdown (SIGTERM to each main process), SIGKILL after 30 s
     with Connection(async_broker.url) as conn:
         left = conn.default_channel.queue_purge(QUEUE) or 0
     cpu_s = {r: None if cpu0[r] is None else cpu1[r] - cpu0[r] for r in cpu0}
