@@ -58,6 +58,24 @@ _EXPORTS = {
     "drain_table": "async_drain",
     "MixedRun": "async_drain",
     "mixed_table": "async_drain",
+    # notebook 06, two brokers measured
+    "FloodRun": "two_brokers",
+    "AlarmRun": "two_brokers",
+    "run_flood": "two_brokers",
+    "run_alarm": "two_brokers",
+    "time_sync_calls": "two_brokers",
+    "entry_kwargs": "two_brokers",
+    "finish_in_hand": "two_brokers",
+    "cpu_seconds": "two_brokers",
+    "node_memory": "two_brokers",
+    "phase_calls": "two_brokers",
+    "reset_storage": "two_brokers",
+    "latency_table": "two_brokers",
+    "mem_growth": "two_brokers",
+    "broker_rows": "two_brokers",
+    "alarm_phases": "two_brokers",
+    "plot_flood": "two_brokers",
+    "plot_alarm": "two_brokers",
 }
 
 __all__ = sorted(_EXPORTS)
