@@ -482,7 +482,7 @@ class OnePage:
     lost, and the setting that makes the difference. Rows are added where they are measured."""
 
     HEADERS = ("failure", "2014 configuration", "recommended", "setting")
-    WIDTHS = (40, 36, 44, 40)
+    WIDTHS = (40, 36, 50, 40)
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, str, str]] = {}
