@@ -14,7 +14,7 @@ block; the asserts) and hands the plumbing to these functions:
   :func:`plot_ecdfs`: the figures of each setting, from the callers' samples and the services'
   execution logs;
 * :func:`thin_edge_error`: a failing call made from a process that never imported the service;
-* :func:`alternate` and :func:`counted`: two edge settings in alternating blocks, and what the
+* :func:`alternate` and :func:`counted_by_broker`: two edge settings in alternating blocks, and what the
   broker itself counted (connections, channels, queue declarations) while a run was made.
 """
 
@@ -45,7 +45,7 @@ __all__ = [
     "broker_counts",
     "consume_with",
     "consumers",
-    "counted",
+    "counted_by_broker",
     "format_table",
     "idle_gaps",
     "measure_cpu",
@@ -62,7 +62,7 @@ __all__ = [
 T = TypeVar("T")
 Key = tuple[int, int]  # (callers, workers per service)
 
-#: The broker's cumulative counters (``churn_rates`` in ``/api/overview``) that :func:`counted` reads.
+#: The broker's cumulative counters (``churn_rates`` in ``/api/overview``) that :func:`counted_by_broker` reads.
 BROKER_COUNTERS = ("connection_created", "channel_created", "queue_declared")
 
 
@@ -439,7 +439,9 @@ def broker_counts(broker: Any) -> dict[str, int]:
     return {key: counts.get(key, 0) for key in BROKER_COUNTERS}
 
 
-def counted(broker: Any, runs: Mapping[Any, Callable[[], Any]]) -> dict[Any, dict[str, int]]:
+def counted_by_broker(
+    broker: Any, runs: Mapping[Any, Callable[[], Any]]
+) -> dict[Any, dict[str, int]]:
     """Run each of ``runs`` in turn and return, for each, what the broker counted meanwhile
     (:data:`BROKER_COUNTERS`), without the marker connection of :func:`broker_counts`. Nothing
     else may use the broker meanwhile."""

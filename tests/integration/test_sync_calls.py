@@ -9,7 +9,7 @@ import mpsoa_lab
 from mpsoa_lab.experiments.sync_calls import (
     consume_with,
     consumers,
-    counted,
+    counted_by_broker,
     sync_workers,
     take_turns,
     thin_edge_error,
@@ -82,6 +82,6 @@ def test_counted_reads_what_the_broker_counted_for_each_run(lab):
             with Connection(lab.sync.url) as conn:
                 conn.default_channel.queue_declare("mpsoa.counted.probe", auto_delete=True)
 
-    found = counted(lab.sync, {"one": lambda: connect(1), "three": lambda: connect(3)})
+    found = counted_by_broker(lab.sync, {"one": lambda: connect(1), "three": lambda: connect(3)})
     assert found["one"] == {"connection_created": 1, "channel_created": 1, "queue_declared": 1}
     assert found["three"] == {"connection_created": 3, "channel_created": 3, "queue_declared": 3}
