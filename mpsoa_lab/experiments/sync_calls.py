@@ -147,7 +147,9 @@ def measure_cpu(work: Callable[[], T]) -> tuple[T, CpuUse]:
         if hasattr(machine1, f)
     )
     here = (mine1.user + mine1.system - mine0.user - mine0.system) / wall if wall > 0 else 0.0
-    return result, CpuUse(machine=1 - idle / total if total > 0 else 0.0, here=here)
+    # Linux's iowait counter can step backwards, so the busy share is clamped to [0, 1].
+    busy = 1 - idle / total if total > 0 else 0.0
+    return result, CpuUse(machine=min(1.0, max(0.0, busy)), here=here)
 
 
 @dataclass(frozen=True)
