@@ -7,6 +7,8 @@ an async endpoint, and no process left behind once it is stopped.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -14,6 +16,7 @@ import psutil
 import pytest
 
 from mpsoa_lab.plumbing.management import Management
+from mpsoa_lab.plumbing.ports import PortAllocator
 from mpsoa_lab.plumbing.util import wait_until
 from mpsoa_lab.running import edge_url, edges, start_edge, start_worker, stop_edge
 
@@ -168,3 +171,19 @@ def test_the_edge_is_found_again_and_leaves_no_process(lab):
     assert edge.name not in {found.name for found in edges(lab)}
     with pytest.raises(httpx.TransportError):
         httpx.get(edge_url(edge) + "/health", timeout=2, trust_env=False)
+
+
+def test_the_reaper_stops_the_edge_of_a_process_that_died(lab):
+    """A kernel starts an edge and dies without a word: the reaper stops the edge."""
+    script = (
+        "import os, mpsoa_lab\nfrom mpsoa_lab.running import start_edge\n"
+        "lab = mpsoa_lab.up()\nedge = start_edge(lab)\n"
+        "print(edge.process.pid, edge.ports['http'], flush=True)\nos._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
+    pid, port = (int(word) for word in out.split())
+    wait_until(lambda: not psutil.pid_exists(pid), timeout=30)
+    wait_until(lambda: port not in PortAllocator().reserved(), timeout=10)
+    assert pid not in {found.process.pid for found in edges(lab) if found.process}
