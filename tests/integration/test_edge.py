@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -54,6 +55,23 @@ def test_sync_endpoints_register_log_in_and_deposit(platform):
     deposit = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 250})
     assert deposit.status_code == 200 and deposit.json()["balance_cents"] == 250
     assert platform.get(f"/wallets/{user_id}/balance").json()["balance_cents"] == 250
+
+
+def test_concurrent_sync_calls_each_get_their_own_reply(platform):
+    """20 deposits of 1 cent from 8 threads: each reply is its own, so the balances the
+    callers see are exactly 1..20 (a reply given to the wrong caller repeats or skips one)."""
+    user_id = platform.post("/users", json={"username": _name(), "password": "pw"}).json()
+    user_id = user_id["user_id"]
+    platform.put(f"/wallets/{user_id}")
+
+    def deposit(_: int) -> int:
+        resp = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 1})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["balance_cents"]
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = sorted(pool.map(deposit, range(20)))
+    assert seen == list(range(1, 21))
 
 
 def test_async_endpoint_answers_202_and_the_task_runs(lab, platform):

@@ -81,10 +81,13 @@ class Entry(BaseModel):
     amount_cents: StrictInt
 
 
-def create_app(config: EdgeConfig | None = None) -> FastAPI:
-    """The edge as a FastAPI app (``uvicorn --factory mpsoa_lab.design.edge:create_app``)."""
-    config = config or EdgeConfig.from_env()
-    platform = Platform(config)
+def create_app(config: EdgeConfig | None = None, platform: Platform | None = None) -> FastAPI:
+    """The edge as a FastAPI app (``uvicorn --factory mpsoa_lab.design.edge:create_app``).
+
+    ``platform`` is how requests reach the services (default: :class:`Platform`, a blocking
+    wait in uvicorn's threadpool); another way of waiting for replies plugs in here."""
+    config = platform.config if platform is not None else (config or EdgeConfig.from_env())
+    platform = platform or Platform(config)
     app = FastAPI(title="mpsoa-lab edge", description=__doc__ or "")
     app.add_middleware(BodyLimit, limit=config.body_limit)
     app.state.platform = platform
