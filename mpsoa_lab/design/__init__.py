@@ -38,6 +38,13 @@ _EXPORTS = {
     "BACKEND": "rpc_backend",
     "draw_architecture": "architecture",
     "what_the_edge_must_know": "architecture",
+    # the HTTP edge (issue 12, notebook 08)
+    "create_app": "edge",
+    "EdgeError": "edge",
+    "BodyLimit": "edge",
+    "Publisher": "edge",
+    "error_status": "edge",
+    "ROUTES": "edge",
 }
 
 __all__ = sorted(_EXPORTS)

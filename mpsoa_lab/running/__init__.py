@@ -25,6 +25,11 @@ _EXPORTS = {
     "worker_command": "workers",
     "needs_lab_nodes": "notebook",
     "skip_message": "notebook",
+    # the HTTP edge (issue 12, notebook 08)
+    "start_edge": "edge",
+    "stop_edge": "edge",
+    "edge_url": "edge",
+    "edges": "edge",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -199,3 +199,31 @@ def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tm
     docker = settings((ROOT / conf_d).read_text())
     assert "collect_statistics_interval = 1000" in docker
     assert docker == settings((tmp_path / "rabbitmq.conf").read_text())
+
+
+def test_edge_service_is_optional_serves_the_edge_on_localhost_and_waits_for_brokers(compose):
+    edge = compose["services"]["edge"]
+    assert edge["profiles"] == ["edge"]
+    assert {name: dep["condition"] for name, dep in edge["depends_on"].items()} == {
+        name: "service_healthy" for name in BROKERS.values()
+    }
+    assert _published(edge) == {8000: ("127.0.0.1", 8000)}
+    command = edge["command"] if isinstance(edge["command"], str) else " ".join(edge["command"])
+    assert "uvicorn --factory mpsoa_lab.design.edge:create_app" in command
+    assert command.endswith("--port 8000")
+    assert "/health" in " ".join(edge["healthcheck"]["test"])
+    assert edge["build"] == compose["services"]["lab"]["build"]  # the lab's image
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_edge_service_points_at_the_compose_brokers(compose, role):
+    env, lab_env = _env(compose["services"]["edge"]), _env(compose["services"]["lab"])
+    for key in (f"MPSOA_{role.upper()}_BROKER_URL", f"MPSOA_{role.upper()}_MANAGEMENT_URL"):
+        assert env[key] == lab_env[key]
+    assert settings_mod.load(env).external
+
+
+def test_edge_image_has_the_edge_requirements():
+    pinned = (ROOT / "requirements.txt").read_text()
+    for package in ("fastapi", "uvicorn", "httpx"):
+        assert re.search(rf"^{package}==\d", pinned, re.M), f"pin {package} in requirements.txt"

@@ -1,0 +1,43 @@
+"""The design's HTTP edge: RESTful endpoints that publish the services' Celery tasks.
+
+``create_app()`` builds a FastAPI app (served by uvicorn, see :mod:`mpsoa_lab.running.edge`).
+Every endpoint names one platform task; the design's router (:mod:`.routing`) sends it to
+``<service>.<kind>`` through the design's apps (:func:`.apps.celery_apps_factory`):
+
+* a **sync** endpoint publishes, then waits for the reply with a timeout (``expires`` set to
+  the same timeout, so a worker never runs a request its caller gave up on); 504 on timeout,
+  and the late reply stays keyed by its own task id: it never answers another request;
+* an **async** endpoint answers 202 with the task id only after the broker confirmed the
+  message (publisher confirms) and a queue took it (``mandatory=True``).
+
+Each (service, kind) keeps one long-lived connection and producer (the fastest correct way
+``make bench`` found), behind a lock; after any publish error it is dropped and made again.
+
+Status codes: 422 invalid JSON or a field of the wrong type (the field is named in ``loc``);
+413 a body over :data:`DEFAULT_BODY_LIMIT` bytes (counted as it arrives, chunked or not);
+404 an unknown resource (or a wallet that does not exist); 409 a username already taken;
+401 wrong credentials; 503 with ``Retry-After`` when the broker cannot be reached; 504 a sync
+call with no reply in time; 502 a message that no queue took (a broker-side routing fault the
+client cannot fix). Never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+from .app import ROUTES, BodyLimit, create_app
+from .errors import NO_ROUTE, RETRY_AFTER, EdgeError, error_status
+from .publishing import DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT, EdgeConfig, Platform, Publisher
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "NO_ROUTE",
+    "RETRY_AFTER",
+    "ROUTES",
+    "BodyLimit",
+    "EdgeConfig",
+    "EdgeError",
+    "Platform",
+    "Publisher",
+    "create_app",
+    "error_status",
+]

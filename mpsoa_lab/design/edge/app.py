@@ -1,0 +1,141 @@
+"""The edge's HTTP side: FastAPI endpoints, the body limit, and the answers for errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StrictInt
+
+from .errors import EdgeError
+from .publishing import DEFAULT_BODY_LIMIT, EdgeConfig, Platform
+
+__all__ = ["ROUTES", "BodyLimit", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+#: Endpoint -> the platform task it publishes (the README's table of the edge).
+ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/users"): "mplogin.sync.register",
+    ("POST", "/sessions"): "mplogin.sync.authenticate",
+    ("PUT", "/wallets/{user_id}"): "mpwallet.sync.open_wallet",
+    ("GET", "/wallets/{user_id}/balance"): "mpwallet.sync.get_balance",
+    ("POST", "/wallets/{user_id}/deposits"): "mpwallet.sync.deposit",
+    ("POST", "/ledger/entries"): "mpledger.async.record_entry",
+    ("GET", "/ledger/accounts/{account}/balance"): "mpledger.sync.balance",
+}
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or counted as it arrives."""
+
+    def __init__(self, app: Any, limit: int = DEFAULT_BODY_LIMIT):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.exceptions import HTTPException
+
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _json(send, 413, {"detail": f"body over {self.limit} bytes"})
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _json(send: Any, status: int, body: dict) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=150)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class Amount(BaseModel):
+    amount_cents: StrictInt = Field(gt=0)
+
+
+class Entry(BaseModel):
+    entry_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, max_length=200)
+    amount_cents: StrictInt
+
+
+def create_app(config: EdgeConfig | None = None, platform: Platform | None = None) -> FastAPI:
+    """The edge as a FastAPI app (``uvicorn --factory mpsoa_lab.design.edge:create_app``).
+
+    ``platform`` is how requests reach the services (default: :class:`Platform`, a blocking
+    wait in uvicorn's threadpool); another way of waiting for replies plugs in here."""
+    config = platform.config if platform is not None else (config or EdgeConfig.from_env())
+    platform = platform or Platform(config)
+    app = FastAPI(title="mpsoa-lab edge", description=__doc__ or "")
+    app.add_middleware(BodyLimit, limit=config.body_limit)
+    app.state.platform = platform
+
+    @app.exception_handler(EdgeError)
+    async def _edge_error(request: Request, exc: EdgeError) -> JSONResponse:
+        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"unexpected {type(exc).__name__}"}, 500)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "brokers": platform.describe()}
+
+    @app.post("/users", status_code=201)
+    def register(body: Credentials) -> dict:
+        return platform.call(ROUTES["POST", "/users"], **body.model_dump())
+
+    @app.post("/sessions", status_code=201)
+    def log_in(body: Credentials) -> dict:
+        return platform.call(ROUTES["POST", "/sessions"], **body.model_dump())
+
+    @app.put("/wallets/{user_id}")
+    def open_wallet(user_id: int) -> dict:
+        return platform.call(ROUTES["PUT", "/wallets/{user_id}"], user_id=user_id)
+
+    @app.get("/wallets/{user_id}/balance")
+    def balance(user_id: int) -> dict:
+        cents = platform.call(ROUTES["GET", "/wallets/{user_id}/balance"], user_id=user_id)
+        return {"user_id": user_id, "balance_cents": cents}
+
+    @app.post("/wallets/{user_id}/deposits")
+    def deposit(user_id: int, body: Amount) -> dict:
+        cents = platform.call(
+            ROUTES["POST", "/wallets/{user_id}/deposits"], user_id=user_id, **body.model_dump()
+        )
+        return {"user_id": user_id, "balance_cents": cents}
+
+    @app.get("/ledger/accounts/{account}/balance")
+    def ledger_balance(account: str) -> dict:
+        route = ROUTES["GET", "/ledger/accounts/{account}/balance"]
+        return {"account": account, "balance_cents": platform.call(route, account=account)}
+
+    @app.post("/ledger/entries", status_code=202)
+    def record_entry(body: Entry) -> dict:
+        return {"task_id": platform.publish(ROUTES["POST", "/ledger/entries"], **body.model_dump())}
+
+    return app

@@ -1,0 +1,133 @@
+"""The edge's publish path: one long-lived producer per service and kind, and the two ways a
+request is published (a sync call that waits with a timeout, an async task confirmed by the
+broker and taken by a queue)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ...plumbing.settings import redact_url
+from .errors import error_status
+
+__all__ = ["DEFAULT_BODY_LIMIT", "DEFAULT_TIMEOUT", "EdgeConfig", "Platform", "Publisher"]
+
+#: Bytes a request body may hold (the edge's own choice: uvicorn has no limit).
+DEFAULT_BODY_LIMIT = 16 * 1024
+#: Seconds a sync endpoint waits for its reply.
+DEFAULT_TIMEOUT = 5.0
+
+
+class Publisher:
+    """One service's app of one kind, with a long-lived connection and producer."""
+
+    def __init__(self, app: Any, connect_timeout: float = 2.0):
+        self.app = app
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._producer: Any = None
+
+    def _ensure(self) -> Any:
+        if self._producer is None:
+            conn = self.app.connection_for_write()
+            conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
+            self._conn, self._producer = conn, conn.Producer()
+        return self._producer
+
+    def close(self) -> None:
+        """Drop the connection (the next publish opens a new one)."""
+        conn, self._conn, self._producer = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: BLE001 - a broken connection is being dropped anyway
+                pass
+
+    def send(self, name: str, kwargs: dict[str, Any], **options: Any) -> Any:
+        """``send_task`` on the long-lived producer; any error drops it and is raised."""
+        with self._lock:
+            try:
+                return self.app.send_task(
+                    name, kwargs=kwargs, producer=self._ensure(), retry=False, **options
+                )
+            except BaseException:
+                self.close()
+                raise
+
+
+@dataclass
+class EdgeConfig:
+    """Where the edge publishes, how long a sync call waits, the largest body it reads."""
+
+    sync_url: str
+    async_url: str
+    timeout: float = DEFAULT_TIMEOUT
+    body_limit: int = DEFAULT_BODY_LIMIT
+
+    @classmethod
+    def from_env(cls) -> EdgeConfig:
+        from ..services._service import broker_urls
+
+        sync_url, async_url = broker_urls()
+        return cls(
+            sync_url,
+            async_url,
+            float(os.environ.get("MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT)),
+            int(os.environ.get("MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT)),
+        )
+
+
+class Platform:
+    """The edge's publishers, one per (service, kind), made on first use."""
+
+    def __init__(self, config: EdgeConfig):
+        self.config = config
+        self._publishers: dict[tuple[str, str], Publisher] = {}
+        self._lock = threading.Lock()
+
+    def publisher(self, service: str, kind: str) -> Publisher:
+        with self._lock:
+            if (service, kind) not in self._publishers:
+                from ..apps import celery_apps_factory
+                from ..rpc_backend import BACKEND
+
+                sync_app, async_app = celery_apps_factory(
+                    "PUBLISHER", self.config.sync_url, self.config.async_url, service
+                )
+                sync_app.conf.result_backend = BACKEND
+                async_app.conf.broker_transport_options = {"confirm_publish": True}
+                for kind_, app in (("sync", sync_app), ("async", async_app)):
+                    app.conf.broker_connection_timeout = 2
+                    self._publishers[(service, kind_)] = Publisher(app)
+            return self._publishers[(service, kind)]
+
+    def call(self, name: str, **kwargs: Any) -> Any:
+        """A sync task: publish, wait up to the timeout, never keep the request's reply."""
+        service, kind, _ = name.split(".")
+        timeout = self.config.timeout
+        try:
+            result = self.publisher(service, kind).send(name, kwargs, expires=timeout)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status
+            raise error_status(exc) from None
+        try:
+            return result.get(timeout=timeout, propagate=True)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status
+            error = error_status(exc)
+            error.task_id = result.id
+            raise error from None
+        finally:
+            result.backend.remove_pending_result(result)
+
+    def publish(self, name: str, **kwargs: Any) -> str:
+        """An async task: return its id once confirmed by the broker and taken by a queue."""
+        service, kind, _ = name.split(".")
+        try:
+            return self.publisher(service, kind).send(name, kwargs, mandatory=True).id
+        except Exception as exc:  # noqa: BLE001 - mapped to a status
+            raise error_status(exc) from None
+
+    def describe(self) -> str:
+        return f"sync {redact_url(self.config.sync_url)}, async {redact_url(self.config.async_url)}"

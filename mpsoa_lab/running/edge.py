@@ -1,0 +1,84 @@
+"""The HTTP edge as one of the lab's components: uvicorn serving :mod:`mpsoa_lab.design.edge`.
+
+``start_edge(lab)`` starts ``python -m uvicorn --factory mpsoa_lab.design.edge:create_app`` on a
+port reserved on the machine-wide allocator, on 127.0.0.1 only, with the brokers of this
+process's space in its environment (``MPSOA_SYNC_BROKER_URL``, ``MPSOA_ASYNC_BROKER_URL``). It
+is ready when ``GET /health`` answers, recorded in the state file (the reaper stops it when its
+owner is gone) and stopped with :func:`stop_edge`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+
+from ..plumbing.component import Program, http_probe
+from .lab import Lab
+
+__all__ = ["start_edge", "stop_edge", "edge_url", "edges", "EDGE_PREFIX"]
+
+#: Name prefix of the edge programs in the state file.
+EDGE_PREFIX = "edge-"
+_serial = itertools.count(1)
+
+
+def edge_url(edge: Program) -> str:
+    """The edge's base URL, e.g. ``http://127.0.0.1:20123``."""
+    return f"http://127.0.0.1:{edge.ports['http']}"
+
+
+def start_edge(
+    lab: Lab,
+    *,
+    timeout: float | None = None,
+    body_limit: int | None = None,
+    broker_urls: tuple[str, str] | None = None,
+    name: str | None = None,
+    start_timeout: float = 60.0,
+) -> Program:
+    """Start an edge on ``lab``'s brokers (or ``broker_urls=(sync, async)``) and wait until it
+    answers; ``timeout`` is a sync call's wait in seconds, ``body_limit`` the largest body."""
+    name = name or f"{EDGE_PREFIX}{os.getpid()}-{next(_serial)}"
+    sync_url, async_url = broker_urls or (lab.sync.url, lab.async_.url)
+    env = {
+        "MPSOA_LAB_HOME": str(lab.home),
+        "MPSOA_SPACE": lab.space,
+        "MPSOA_SYNC_BROKER_URL": str(sync_url),
+        "MPSOA_ASYNC_BROKER_URL": str(async_url),
+    }
+    if timeout is not None:
+        env["MPSOA_EDGE_TIMEOUT"] = str(timeout)
+    if body_limit is not None:
+        env["MPSOA_EDGE_BODY_LIMIT"] = str(body_limit)
+    args = [sys.executable, "-m", "uvicorn", "--factory", "mpsoa_lab.design.edge:create_app"]
+    args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log"]
+    edge = Program(
+        name,
+        lab.home / "logs" / name,
+        args,
+        ports=["http"],
+        env=env,
+        probe=http_probe("http://127.0.0.1:{http}/health"),
+        owner=os.getpid(),
+        mark=str(lab.home),
+    )
+    edge.start(wait=False)
+    lab.record(edge)
+    try:
+        edge.wait_ready(start_timeout)
+    except BaseException:
+        stop_edge(lab, edge)
+        raise
+    return edge
+
+
+def stop_edge(lab: Lab, edge: Program, timeout: float = 10.0) -> None:
+    """Stop the edge (SIGTERM: uvicorn finishes its requests), release its port, forget it."""
+    edge.stop(timeout, keep_ports=False)
+    lab.forget(edge)
+
+
+def edges(lab: Lab) -> list[Program]:
+    """The edges the state file records (started by any process on this lab)."""
+    return [c for c in lab.components("program") if c.name.startswith(EDGE_PREFIX)]

@@ -1,0 +1,207 @@
+"""The HTTP edge, running as a lab component, over real HTTP against the design's workers.
+
+One test per status code the edge promises (README, "The edge"), a happy path for a sync and
+an async endpoint, and no process left behind once it is stopped.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psutil
+import pytest
+
+from mpsoa_lab.plumbing.management import Management
+from mpsoa_lab.plumbing.ports import PortAllocator
+from mpsoa_lab.plumbing.util import wait_until
+from mpsoa_lab.running import edge_url, edges, start_edge, start_worker, stop_edge
+
+
+@pytest.fixture(scope="module")
+def platform(lab):
+    """An edge (sync calls wait 3 s) with the sync workers of mplogin and mpwallet."""
+    lab.prepare_topology()
+    workers = [start_worker(lab, service, "sync") for service in ("mplogin", "mpwallet")]
+    edge = start_edge(lab, timeout=3)
+    try:
+        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+            yield http
+    finally:
+        stop_edge(lab, edge)
+        for worker in workers:
+            worker.stop()
+
+
+def _name() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+def test_sync_endpoints_register_log_in_and_deposit(platform):
+    username = _name()
+    user = platform.post("/users", json={"username": username, "password": "pw"})
+    assert user.status_code == 201 and user.json()["username"] == username
+    assert platform.post("/users", json={"username": username, "password": "x"}).status_code == 409
+    session = platform.post("/sessions", json={"username": username, "password": "pw"})
+    assert session.status_code == 201 and len(session.json()["token"]) == 32
+    wrong = platform.post("/sessions", json={"username": username, "password": "nope"})
+    assert wrong.status_code == 401
+    user_id = user.json()["user_id"]
+    assert platform.put(f"/wallets/{user_id}").json()["balance_cents"] == 0
+    deposit = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 250})
+    assert deposit.status_code == 200 and deposit.json()["balance_cents"] == 250
+    assert platform.get(f"/wallets/{user_id}/balance").json()["balance_cents"] == 250
+
+
+def test_concurrent_sync_calls_each_get_their_own_reply(platform):
+    """20 deposits of 1 cent from 8 threads: each reply is its own, so the balances the
+    callers see are exactly 1..20 (a reply given to the wrong caller repeats or skips one)."""
+    user_id = platform.post("/users", json={"username": _name(), "password": "pw"}).json()
+    user_id = user_id["user_id"]
+    platform.put(f"/wallets/{user_id}")
+
+    def deposit(_: int) -> int:
+        resp = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 1})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["balance_cents"]
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = sorted(pool.map(deposit, range(20)))
+    assert seen == list(range(1, 21))
+
+
+def test_async_endpoint_answers_202_and_the_task_runs(lab, platform):
+    account = _name()
+    with start_worker(lab, "mpledger", "async"), start_worker(lab, "mpledger", "sync"):
+        resp = platform.post(
+            "/ledger/entries", json={"entry_id": account, "account": account, "amount_cents": 7}
+        )
+        assert resp.status_code == 202 and resp.json()["task_id"]
+        path = f"/ledger/accounts/{account}/balance"
+        wait_until(lambda: platform.get(path).json()["balance_cents"] == 7, timeout=30)
+
+
+def test_invalid_json_and_wrong_types_are_422_naming_the_field(platform):
+    bad = platform.post("/users", content=b"{", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
+    wrong = platform.post("/wallets/1/deposits", json={"amount_cents": "a lot"})
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "amount_cents"]
+
+
+def test_a_body_over_the_limit_is_413_declared_or_chunked(platform):
+    big = b'{"username": "' + b"x" * 20_000 + b'", "password": "pw"}'
+    assert platform.post("/users", content=big).status_code == 413
+    chunked = platform.post(
+        "/users",
+        content=iter([big[:10_000], big[10_000:]]),
+        headers={"content-type": "application/json"},
+    )
+    assert chunked.status_code == 413
+    assert platform.get("/health").status_code == 200  # the edge still serves
+
+
+def test_unknown_resource_and_missing_wallet_are_404(platform):
+    assert platform.get("/accounts").status_code == 404
+    missing = platform.get(f"/wallets/{10**9}/balance")
+    assert missing.status_code == 404 and "no wallet" in missing.json()["detail"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_broker_that_is_down_is_503_with_retry_after(lab):
+    down = f"amqp://guest:guest@127.0.0.1:{_closed_port()}//"
+    edge = start_edge(lab, broker_urls=(down, down))
+    try:
+        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+            for path, body in (
+                ("/users", {"username": "a", "password": "b"}),
+                ("/ledger/entries", {"entry_id": "e", "account": "a", "amount_cents": 1}),
+            ):
+                resp = http.post(path, json=body)
+                assert resp.status_code == 503, resp.text
+                assert int(resp.headers["retry-after"]) > 0
+                assert "Traceback" not in resp.text
+    finally:
+        stop_edge(lab, edge)
+
+
+def balance(http: httpx.Client, account: str) -> int:
+    resp = http.get(f"/ledger/accounts/{account}/balance")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["balance_cents"]
+
+
+def test_a_sync_timeout_is_504_and_its_late_reply_answers_no_other_request(lab):
+    """No mpledger sync worker: the call times out. Then one starts: the expired request is
+    never run, and each following request gets its own account's balance."""
+    from mpsoa_lab.design.services import mpledger
+
+    lab.prepare_topology()
+    edge = start_edge(lab, timeout=2)
+    try:
+        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+            late = http.get("/ledger/accounts/late/balance")
+            assert late.status_code == 504 and late.json()["task_id"]
+            accounts = {_name(): cents for cents in (1, 2, 3)}
+            with start_worker(lab, "mpledger", "async"), start_worker(lab, "mpledger", "sync"):
+                for account, cents in accounts.items():
+                    body = {"entry_id": account, "account": account, "amount_cents": cents}
+                    assert http.post("/ledger/entries", json=body).status_code == 202
+                wait_until(lambda: all(balance(http, a) == c for a, c in accounts.items()), 30)
+                for _ in range(3):  # every answer is its own request's, none the late one's
+                    assert {a: balance(http, a) for a in accounts} == accounts
+            runs = mpledger.service.storage.executions("mpledger.sync.balance")
+            assert late.json()["task_id"] not in {run["task_id"] for run in runs}
+    finally:
+        stop_edge(lab, edge)
+
+
+def test_a_message_no_queue_takes_is_502_not_202(lab, platform):
+    """Celery declares a task's queue on a connection's first publish; a queue deleted after
+    that (by an operator, a policy) leaves the edge's long-lived producer publishing to nothing."""
+    entry = {"entry_id": _name(), "account": "unbound", "amount_cents": 1}
+    lab.prepare_topology()
+    assert platform.post("/ledger/entries", json=entry).status_code == 202  # declares the queue
+    try:
+        with Management.for_broker(lab.async_) as api:
+            api.delete_queue("mpledger.async")
+        resp = platform.post("/ledger/entries", json=entry)
+        assert resp.status_code == 502 and "no queue" in resp.json()["detail"], resp.text
+    finally:
+        lab.prepare_topology()
+    assert platform.post("/ledger/entries", json=entry).status_code == 202  # the edge recovers
+
+
+def test_the_edge_is_found_again_and_leaves_no_process(lab):
+    edge = start_edge(lab)
+    pid = edge.process.pid
+    assert edge.name in {found.name for found in edges(lab)}
+    stop_edge(lab, edge)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert edge.name not in {found.name for found in edges(lab)}
+    with pytest.raises(httpx.TransportError):
+        httpx.get(edge_url(edge) + "/health", timeout=2, trust_env=False)
+
+
+def test_the_reaper_stops_the_edge_of_a_process_that_died(lab):
+    """A kernel starts an edge and dies without a word: the reaper stops the edge."""
+    script = (
+        "import os, mpsoa_lab\nfrom mpsoa_lab.running import start_edge\n"
+        "lab = mpsoa_lab.up()\nedge = start_edge(lab)\n"
+        "print(edge.process.pid, edge.ports['http'], flush=True)\nos._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
+    pid, port = (int(word) for word in out.split())
+    wait_until(lambda: not psutil.pid_exists(pid), timeout=30)
+    wait_until(lambda: port not in PortAllocator().reserved(), timeout=10)
+    assert pid not in {found.process.pid for found in edges(lab) if found.process}

@@ -1,0 +1,103 @@
+"""The edge's pure parts, in process and without a broker: status mapping, validation, body limit.
+
+No endpoint here reaches a service (the publishers connect on first use only); what needs a
+broker is in tests/integration/test_edge.py, against the running edge.
+"""
+
+from __future__ import annotations
+
+import pytest
+from amqp.exceptions import ChannelError
+from fastapi.testclient import TestClient
+
+from mpsoa_lab.design.edge import ROUTES, EdgeConfig, EdgeError, create_app, error_status
+from mpsoa_lab.design.naming import parse_task_name
+
+LIMIT = 1024
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    config = EdgeConfig("amqp://guest:guest@127.0.0.1:1//", "amqp://guest:guest@127.0.0.1:1//")
+    config.body_limit = LIMIT
+    return TestClient(create_app(config), raise_server_exceptions=False)
+
+
+def test_every_route_names_a_platform_task():
+    for (method, path), task in ROUTES.items():
+        parsed = parse_task_name(task)
+        assert method in ("GET", "POST", "PUT") and path.startswith("/")
+        assert (parsed.kind == "async") == (method == "POST" and path == "/ledger/entries")
+
+
+def _named(exc_name: str, module: str = "builtins") -> BaseException:
+    return type(exc_name, (Exception,), {"__module__": module})("boom")
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (_named("UsernameTaken"), 409),
+        (_named("InvalidCredentials"), 401),
+        (_named("WalletNotFound"), 404),
+        (ValueError("x"), 422),
+        (_named("TimeoutError", "celery.exceptions"), 504),
+        (_named("NoRoute", "amqp.exceptions"), 502),
+        (ChannelError("Basic.return: (312) NO_ROUTE", reply_code=312), 502),
+        (ConnectionRefusedError(111, "refused"), 503),
+        (_named("OperationalError", "kombu.exceptions"), 503),
+        (KeyError("x"), 500),
+    ],
+)
+def test_error_status(exc, status):
+    error = error_status(exc)
+    assert error.status == status
+    assert ("Retry-After" in error.headers) == (status == 503)
+    assert "Traceback" not in error.detail
+
+
+def test_edge_error_body_names_the_task():
+    assert EdgeError(504, "late", task_id="t1").body() == {"detail": "late", "task_id": "t1"}
+
+
+def test_invalid_json_is_422(client):
+    resp = client.post("/users", content=b"{not json", headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_wrong_type_is_422_naming_the_field(client):
+    resp = client.post("/wallets/1/deposits", json={"amount_cents": "12"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "amount_cents"]
+    resp = client.get("/wallets/not-a-number/balance")
+    assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+
+def test_missing_field_is_422(client):
+    resp = client.post("/users", json={"username": "ada"})
+    assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["body", "password"]
+
+
+def test_declared_body_over_the_limit_is_413(client):
+    resp = client.post("/users", content=b"x" * (LIMIT + 1))
+    assert resp.status_code == 413 and "bytes" in resp.json()["detail"]
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(4):
+            yield b'{"pad": "' + b"x" * LIMIT + b'"}'
+
+    resp = client.post("/users", content=chunks(), headers={"content-type": "application/json"})
+    assert resp.status_code == 413
+
+
+def test_unknown_resource_is_404(client):
+    assert client.get("/nothing/here").status_code == 404
+    assert client.delete("/users").status_code == 405
+
+
+def test_health_answers_without_a_broker(client):
+    resp = client.get("/health")
+    assert resp.status_code == 200 and ":guest@" not in resp.text  # no password
