@@ -25,6 +25,7 @@ _EXPORTS = {
     "MalformedTaskName": "errors",
     "UnknownService": "errors",
     "Settings": "settings",
+    "env_float": "settings",
     "redact_url": "settings",
     "strip_credentials": "settings",
     "management_url_for": "settings",

@@ -25,6 +25,7 @@ Environment variable            Meaning
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import SettingsError
 
 __all__ = [
+    "env_float",
     "Settings",
     "load",
     "redact_url",
@@ -66,7 +68,8 @@ def with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + (quote(vhost, safe="") if vhost != "/" else "/")))
 
 
-def _env_float(env: dict[str, str], name: str, default: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
+    """``env[name]`` as a number, ``default`` when unset; a clear SettingsError when it is not one."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -74,7 +77,7 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(
-            f"{name}={raw!r} is not a number of seconds; set it to a number "
+            f"{name}={raw!r} is not a number of {unit}; set it to a number "
             f"such as {default:g}, or unset it for the default"
         ) from None
 
@@ -183,9 +186,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         sync_management_url=env.get("MPSOA_SYNC_MANAGEMENT_URL") or None,
         async_management_url=env.get("MPSOA_ASYNC_MANAGEMENT_URL") or None,
         rabbitmq_server=env.get("MPSOA_RABBITMQ_SERVER") or None,
-        start_timeout=_env_float(env, "MPSOA_START_TIMEOUT", 90.0),
-        connect_timeout=_env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0),
-        grace=_env_float(env, "MPSOA_LAB_GRACE", 5.0),
+        start_timeout=env_float(env, "MPSOA_START_TIMEOUT", 90.0),
+        connect_timeout=env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0),
+        grace=env_float(env, "MPSOA_LAB_GRACE", 5.0),
         space=(
             env.get("MPSOA_SPACE") or (_process_space if from_process else None) or DEFAULT_SPACE
         ),

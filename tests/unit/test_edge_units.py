@@ -101,3 +101,17 @@ def test_unknown_resource_is_404(client):
 def test_health_answers_without_a_broker(client):
     resp = client.get("/health")
     assert resp.status_code == 200 and ":guest@" not in resp.text  # no password
+
+
+@pytest.mark.parametrize(
+    ("name", "unit"), [("MPSOA_EDGE_TIMEOUT", "seconds"), ("MPSOA_EDGE_BODY_LIMIT", "bytes")]
+)
+def test_a_setting_that_is_no_number_is_a_clear_error(monkeypatch, name, unit):
+    from mpsoa_lab.design.edge.publishing import EdgeConfig
+    from mpsoa_lab.plumbing import SettingsError
+
+    monkeypatch.setenv("MPSOA_SYNC_BROKER_URL", "amqp://guest:guest@127.0.0.1:1//")
+    monkeypatch.setenv("MPSOA_ASYNC_BROKER_URL", "amqp://guest:guest@127.0.0.1:2//")
+    monkeypatch.setenv(name, "abc")
+    with pytest.raises(SettingsError, match=f"{name}='abc' is not a number of {unit}"):
+        EdgeConfig.from_env()

@@ -9,7 +9,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ...plumbing.settings import redact_url
+from ...plumbing.settings import env_float, redact_url
+from ..naming import parse_task_name
 from .errors import error_status
 
 __all__ = ["DEFAULT_BODY_LIMIT", "DEFAULT_TIMEOUT", "EdgeConfig", "Platform", "Publisher"]
@@ -75,8 +76,8 @@ class EdgeConfig:
         return cls(
             sync_url,
             async_url,
-            float(os.environ.get("MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT)),
-            int(os.environ.get("MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT)),
+            env_float(os.environ, "MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT),
+            int(env_float(os.environ, "MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT, unit="bytes")),
         )
 
 
@@ -106,7 +107,7 @@ class Platform:
 
     def call(self, name: str, **kwargs: Any) -> Any:
         """A sync task: publish, wait up to the timeout, never keep the request's reply."""
-        service, kind, _ = name.split(".")
+        service, kind = parse_task_name(name)[:2]  # the design's own parser: a clear error
         timeout = self.config.timeout
         try:
             result = self.publisher(service, kind).send(name, kwargs, expires=timeout)
@@ -123,7 +124,7 @@ class Platform:
 
     def publish(self, name: str, **kwargs: Any) -> str:
         """An async task: return its id once confirmed by the broker and taken by a queue."""
-        service, kind, _ = name.split(".")
+        service, kind = parse_task_name(name)[:2]
         try:
             return self.publisher(service, kind).send(name, kwargs, mandatory=True).id
         except Exception as exc:  # noqa: BLE001 - mapped to a status
