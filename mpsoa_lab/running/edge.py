@@ -33,12 +33,15 @@ def start_edge(
     *,
     timeout: float | None = None,
     body_limit: int | None = None,
+    wait: str | None = None,
     broker_urls: tuple[str, str] | None = None,
     name: str | None = None,
     start_timeout: float = 60.0,
 ) -> Program:
     """Start an edge on ``lab``'s brokers (or ``broker_urls=(sync, async)``) and wait until it
-    answers; ``timeout`` is a sync call's wait in seconds, ``body_limit`` the largest body."""
+    answers; ``timeout`` is a sync call's wait in seconds, ``body_limit`` the largest body,
+    ``wait`` how a sync call waits for its reply (``shared``, ``threadpool``, ``event-loop``:
+    :mod:`mpsoa_lab.design.edge.waiting`)."""
     name = name or f"{EDGE_PREFIX}{os.getpid()}-{next(_serial)}"
     sync_url, async_url = broker_urls or (lab.sync.url, lab.async_.url)
     env = {
@@ -51,6 +54,11 @@ def start_edge(
         env["MPSOA_EDGE_TIMEOUT"] = str(timeout)
     if body_limit is not None:
         env["MPSOA_EDGE_BODY_LIMIT"] = str(body_limit)
+    if wait is not None:
+        from ..design.edge import EdgeConfig
+
+        EdgeConfig(str(sync_url), str(async_url), wait=wait)  # a clear error here, not in a log
+        env["MPSOA_EDGE_WAIT"] = wait
     args = [sys.executable, "-m", "uvicorn", "--factory", "mpsoa_lab.design.edge:create_app"]
     args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log"]
     edge = Program(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..design.naming import KINDS, SERVICES
-from ..design.services._service import CONFIG_ENV
+from ..design.services._service import CONFIG_ENV, DELAY_ENV
 from ..observe.tracing import TRACE_ENV, trace_dir
 from ..plumbing.component import Component, NotReady
 from ..plumbing.processes import MANAGED_MARK
@@ -202,6 +202,7 @@ def start_worker(
     config: dict | None = None,
     trace: bool = False,
     broker_urls: tuple[str, str] | None = None,
+    delay_ms: float = 0,
     **options,
 ) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind, in this
@@ -217,6 +218,9 @@ def start_worker(
     lab's (through ``MPSOA_SYNC_BROKER_URL`` / ``MPSOA_ASYNC_BROKER_URL`` in its environment),
     e.g. ``(lab.sync.url, lab.sync.url)`` for an async worker on the sync broker: both kinds
     of traffic on one broker (notebook 06). The queue it consumes must exist on that broker.
+
+    ``delay_ms`` makes each task wait that long before it runs (a slow service, or one slow
+    instance among several), through ``MPSOA_SERVICE_DELAY_MS``.
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
@@ -228,6 +232,9 @@ def start_worker(
     }
     env.pop(CONFIG_ENV, None)
     env.pop(TRACE_ENV, None)
+    env.pop(DELAY_ENV, None)
+    if delay_ms:
+        env[DELAY_ENV] = str(delay_ms)
     if trace:
         env[TRACE_ENV] = str(trace_dir(lab))
     if config:

@@ -205,3 +205,51 @@ def test_the_reaper_stops_the_edge_of_a_process_that_died(lab):
     wait_until(lambda: not psutil.pid_exists(pid), timeout=30)
     wait_until(lambda: port not in PortAllocator().reserved(), timeout=10)
     assert pid not in {found.process.pid for found in edges(lab) if found.process}
+
+
+@pytest.mark.parametrize("wait", ["threadpool", "event-loop"])
+def test_the_other_ways_of_waiting_answer_and_time_out_alike(lab, wait):
+    """The notebook's two blocking ways of waiting give the same answers as the shared one: a
+    sync call's result, a service's error, and a 504 when no worker answers."""
+    lab.prepare_topology()
+    edge = start_edge(lab, timeout=2, wait=wait)
+    try:
+        with (
+            start_worker(lab, "mpwallet", "sync"),
+            httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
+        ):
+            assert http.get("/health").json()["wait"] == wait
+            assert http.put("/wallets/7").status_code == 200
+            assert http.get("/wallets/7/balance").json()["balance_cents"] == 0
+            assert http.get(f"/wallets/{10**9}/balance").status_code == 404
+            assert http.get("/ledger/accounts/nobody/balance").status_code == 504  # no worker
+            assert http.get("/stats").json()["wait"] == wait
+    finally:
+        stop_edge(lab, edge)
+
+
+def test_shared_replies_hold_two_connections_for_many_calls(lab):
+    """The recommended way: 16 concurrent calls, each its own answer, on one producer and one
+    reply consumer (the threadpool way would hold a reply connection per thread)."""
+    from urllib.parse import urlsplit
+
+    from mpsoa_lab.experiments.edge_load import amqp_connections
+
+    lab.prepare_topology()
+    edge = start_edge(lab, timeout=5)
+    try:
+        with (
+            start_worker(lab, "mpwallet", "sync", pool="threads", concurrency=16, delay_ms=200),
+            httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
+        ):
+            for user in range(16):
+                http.put(f"/wallets/{user}")
+                http.post(f"/wallets/{user}/deposits", json={"amount_cents": user + 1})
+            http.get("/stats", params={"reset": True})
+            with ThreadPoolExecutor(16) as pool:
+                seen = list(pool.map(lambda u: http.get(f"/wallets/{u}/balance").json(), range(16)))
+            assert [s["balance_cents"] for s in seen] == [u + 1 for u in range(16)]
+            assert http.get("/stats").json()["max_in_flight"] >= 8  # they did wait together
+            assert amqp_connections(edge.process.pid, urlsplit(lab.sync.url).port) <= 3
+    finally:
+        stop_edge(lab, edge)

@@ -115,3 +115,50 @@ def test_a_setting_that_is_no_number_is_a_clear_error(monkeypatch, name, unit):
     monkeypatch.setenv(name, "abc")
     with pytest.raises(SettingsError, match=f"{name}='abc' is not a number of {unit}"):
         EdgeConfig.from_env()
+
+
+# -- the ways of waiting (issue 12, part 3) ---------------------------------------------------
+def test_an_unknown_way_of_waiting_is_a_clear_settings_error():
+    from mpsoa_lab.design.edge import WAITS, EdgeConfig
+    from mpsoa_lab.plumbing.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="MPSOA_EDGE_WAIT='blocking'.*shared, threadpool"):
+        EdgeConfig("amqp://a//", "amqp://b//", wait="blocking")
+    assert [EdgeConfig("amqp://a//", "amqp://b//", wait=w).wait for w in WAITS] == list(WAITS)
+
+
+def test_each_way_of_waiting_has_its_platform():
+    from mpsoa_lab.design.edge import PLATFORMS, WAITS, EdgeConfig, platform_for
+
+    assert set(PLATFORMS) == set(WAITS)
+    for wait in WAITS:
+        assert platform_for(EdgeConfig("amqp://a//", "amqp://b//", wait=wait)).WAIT == wait
+
+
+def test_fastapi_runs_a_def_endpoint_in_its_threadpool():
+    """The threadpool platform claims to wait as a plain ``def`` endpoint does: FastAPI hands
+    such an endpoint to ``run_in_threadpool``, the call the platform makes itself."""
+    import inspect
+
+    from fastapi import routing
+
+    assert "run_in_threadpool" in inspect.getsource(routing.run_endpoint_function)
+
+
+def test_a_reply_after_its_request_gave_up_is_late_and_answers_nobody():
+    import asyncio
+
+    from mpsoa_lab.design.edge import SharedReplies
+
+    async def scenario() -> tuple[dict, int]:
+        replies = SharedReplies("amqp://unused//")
+        replies._loop = asyncio.get_running_loop()  # no consumer thread: replies handed in below
+        answered, gave_up = replies.expect("a"), replies.expect("b")
+        replies.forget("b")  # request b timed out
+        replies._resolve("b", {"status": "SUCCESS", "result": 2})
+        replies._resolve("a", {"status": "SUCCESS", "result": 1})
+        assert not gave_up.done() and replies.in_flight() == 0
+        return await answered, replies.late
+
+    meta, late = asyncio.run(scenario())
+    assert meta["result"] == 1 and late == 1

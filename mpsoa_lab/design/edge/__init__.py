@@ -10,6 +10,11 @@ Every endpoint names one platform task; the design's router (:mod:`.routing`) se
 * an **async** endpoint answers 202 with the task id only after the broker confirmed the
   message (publisher confirms) and a queue took it (``mandatory=True``).
 
+How a sync endpoint waits (``MPSOA_EDGE_WAIT``, :mod:`.waiting`): ``shared`` (default) one
+reply queue and consumer for the whole edge, awaited without a thread; ``threadpool`` a
+blocking ``.get()`` in uvicorn's threadpool (a plain ``def`` endpoint); ``event-loop`` a blocking
+``.get()`` inside an ``async def`` endpoint (the trap notebook 08 measures).
+
 Each (service, kind) keeps one long-lived connection and producer (the fastest correct way
 ``make bench`` found), behind a lock; after any publish error it is dropped and made again.
 
@@ -25,11 +30,29 @@ from __future__ import annotations
 
 from .app import ROUTES, BodyLimit, create_app
 from .errors import NO_ROUTE, RETRY_AFTER, EdgeError, error_status
-from .publishing import DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT, EdgeConfig, Platform, Publisher
+from .publishing import (
+    DEFAULT_BODY_LIMIT,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT,
+    WAITS,
+    EdgeConfig,
+    Platform,
+    Publisher,
+)
+from .replies import REPLY_QUEUE_PREFIX, SharedReplies
+from .waiting import PLATFORMS, BlockingPlatform, SharedRepliesPlatform, platform_for
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WAIT",
+    "PLATFORMS",
+    "REPLY_QUEUE_PREFIX",
+    "WAITS",
+    "BlockingPlatform",
+    "SharedReplies",
+    "SharedRepliesPlatform",
+    "platform_for",
     "NO_ROUTE",
     "RETRY_AFTER",
     "ROUTES",

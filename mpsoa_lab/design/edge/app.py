@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from .errors import EdgeError
 from .publishing import DEFAULT_BODY_LIMIT, EdgeConfig, Platform
+from .waiting import platform_for
 
 __all__ = ["ROUTES", "BodyLimit", "create_app"]
 
@@ -84,11 +87,20 @@ class Entry(BaseModel):
 def create_app(config: EdgeConfig | None = None, platform: Platform | None = None) -> FastAPI:
     """The edge as a FastAPI app (``uvicorn --factory mpsoa_lab.design.edge:create_app``).
 
-    ``platform`` is how requests reach the services (default: :class:`Platform`, a blocking
-    wait in uvicorn's threadpool); another way of waiting for replies plugs in here."""
+    ``platform`` is how requests reach the services and how a sync call waits for its reply;
+    by default the one ``config.wait`` (``MPSOA_EDGE_WAIT``) names, see :mod:`.waiting`."""
     config = platform.config if platform is not None else (config or EdgeConfig.from_env())
-    platform = platform or Platform(config)
-    app = FastAPI(title="mpsoa-lab edge", description=__doc__ or "")
+    platform = platform or platform_for(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await platform.startup()
+        try:
+            yield
+        finally:
+            platform.close()
+
+    app = FastAPI(title="mpsoa-lab edge", description=__doc__ or "", lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=config.body_limit)
     app.state.platform = platform
 
@@ -102,40 +114,45 @@ def create_app(config: EdgeConfig | None = None, platform: Platform | None = Non
         return JSONResponse({"detail": f"unexpected {type(exc).__name__}"}, 500)
 
     @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "brokers": platform.describe()}
+    async def health() -> dict:
+        return {"status": "ok", "wait": platform.WAIT, "brokers": platform.describe()}
+
+    @app.get("/stats")
+    async def stats(reset: bool = False) -> dict:
+        """Sync calls in flight now and at most since the last ``?reset=true``."""
+        return platform.stats(reset)
 
     @app.post("/users", status_code=201)
-    def register(body: Credentials) -> dict:
-        return platform.call(ROUTES["POST", "/users"], **body.model_dump())
+    async def register(body: Credentials) -> dict:
+        return await platform.acall(ROUTES["POST", "/users"], **body.model_dump())
 
     @app.post("/sessions", status_code=201)
-    def log_in(body: Credentials) -> dict:
-        return platform.call(ROUTES["POST", "/sessions"], **body.model_dump())
+    async def log_in(body: Credentials) -> dict:
+        return await platform.acall(ROUTES["POST", "/sessions"], **body.model_dump())
 
     @app.put("/wallets/{user_id}")
-    def open_wallet(user_id: int) -> dict:
-        return platform.call(ROUTES["PUT", "/wallets/{user_id}"], user_id=user_id)
+    async def open_wallet(user_id: int) -> dict:
+        return await platform.acall(ROUTES["PUT", "/wallets/{user_id}"], user_id=user_id)
 
     @app.get("/wallets/{user_id}/balance")
-    def balance(user_id: int) -> dict:
-        cents = platform.call(ROUTES["GET", "/wallets/{user_id}/balance"], user_id=user_id)
-        return {"user_id": user_id, "balance_cents": cents}
+    async def balance(user_id: int) -> dict:
+        route = ROUTES["GET", "/wallets/{user_id}/balance"]
+        return {"user_id": user_id, "balance_cents": await platform.acall(route, user_id=user_id)}
 
     @app.post("/wallets/{user_id}/deposits")
-    def deposit(user_id: int, body: Amount) -> dict:
-        cents = platform.call(
-            ROUTES["POST", "/wallets/{user_id}/deposits"], user_id=user_id, **body.model_dump()
-        )
+    async def deposit(user_id: int, body: Amount) -> dict:
+        route = ROUTES["POST", "/wallets/{user_id}/deposits"]
+        cents = await platform.acall(route, user_id=user_id, **body.model_dump())
         return {"user_id": user_id, "balance_cents": cents}
 
     @app.get("/ledger/accounts/{account}/balance")
-    def ledger_balance(account: str) -> dict:
+    async def ledger_balance(account: str) -> dict:
         route = ROUTES["GET", "/ledger/accounts/{account}/balance"]
-        return {"account": account, "balance_cents": platform.call(route, account=account)}
+        return {"account": account, "balance_cents": await platform.acall(route, account=account)}
 
     @app.post("/ledger/entries", status_code=202)
-    def record_entry(body: Entry) -> dict:
-        return {"task_id": platform.publish(ROUTES["POST", "/ledger/entries"], **body.model_dump())}
+    async def record_entry(body: Entry) -> dict:
+        route = ROUTES["POST", "/ledger/entries"]
+        return {"task_id": await platform.apublish(route, **body.model_dump())}
 
     return app

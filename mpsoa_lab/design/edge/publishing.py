@@ -4,21 +4,39 @@ broker and taken by a queue)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ...plumbing.errors import SettingsError
 from ...plumbing.settings import env_float, redact_url
 from ..naming import parse_task_name
+from ..rpc_backend import BACKEND
 from .errors import error_status
 
-__all__ = ["DEFAULT_BODY_LIMIT", "DEFAULT_TIMEOUT", "EdgeConfig", "Platform", "Publisher"]
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WAIT",
+    "WAITS",
+    "EdgeConfig",
+    "Platform",
+    "Publisher",
+]
 
 #: Bytes a request body may hold (the edge's own choice: uvicorn has no limit).
 DEFAULT_BODY_LIMIT = 16 * 1024
 #: Seconds a sync endpoint waits for its reply.
 DEFAULT_TIMEOUT = 5.0
+#: How a sync endpoint waits for its reply (:mod:`.waiting`): one shared reply consumer,
+#: awaited without a thread (the recommended way); a blocking ``.get()`` in uvicorn's
+#: threadpool (what a plain ``def`` endpoint does); a blocking ``.get()`` on the event loop
+#: (what an ``async def`` endpoint calling ``.get()`` does: the trap).
+WAITS = ("shared", "threadpool", "event-loop")
+DEFAULT_WAIT = "shared"
 
 
 class Publisher:
@@ -67,6 +85,14 @@ class EdgeConfig:
     async_url: str
     timeout: float = DEFAULT_TIMEOUT
     body_limit: int = DEFAULT_BODY_LIMIT
+    wait: str = DEFAULT_WAIT
+
+    def __post_init__(self) -> None:
+        if self.wait not in WAITS:
+            raise SettingsError(
+                f"MPSOA_EDGE_WAIT={self.wait!r} is not a way of waiting the edge knows: "
+                f"use one of {', '.join(WAITS)} (default {DEFAULT_WAIT})"
+            )
 
     @classmethod
     def from_env(cls) -> EdgeConfig:
@@ -78,49 +104,69 @@ class EdgeConfig:
             async_url,
             env_float(os.environ, "MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT),
             int(env_float(os.environ, "MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT, unit="bytes")),
+            os.environ.get("MPSOA_EDGE_WAIT", "").strip() or DEFAULT_WAIT,
         )
 
 
 class Platform:
-    """The edge's publishers, one per (service, kind), made on first use."""
+    """The edge's publishers, one per (service, kind), made on first use; a sync call waits
+    with a blocking ``.get()`` in uvicorn's threadpool, as a plain ``def`` endpoint does
+    (FastAPI runs one with ``run_in_threadpool``). Subclasses in :mod:`.waiting` wait otherwise."""
+
+    WAIT = "threadpool"
+    #: The sync apps' result backend: the mended ``rpc://`` (one reply queue per thread).
+    SYNC_BACKEND = BACKEND
 
     def __init__(self, config: EdgeConfig):
         self.config = config
         self._publishers: dict[tuple[str, str], Publisher] = {}
         self._lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
 
     def publisher(self, service: str, kind: str) -> Publisher:
         with self._lock:
             if (service, kind) not in self._publishers:
                 from ..apps import celery_apps_factory
-                from ..rpc_backend import BACKEND
 
                 sync_app, async_app = celery_apps_factory(
                     "PUBLISHER", self.config.sync_url, self.config.async_url, service
                 )
-                sync_app.conf.result_backend = BACKEND
+                sync_app.conf.result_backend = self.SYNC_BACKEND
                 async_app.conf.broker_transport_options = {"confirm_publish": True}
                 for kind_, app in (("sync", sync_app), ("async", async_app)):
                     app.conf.broker_connection_timeout = 2
                     self._publishers[(service, kind_)] = Publisher(app)
             return self._publishers[(service, kind)]
 
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        """Count a sync call in flight (published, its reply not yet in) while inside."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
     def call(self, name: str, **kwargs: Any) -> Any:
         """A sync task: publish, wait up to the timeout, never keep the request's reply."""
         service, kind = parse_task_name(name)[:2]  # the design's own parser: a clear error
         timeout = self.config.timeout
-        try:
-            result = self.publisher(service, kind).send(name, kwargs, expires=timeout)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status
-            raise error_status(exc) from None
-        try:
-            return result.get(timeout=timeout, propagate=True)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status
-            error = error_status(exc)
-            error.task_id = result.id
-            raise error from None
-        finally:
-            result.backend.remove_pending_result(result)
+        with self.counted():
+            try:
+                result = self.publisher(service, kind).send(name, kwargs, expires=timeout)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status
+                raise error_status(exc) from None
+            try:
+                return result.get(timeout=timeout, propagate=True)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status
+                error = error_status(exc)
+                error.task_id = result.id
+                raise error from None
+            finally:
+                result.backend.remove_pending_result(result)
 
     def publish(self, name: str, **kwargs: Any) -> str:
         """An async task: return its id once confirmed by the broker and taken by a queue."""
@@ -129,6 +175,42 @@ class Platform:
             return self.publisher(service, kind).send(name, kwargs, mandatory=True).id
         except Exception as exc:  # noqa: BLE001 - mapped to a status
             raise error_status(exc) from None
+
+    async def acall(self, name: str, **kwargs: Any) -> Any:
+        """What an endpoint awaits for a sync call: here :meth:`call` in the threadpool."""
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self.call, name, **kwargs)
+
+    async def apublish(self, name: str, **kwargs: Any) -> str:
+        """What an endpoint awaits for an async task (the confirm is waited for in a thread)."""
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self.publish, name, **kwargs)
+
+    async def startup(self) -> None:
+        """Called once the event loop runs (the app's lifespan)."""
+
+    def close(self) -> None:
+        """Drop every connection (the app's shutdown)."""
+        with self._lock:
+            for publisher in self._publishers.values():
+                publisher.close()
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """How the edge waits, and the most sync calls in flight at once since the last reset."""
+        import anyio.to_thread
+
+        with self._lock:
+            stats = {
+                "wait": self.WAIT,
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "threads": anyio.to_thread.current_default_thread_limiter().total_tokens,
+            }
+            if reset:
+                self.max_in_flight = self.in_flight
+        return stats
 
     def describe(self) -> str:
         return f"sync {redact_url(self.config.sync_url)}, async {redact_url(self.config.async_url)}"

@@ -13,6 +13,10 @@ when those are not set, from the lab running under ``MPSOA_LAB_HOME``.
 ``{"task_acks_late": true, "worker_prefetch_multiplier": 1}``) is applied on top of the
 factory's configuration: that is how the lab starts one worker with late acks and another
 without, from the same service module.
+
+``MPSOA_SERVICE_DELAY_MS`` (milliseconds, default 0) makes every task of this process wait that
+long before it runs: a service that waits on something slow (a database, another API), the
+load notebook 08 puts behind the edge, or one slow instance among several.
 """
 
 from __future__ import annotations
@@ -26,15 +30,25 @@ from celery import Celery, Task
 
 from ...observe.tracing import connect_worker_from_env
 from ...plumbing import settings as settings_mod
-from ...plumbing.errors import BrokerNotConfigured
+from ...plumbing.errors import BrokerNotConfigured, SettingsError
 from ...plumbing.state import running_lab_urls
 from ..apps import celery_apps_factory
 from .storage import Storage
 
-__all__ = ["Service", "broker_urls", "config_overrides", "CONFIG_ENV"]
+__all__ = ["Service", "broker_urls", "config_overrides", "task_delay", "CONFIG_ENV", "DELAY_ENV"]
 
 #: Environment variable holding Celery settings (JSON) applied on top of the factory's.
 CONFIG_ENV = "MPSOA_CELERY_CONFIG"
+#: Environment variable: milliseconds every task waits before it runs (a slow service).
+DELAY_ENV = "MPSOA_SERVICE_DELAY_MS"
+
+
+def task_delay() -> float:
+    """Seconds every task of this process waits before it runs (``MPSOA_SERVICE_DELAY_MS``)."""
+    delay = settings_mod.env_float(os.environ, DELAY_ENV, 0.0, unit="milliseconds")
+    if delay < 0:
+        raise SettingsError(f"{DELAY_ENV}={delay:g} is negative: give 0 or more ms")
+    return delay / 1000
 
 
 def config_overrides() -> dict[str, Any]:
@@ -91,7 +105,7 @@ class Service:
         connect_worker_from_env()
 
     def _task_class(self, app: Celery) -> type[Task]:
-        storage = self.storage
+        storage, delay = self.storage, task_delay()
 
         class ServiceTask(app.Task):  # type: ignore[name-defined,misc]
             """Records every execution in the service's storage."""
@@ -100,6 +114,8 @@ class Service:
 
             def __call__(self, *args: Any, **kwargs: Any) -> Any:
                 started, ok = time.time(), False
+                if delay:
+                    time.sleep(delay)
                 try:
                     result = super().__call__(*args, **kwargs)
                     ok = True
