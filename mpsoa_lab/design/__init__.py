@@ -45,6 +45,9 @@ _EXPORTS = {
     "Publisher": "edge",
     "error_status": "edge",
     "ROUTES": "edge",
+    # the REST alternative (issue 13, notebook 09)
+    "RestConfig": "rest",
+    "rest_error": "rest",
 }
 
 __all__ = sorted(_EXPORTS)
