@@ -108,6 +108,7 @@ class Service:
 
     def __init__(self, name: str, schema: str):
         self.name = name
+        self._by_name: dict[str, Task] | None = None
         sync_url, async_url = (NO_BROKER_URL,) * 2 if _without_broker else broker_urls()
         self.storage = Storage(settings_mod.load().data_dir / f"{name}.sqlite3", schema)
         self.sync_app, self.async_app = celery_apps_factory("SUBSCRIBER", sync_url, async_url, name)
@@ -158,12 +159,14 @@ class Service:
         """Run a task's function in this process, no broker involved (what a REST instance
         does for a request), recorded in the execution log as a worker's run would be, under
         ``task_id`` (a request id) and ``hostname`` (the instance's name)."""
-        task = self.tasks().get(task_name)
+        if self._by_name is None:  # every task is defined once the service module is loaded
+            self._by_name = self.tasks()
+        task = self._by_name.get(task_name)
         if task is None:
             from ...plumbing.errors import RoutingError
 
             raise RoutingError(
-                f"{self.name} has no task {task_name!r}; its tasks: {', '.join(self.tasks())}"
+                f"{self.name} has no task {task_name!r}; its tasks: {', '.join(self._by_name)}"
             )
         with self.recorded(task_name, lambda: (task_id, hostname)):
             return task.run(**kwargs)
