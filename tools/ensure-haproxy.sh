@@ -19,8 +19,9 @@ missing() {
 cannot_install() {
     cat >&2 <<MSG
 
-mpsoa-lab's REST alternative (notebook 09, tests/integration/test_haproxy.py) needs HAProxy and
-wrk, and could not install them here ($1). Install them yourself, then run make again:
+mpsoa-lab's REST alternative (notebook 09, tests/integration/test_haproxy.py) needs HAProxy
+and wrk. They could not be installed here: $1.
+Install them yourself, then run make again:
   Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y $MISSING
   macOS:          brew install $MISSING
 MSG
