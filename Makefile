@@ -15,20 +15,25 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test quick setup rabbitmq unit integration notebooks status down clean lint format
+.PHONY: lab test quick setup rabbitmq haproxy unit integration notebooks status down clean lint format
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
+	@sh tools/ensure-haproxy.sh --optional
 	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/
 
-test: $(STAMP) rabbitmq
+test: $(STAMP) rabbitmq haproxy
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--durations=12 --timeout=900 $(PYTEST_ARGS)
 
-setup: $(STAMP) rabbitmq
+setup: $(STAMP) rabbitmq haproxy
 
 rabbitmq:
 	@sh tools/ensure-rabbitmq.sh
+
+# HAProxy and wrk, from the OS packages: the REST alternative's load balancer and load generator.
+haproxy:
+	@sh tools/ensure-haproxy.sh
 
 $(STAMP): requirements.txt pyproject.toml
 	@sh tools/ensure-python.sh $(PYTHON)
@@ -44,7 +49,7 @@ quick: $(STAMP) rabbitmq
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP) rabbitmq
+integration: $(STAMP) rabbitmq haproxy
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 notebooks: $(STAMP) rabbitmq

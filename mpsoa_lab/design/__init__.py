@@ -1,5 +1,9 @@
 """Layer 3, the design itself: task names, topology, router, app factory, result backend, services.
 
+Beside it, the two HTTP faces of the services: the design's edge (:mod:`.edge`, which publishes
+tasks) and the REST alternative the 2014 post argues against (:mod:`.rest`, which runs the same
+task functions in-process).
+
 It imports from :mod:`mpsoa_lab.plumbing` and :mod:`mpsoa_lab.observe`, never from the running
 lab: a service started by ``celery -A mpsoa_lab.design.services.<service>.<kind>_app`` finds the
 brokers through the state file (:mod:`mpsoa_lab.plumbing.state`).
@@ -45,6 +49,9 @@ _EXPORTS = {
     "Publisher": "edge",
     "error_status": "edge",
     "ROUTES": "edge",
+    # the REST alternative (issue 13, notebook 09)
+    "RestConfig": "rest",
+    "rest_error": "rest",
 }
 
 __all__ = sorted(_EXPORTS)

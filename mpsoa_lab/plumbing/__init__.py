@@ -24,6 +24,8 @@ _EXPORTS = {
     "RoutingError": "errors",
     "MalformedTaskName": "errors",
     "UnknownService": "errors",
+    "HAProxyNotInstalled": "errors",
+    "HAProxyCommandError": "errors",
     "Settings": "settings",
     "env_float": "settings",
     "redact_url": "settings",
@@ -68,6 +70,15 @@ _EXPORTS = {
     "wait_until": "util",
     "ready_messages": "util",
     "rabbitmq_server_version": "versions",
+    "HAProxy": "haproxy",
+    "BalancerOptions": "haproxy",
+    "Server": "haproxy",
+    "BALANCE_ALGORITHMS": "haproxy",
+    "find_haproxy": "haproxy",
+    "haproxy_config": "haproxy",
+    "check_config": "haproxy",
+    "HAProxyRuntime": "haproxy_runtime",
+    "ServerState": "haproxy_runtime",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -57,6 +57,7 @@ TYPES: dict[str, str] = {
     "rabbitmq": "mpsoa_lab.plumbing.node:RabbitMQNode",
     "worker": "mpsoa_lab.running.workers:Worker",
     "program": "mpsoa_lab.plumbing.component:Program",
+    "haproxy": "mpsoa_lab.plumbing.haproxy:HAProxy",
 }
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "RoutingError",
     "MalformedTaskName",
     "UnknownService",
+    "HAProxyNotInstalled",
+    "HAProxyCommandError",
 ]
 
 
@@ -75,3 +77,11 @@ class UnknownService(RoutingError):
 
 class PortsExhausted(LabError):
     """No free TCP port could be reserved in the range asked for."""
+
+
+class HAProxyNotInstalled(LabError):
+    """``haproxy`` (the REST alternative's load balancer) cannot be found on this machine."""
+
+
+class HAProxyCommandError(LabError):
+    """HAProxy's runtime API refused a command (its answer is in the message)."""

@@ -30,6 +30,18 @@ _EXPORTS = {
     "stop_edge": "edge",
     "edge_url": "edge",
     "edges": "edge",
+    # the REST alternative (issue 13, notebook 09)
+    "start_rest": "rest",
+    "stop_rest": "rest",
+    "rest_url": "rest",
+    "rest_instances": "rest",
+    "rest_service": "rest",
+    "start_haproxy": "haproxy",
+    "stop_haproxy": "haproxy",
+    "haproxies": "haproxy",
+    "add_instance": "haproxy",
+    "remove_instance": "haproxy",
+    "server_of": "haproxy",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,6 +9,11 @@ so that ``celery -A mpsoa_lab.design.services.mplogin.sync_app worker -Q mplogin
 terminal. The broker URLs come from ``MPSOA_SYNC_BROKER_URL`` / ``MPSOA_ASYNC_BROKER_URL`` or,
 when those are not set, from the lab running under ``MPSOA_LAB_HOME``.
 
+A process that runs the services' code in-process, never through Celery (a REST instance of
+:mod:`mpsoa_lab.design.rest`), calls :func:`without_broker` before it loads a service: the
+service then needs no broker at all, and :meth:`Service.execute` runs a task's function with
+the same execution log a worker keeps.
+
 ``MPSOA_CELERY_CONFIG`` (a JSON object of Celery 5 settings, e.g.
 ``{"task_acks_late": true, "worker_prefetch_multiplier": 1}``) is applied on top of the
 factory's configuration: that is how the lab starts one worker with late acks and another
@@ -21,9 +26,11 @@ load notebook 08 puts behind the edge, or one slow instance among several.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery, Task
@@ -35,7 +42,16 @@ from ...plumbing.state import running_lab_urls
 from ..apps import celery_apps_factory
 from .storage import Storage
 
-__all__ = ["Service", "broker_urls", "config_overrides", "task_delay", "CONFIG_ENV", "DELAY_ENV"]
+__all__ = [
+    "Service",
+    "broker_urls",
+    "config_overrides",
+    "without_broker",
+    "CONFIG_ENV",
+    "NO_BROKER_URL",
+    "task_delay",
+    "DELAY_ENV",
+]
 
 #: Environment variable holding Celery settings (JSON) applied on top of the factory's.
 CONFIG_ENV = "MPSOA_CELERY_CONFIG"
@@ -49,6 +65,21 @@ def task_delay() -> float:
     if delay < 0:
         raise SettingsError(f"{DELAY_ENV}={delay:g} is negative: give 0 or more ms")
     return delay / 1000
+
+
+#: The broker of a service loaded by :func:`without_broker`: the ``.invalid`` top-level domain
+#: never resolves (RFC 2606), so a Celery app of such a process that tried to connect would
+#: fail at once instead of reaching some broker.
+NO_BROKER_URL = "amqp://no-broker-in-this-process.invalid//"
+
+_without_broker = False
+
+
+def without_broker() -> None:
+    """Load the services in this process without a broker: for a process that runs their code
+    in-process (a REST instance), never through Celery. Call it before importing a service."""
+    global _without_broker
+    _without_broker = True
 
 
 def config_overrides() -> dict[str, Any]:
@@ -94,7 +125,8 @@ class Service:
 
     def __init__(self, name: str, schema: str):
         self.name = name
-        sync_url, async_url = broker_urls()
+        self._by_name: dict[str, Task] | None = None
+        sync_url, async_url = (NO_BROKER_URL,) * 2 if _without_broker else broker_urls()
         self.storage = Storage(settings_mod.load().data_dir / f"{name}.sqlite3", schema)
         self.sync_app, self.async_app = celery_apps_factory("SUBSCRIBER", sync_url, async_url, name)
         overrides = config_overrides()
@@ -105,7 +137,7 @@ class Service:
         connect_worker_from_env()
 
     def _task_class(self, app: Celery) -> type[Task]:
-        storage, delay = self.storage, task_delay()
+        recorded, delay = self.recorded, task_delay()
 
         class ServiceTask(app.Task):  # type: ignore[name-defined,misc]
             """Records every execution in the service's storage."""
@@ -113,25 +145,50 @@ class Service:
             abstract = True
 
             def __call__(self, *args: Any, **kwargs: Any) -> Any:
-                started, ok = time.time(), False
-                if delay:
-                    time.sleep(delay)
-                try:
-                    result = super().__call__(*args, **kwargs)
-                    ok = True
-                    return result
-                finally:
-                    storage.record_execution(
-                        self.request.id,
-                        self.name,
-                        self.request.hostname,
-                        os.getpid(),
-                        started,
-                        time.time(),
-                        ok,
-                    )
+                # The request is read at the end: Celery's own __call__ pushes one of its own.
+                with recorded(self.name, lambda: (self.request.id, self.request.hostname)):
+                    if delay:  # a slow service (MPSOA_SERVICE_DELAY_MS)
+                        time.sleep(delay)
+                    return super().__call__(*args, **kwargs)
 
         return ServiceTask
+
+    @contextlib.contextmanager
+    def recorded(self, task_name: str, who: Any) -> Iterator[None]:
+        """Record the execution of the block in the execution log; ``who()`` gives its
+        ``(task_id, hostname)`` once it has ended."""
+        started, ok = time.time(), False
+        try:
+            yield
+            ok = True
+        finally:
+            task_id, hostname = who()
+            self.storage.record_execution(
+                task_id, task_name, hostname, os.getpid(), started, time.time(), ok
+            )
+
+    def execute(
+        self,
+        task_name: str,
+        kwargs: dict[str, Any],
+        *,
+        task_id: str | None = None,
+        hostname: str | None = None,
+    ) -> Any:
+        """Run a task's function in this process, no broker involved (what a REST instance
+        does for a request), recorded in the execution log as a worker's run would be, under
+        ``task_id`` (a request id) and ``hostname`` (the instance's name)."""
+        if self._by_name is None:  # every task is defined once the service module is loaded
+            self._by_name = self.tasks()
+        task = self._by_name.get(task_name)
+        if task is None:
+            from ...plumbing.errors import RoutingError
+
+            raise RoutingError(
+                f"{self.name} has no task {task_name!r}; its tasks: {', '.join(self._by_name)}"
+            )
+        with self.recorded(task_name, lambda: (task_id, hostname)):
+            return task.run(**kwargs)
 
     def tasks(self) -> dict[str, Task]:
         """The platform tasks this service defines, by name."""
