@@ -5,6 +5,7 @@ python -m mpsoa_lab status    what runs where
 python -m mpsoa_lab env       the broker URLs as shell exports
 python -m mpsoa_lab down      stop everything the lab started
 python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
+python -m mpsoa_lab edge      the HTTP edge and a worker per service queue, until Ctrl-C
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything the lab started")
     run = sub.add_parser("run", help="hold the lab while a command runs")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
+    edge = sub.add_parser("edge", help="start the HTTP edge and the services, until Ctrl-C")
+    edge.add_argument(
+        "--wait",
+        choices=("shared", "threadpool", "event-loop"),
+        default="shared",
+        help="how a sync endpoint waits for its reply (default: shared)",
+    )
+    edge.add_argument("--timeout", type=float, default=5.0, help="a sync call's wait, seconds")
+    edge.add_argument(
+        "--no-workers", action="store_true", help="start no workers (you start your own)"
+    )
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -95,15 +107,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     print("The lab is up." if lab.started_here else "Attached to the running lab.")
     _print_lab(lab)
     try:
+        if args.command == "edge":
+            return _serve_edge(lab, settings, args)
         if args.command == "up":
             print("Ctrl-C stops it.", flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            lab_id = (StateFile(settings.home).read() or {}).get("id")
-            while (StateFile(settings.home).read() or {}).get("id") == lab_id:
-                time.sleep(1)
-            print("The lab was stopped from elsewhere (python -m mpsoa_lab down).")
-            lab.started_here = False  # nothing left to stop
-            return 0
+            return _hold(lab, settings)
         cmd = [c for c in args.cmd if c != "--"]
         if not cmd:
             print(
@@ -129,6 +137,51 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("Lab stopped.")
         else:
             lab.release()
+
+
+def _hold(lab, settings) -> int:
+    """Until Ctrl-C, SIGTERM, or the lab stopped from elsewhere."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    lab_id = (StateFile(settings.home).read() or {}).get("id")
+    while (StateFile(settings.home).read() or {}).get("id") == lab_id:
+        time.sleep(1)
+    print("The lab was stopped from elsewhere (python -m mpsoa_lab down).")
+    lab.started_here = False  # nothing left to stop
+    return 0
+
+
+def _serve_edge(lab, settings, args: argparse.Namespace) -> int:
+    """The edge on this process's space, with a worker per queue of the design unless told
+    not to; everything stopped when this command ends."""
+    from .design.naming import KINDS, SERVICES
+    from .running.edge import edge_url, start_edge, stop_edge
+    from .running.workers import start_worker, stop_all
+
+    lab.prepare_topology(purge=False)
+    workers = []
+    try:
+        if not args.no_workers:
+            workers = [
+                start_worker(lab, service, kind, wait=False)
+                for service in SERVICES
+                for kind in KINDS
+            ]
+            for worker in workers:
+                worker.wait_ready()
+        edge = start_edge(lab, wait=args.wait, timeout=args.timeout)
+        try:
+            url = edge_url(edge)
+            print(f"The edge answers on {url} (waits the {args.wait!r} way), with", end=" ")
+            print(f"{len(workers)} workers. Try:", flush=True)
+            print(f"  curl -s -X POST {url}/users -H 'content-type: application/json' \\")
+            print('       -d \'{"username": "ada", "password": "pw"}\'')
+            print(f"  curl -s {url}/docs   # every endpoint, from FastAPI")
+            print("Ctrl-C stops it.", flush=True)
+            return _hold(lab, settings)
+        finally:
+            stop_edge(lab, edge)
+    finally:
+        stop_all(workers)
 
 
 if __name__ == "__main__":

@@ -253,3 +253,59 @@ def test_shared_replies_hold_two_connections_for_many_calls(lab):
             assert amqp_connections(edge.process.pid, urlsplit(lab.sync.url).port) <= 3
     finally:
         stop_edge(lab, edge)
+
+
+def test_python_m_mpsoa_lab_edge_serves_until_told_to_stop(lab):
+    """The terminal's way: ``python -m mpsoa_lab edge`` starts a worker per queue and the edge,
+    prints its URL, serves a sign-up, and leaves nothing behind on SIGTERM."""
+    import re
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab", "edge", "--timeout", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        url = re.search(r"answers on (http://127\.0\.0\.1:\d+)", "".join(lines)).group(1)
+        mine = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert len(mine) >= 7, "".join(lines)  # 6 workers (each with its pool) and the edge
+        answer = httpx.post(
+            url + "/users", json={"username": _name(), "password": "pw"}, timeout=30
+        )
+        assert answer.status_code == 201, answer.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0
+    wait_until(lambda: not any(psutil.pid_exists(pid) for pid in mine), timeout=30)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/health", timeout=2, trust_env=False)
+
+
+def test_the_shared_reply_consumer_comes_back_after_a_broker_restart(lab):
+    """The sync broker restarts under a running edge: calls during the outage get 503 or 504
+    (never a 500), and once the broker is back the edge answers again by itself."""
+    lab.prepare_topology()
+    edge = start_edge(lab, timeout=2)
+    try:
+        with (
+            start_worker(lab, "mpwallet", "sync"),
+            httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
+        ):
+            assert http.put("/wallets/11").status_code == 200
+            with lab.exclusive("restarts the sync broker under an edge"):
+                lab.stop_node("sync")
+                during = http.get("/wallets/11/balance")
+                lab.start_node("sync")
+            assert during.status_code in (503, 504), during.text
+            wait_until(lambda: http.get("/wallets/11/balance").status_code == 200, timeout=60)
+            assert http.get("/wallets/11/balance").json()["balance_cents"] == 0
+    finally:
+        stop_edge(lab, edge)
