@@ -34,6 +34,7 @@ def start_edge(
     timeout: float | None = None,
     body_limit: int | None = None,
     wait: str | None = None,
+    rest_urls: dict[str, str] | None = None,
     broker_urls: tuple[str, str] | None = None,
     name: str | None = None,
     start_timeout: float = 60.0,
@@ -41,7 +42,8 @@ def start_edge(
     """Start an edge on ``lab``'s brokers (or ``broker_urls=(sync, async)``) and wait until it
     answers; ``timeout`` is a sync call's wait in seconds, ``body_limit`` the largest body,
     ``wait`` how a sync call waits for its reply (``shared``, ``threadpool``, ``event-loop``:
-    :mod:`mpsoa_lab.design.edge.waiting`)."""
+    :mod:`mpsoa_lab.design.edge.waiting`); ``rest_urls`` (service -> base URL) makes it call
+    the services' REST APIs instead of publishing tasks (the REST alternative, notebook 09)."""
     name = name or f"{EDGE_PREFIX}{os.getpid()}-{next(_serial)}"
     sync_url, async_url = broker_urls or (lab.sync.url, lab.async_.url)
     env = {
@@ -59,6 +61,10 @@ def start_edge(
 
         EdgeConfig(str(sync_url), str(async_url), wait=wait)  # a clear error here, not in a log
         env["MPSOA_EDGE_WAIT"] = wait
+    if rest_urls:
+        import json
+
+        env["MPSOA_EDGE_REST_URLS"] = json.dumps(rest_urls)
     args = [sys.executable, "-m", "uvicorn", "--factory", "mpsoa_lab.design.edge:create_app"]
     args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log"]
     edge = Program(

@@ -309,3 +309,53 @@ def test_the_shared_reply_consumer_comes_back_after_a_broker_restart(lab):
             assert http.get("/wallets/11/balance").json()["balance_cents"] == 0
     finally:
         stop_edge(lab, edge)
+
+
+def test_the_edge_calls_rest_services_through_haproxy_with_the_same_answers(lab):
+    """The REST alternative behind the same edge: a sign-up, a wallet, a ledger entry and the
+    same error statuses, every service reached over HTTP through HAProxy, no task published."""
+    from mpsoa_lab.running import start_haproxy, start_rest, stop_haproxy, stop_rest
+
+    instances = {
+        service: start_rest(lab, service, 2) for service in ("mplogin", "mpwallet", "mpledger")
+    }
+    balancer = start_haproxy(lab, instances)
+    urls = {service: balancer.url(service) for service in instances}
+    edge = start_edge(lab, timeout=3, rest_urls=urls)
+    try:
+        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+            assert http.get("/health").json()["wait"] == "rest"
+            username = _name()
+            user = http.post("/users", json={"username": username, "password": "pw"})
+            assert user.status_code == 201, user.text
+            assert (
+                http.post("/users", json={"username": username, "password": "x"}).status_code == 409
+            )
+            user_id = user.json()["user_id"]
+            assert http.put(f"/wallets/{user_id}").status_code == 200
+            deposit = http.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 5})
+            assert deposit.json()["balance_cents"] == 5
+            assert http.get(f"/wallets/{10**9}/balance").status_code == 404
+            entry = {"entry_id": username, "account": username, "amount_cents": 3}
+            assert http.post("/ledger/entries", json=entry).status_code == 202
+            assert http.get(f"/ledger/accounts/{username}/balance").json()["balance_cents"] == 3
+    finally:
+        stop_edge(lab, edge)
+        stop_haproxy(lab, balancer)
+        stop_rest(lab, [i for group in instances.values() for i in group])
+
+
+def test_the_rest_edge_answers_503_when_a_service_cannot_be_reached(lab):
+    down = _closed_http_url()
+    edge = start_edge(lab, timeout=2, rest_urls={"mplogin": down})
+    try:
+        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+            answer = http.post("/users", json={"username": "a", "password": "b"})
+            assert answer.status_code == 503 and int(answer.headers["retry-after"]) > 0
+            assert http.get("/wallets/1/balance").status_code == 503  # no URL for mpwallet
+    finally:
+        stop_edge(lab, edge)
+
+
+def _closed_http_url() -> str:
+    return f"http://127.0.0.1:{_closed_port()}"

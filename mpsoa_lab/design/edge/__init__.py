@@ -40,6 +40,7 @@ from .publishing import (
     Publisher,
 )
 from .replies import REPLY_QUEUE_PREFIX, SharedReplies
+from .rest_platform import REST_CALLS, RestPlatform
 from .waiting import PLATFORMS, BlockingPlatform, SharedRepliesPlatform, platform_for
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "DEFAULT_WAIT",
     "PLATFORMS",
     "REPLY_QUEUE_PREFIX",
+    "REST_CALLS",
+    "RestPlatform",
     "WAITS",
     "BlockingPlatform",
     "SharedReplies",

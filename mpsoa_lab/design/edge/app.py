@@ -98,7 +98,7 @@ def create_app(config: EdgeConfig | None = None, platform: Platform | None = Non
         try:
             yield
         finally:
-            platform.close()
+            await platform.shutdown()
 
     app = FastAPI(title="mpsoa-lab edge", description=__doc__ or "", lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=config.body_limit)

@@ -86,6 +86,9 @@ class EdgeConfig:
     timeout: float = DEFAULT_TIMEOUT
     body_limit: int = DEFAULT_BODY_LIMIT
     wait: str = DEFAULT_WAIT
+    #: Service -> base URL of its REST API: when given, the edge calls the services over HTTP
+    #: (the REST alternative, :mod:`.rest_platform`) instead of publishing tasks.
+    rest_urls: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.wait not in WAITS:
@@ -105,7 +108,29 @@ class EdgeConfig:
             env_float(os.environ, "MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT),
             int(env_float(os.environ, "MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT, unit="bytes")),
             os.environ.get("MPSOA_EDGE_WAIT", "").strip() or DEFAULT_WAIT,
+            rest_urls_from_env(os.environ),
         )
+
+
+def rest_urls_from_env(env: Any) -> dict[str, str] | None:
+    """``MPSOA_EDGE_REST_URLS``, a JSON object service -> base URL, or None when unset."""
+    import json
+
+    from ..naming import SERVICES
+
+    raw = (env.get("MPSOA_EDGE_REST_URLS") or "").strip()
+    if not raw:
+        return None
+    try:
+        urls = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"MPSOA_EDGE_REST_URLS is not valid JSON ({exc}): {raw!r}") from None
+    if not isinstance(urls, dict) or not urls or set(urls) - set(SERVICES):
+        raise SettingsError(
+            f"MPSOA_EDGE_REST_URLS must map services ({', '.join(SERVICES)}) to base URLs, "
+            f'e.g. {{"mplogin": "http://127.0.0.1:8001"}}, not {raw!r}'
+        )
+    return {str(k): str(v).rstrip("/") for k, v in urls.items()}
 
 
 class Platform:
@@ -190,6 +215,10 @@ class Platform:
 
     async def startup(self) -> None:
         """Called once the event loop runs (the app's lifespan)."""
+
+    async def shutdown(self) -> None:
+        """Called when the app stops (the app's lifespan)."""
+        self.close()
 
     def close(self) -> None:
         """Drop every connection (the app's shutdown)."""

@@ -111,5 +111,9 @@ PLATFORMS: dict[str, type[Platform]] = {
 
 
 def platform_for(config: EdgeConfig) -> Platform:
-    """The platform ``config.wait`` names."""
+    """The platform ``config.wait`` names; the REST one when ``config.rest_urls`` is given."""
+    if config.rest_urls:
+        from .rest_platform import RestPlatform
+
+        return RestPlatform(config)
     return PLATFORMS[config.wait](config)
