@@ -16,7 +16,7 @@ import sys
 from ..plumbing.component import Program, http_probe
 from .lab import Lab
 
-__all__ = ["start_edge", "stop_edge", "edge_url", "edges", "EDGE_PREFIX"]
+__all__ = ["start_edge", "stop_edge", "edge_url", "edges", "uvicorn_program", "EDGE_PREFIX"]
 
 #: Name prefix of the edge programs in the state file.
 EDGE_PREFIX = "edge-"
@@ -65,9 +65,19 @@ def start_edge(
         import json
 
         env["MPSOA_EDGE_REST_URLS"] = json.dumps(rest_urls)
-    args = [sys.executable, "-m", "uvicorn", "--factory", "mpsoa_lab.design.edge:create_app"]
-    args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log"]
-    edge = Program(
+    edge = uvicorn_program(lab, name, "mpsoa_lab.design.edge:create_app", env)
+    lab.launch(edge, start_timeout, lambda: stop_edge(lab, edge))
+    return edge
+
+
+def uvicorn_program(
+    lab: Lab, name: str, factory: str, env: dict[str, str], *options: str
+) -> Program:
+    """An ASGI app served by uvicorn (``--factory``) on a reserved port of 127.0.0.1, owned by
+    this process, ready when ``GET /health`` answers; ``options`` go to uvicorn."""
+    args = [sys.executable, "-m", "uvicorn", "--factory", factory]
+    args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log", *options]
+    return Program(
         name,
         lab.home / "logs" / name,
         args,
@@ -77,14 +87,6 @@ def start_edge(
         owner=os.getpid(),
         mark=str(lab.home),
     )
-    edge.start(wait=False)
-    lab.record(edge)
-    try:
-        edge.wait_ready(start_timeout)
-    except BaseException:
-        stop_edge(lab, edge)
-        raise
-    return edge
 
 
 def stop_edge(lab: Lab, edge: Program, timeout: float = 10.0) -> None:

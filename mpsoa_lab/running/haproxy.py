@@ -66,13 +66,7 @@ def start_haproxy(
         owner=os.getpid(),
         mark=str(lab.home),
     )
-    balancer.start(wait=False)
-    lab.record(balancer)
-    try:
-        balancer.wait_ready(start_timeout)
-    except BaseException:
-        stop_haproxy(lab, balancer)
-        raise
+    lab.launch(balancer, start_timeout, lambda: stop_haproxy(lab, balancer))
     return balancer
 
 

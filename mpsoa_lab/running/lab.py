@@ -235,6 +235,17 @@ class Lab:
             )
         )
 
+    def launch(self, component: Component, timeout: float, stop: Callable[[], None]) -> None:
+        """Start ``component`` without waiting, record it, then wait until it is ready; if it
+        does not get ready, ``stop()`` it (which also forgets it) and raise."""
+        component.start(wait=False)
+        self.record(component)
+        try:
+            component.wait_ready(timeout)
+        except BaseException:
+            stop()
+            raise
+
     def forget(self, component: Component) -> None:
         """Remove a component that has stopped from the state file."""
         self._update(lambda state: state.setdefault("components", {}).pop(component.key, None))

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Iterable, Sequence
 
 from ..design.naming import SERVICES
-from ..plumbing.component import Program, http_probe
+from ..plumbing.component import Program
 from ..plumbing.errors import UnknownService
+from .edge import uvicorn_program
 from .lab import Lab
 
 __all__ = [
@@ -102,19 +102,8 @@ def _program(lab: Lab, service: str, delay_ms: float, concurrency: int) -> Progr
         "MPSOA_REST_DELAY_MS": str(delay_ms),
         "MPSOA_REST_CONCURRENCY": str(concurrency),
     }
-    args = [sys.executable, "-m", "uvicorn", "--factory", "mpsoa_lab.design.rest:instance_app"]
-    args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log"]
-    args += ["--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]
-    return Program(
-        name,
-        lab.home / "logs" / name,
-        args,
-        ports=["http"],
-        env=env,
-        probe=http_probe("http://127.0.0.1:{http}/health"),
-        owner=os.getpid(),
-        mark=str(lab.home),
-    )
+    factory = "mpsoa_lab.design.rest:instance_app"
+    return uvicorn_program(lab, name, factory, env, "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS))
 
 
 def stop_rest(lab: Lab, instances: Iterable[Program], timeout: float = 10.0) -> None:

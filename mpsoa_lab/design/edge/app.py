@@ -15,7 +15,7 @@ from .errors import EdgeError
 from .publishing import DEFAULT_BODY_LIMIT, EdgeConfig, Platform
 from .waiting import platform_for
 
-__all__ = ["ROUTES", "BodyLimit", "create_app"]
+__all__ = ["ROUTES", "Amount", "BodyLimit", "answer_errors", "Credentials", "Entry", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ async def _json(send: Any, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+# The request bodies (the REST alternative's services take the same ones).
 class Credentials(BaseModel):
     username: str = Field(min_length=1, max_length=150)
     password: str = Field(min_length=1, max_length=200)
@@ -82,6 +83,20 @@ class Entry(BaseModel):
     entry_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, max_length=200)
     amount_cents: StrictInt
+
+
+def answer_errors(app: FastAPI) -> None:
+    """An :class:`EdgeError` answers with its status; anything else a 500 without a traceback
+    (the traceback goes to the log)."""
+
+    @app.exception_handler(EdgeError)
+    async def _edge_error(request: Request, exc: EdgeError) -> JSONResponse:
+        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"unexpected {type(exc).__name__}"}, 500)
 
 
 def create_app(config: EdgeConfig | None = None, platform: Platform | None = None) -> FastAPI:
@@ -104,14 +119,7 @@ def create_app(config: EdgeConfig | None = None, platform: Platform | None = Non
     app.add_middleware(BodyLimit, limit=config.body_limit)
     app.state.platform = platform
 
-    @app.exception_handler(EdgeError)
-    async def _edge_error(request: Request, exc: EdgeError) -> JSONResponse:
-        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"unexpected {type(exc).__name__}"}, 500)
+    answer_errors(app)
 
     @app.get("/health")
     async def health() -> dict:

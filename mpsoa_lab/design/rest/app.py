@@ -26,11 +26,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt
 
 from ...plumbing.settings import env_float
-from ..edge.app import BodyLimit
-from ..edge.errors import EdgeError
+from ..edge.app import Amount, BodyLimit, Credentials, Entry, answer_errors
 from ..edge.publishing import DEFAULT_BODY_LIMIT
 from ..naming import SERVICES
 from .errors import rest_error
@@ -137,21 +135,6 @@ class InstanceHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class Credentials(BaseModel):
-    username: str = Field(min_length=1, max_length=150)
-    password: str = Field(min_length=1, max_length=200)
-
-
-class Amount(BaseModel):
-    amount_cents: StrictInt = Field(gt=0)
-
-
-class Entry(BaseModel):
-    entry_id: str = Field(min_length=1, max_length=200)
-    account: str = Field(min_length=1, max_length=200)
-    amount_cents: StrictInt
-
-
 class Calls:
     """Runs a service's task functions for requests: the instance's delay and concurrency,
     the execution log, and an exception turned into its HTTP answer."""
@@ -192,14 +175,7 @@ def create_app(config: RestConfig, service: Any | None = None) -> FastAPI:
     app.add_middleware(InstanceHeaders, instance=config.instance)
     app.state.config, app.state.calls = config, calls
 
-    @app.exception_handler(EdgeError)
-    async def _answer(request: Request, exc: EdgeError) -> JSONResponse:
-        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"unexpected {type(exc).__name__}"}, 500)
+    answer_errors(app)
 
     @app.get("/health")
     def health() -> dict:
