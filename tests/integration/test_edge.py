@@ -219,8 +219,9 @@ def test_the_other_ways_of_waiting_answer_and_time_out_alike(lab, wait):
             httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
         ):
             assert http.get("/health").json()["wait"] == wait
-            assert http.put("/wallets/7").status_code == 200
-            assert http.get("/wallets/7/balance").json()["balance_cents"] == 0
+            user = uuid.uuid4().int % 10**9  # a wallet no other test uses
+            assert http.put(f"/wallets/{user}").status_code == 200
+            assert http.get(f"/wallets/{user}/balance").json()["balance_cents"] == 0
             assert http.get(f"/wallets/{10**9}/balance").status_code == 404
             assert http.get("/ledger/accounts/nobody/balance").status_code == 504  # no worker
             assert http.get("/stats").json()["wait"] == wait
@@ -242,13 +243,14 @@ def test_shared_replies_hold_two_connections_for_many_calls(lab):
             start_worker(lab, "mpwallet", "sync", pool="threads", concurrency=16, delay_ms=200),
             httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
         ):
-            for user in range(16):
-                http.put(f"/wallets/{user}")
-                http.post(f"/wallets/{user}/deposits", json={"amount_cents": user + 1})
+            users = [uuid.uuid4().int % 10**9 for _ in range(16)]  # wallets no other test uses
+            for i, user in enumerate(users):
+                assert http.put(f"/wallets/{user}").json()["balance_cents"] == 0
+                http.post(f"/wallets/{user}/deposits", json={"amount_cents": i + 1})
             http.get("/stats", params={"reset": True})
             with ThreadPoolExecutor(16) as pool:
-                seen = list(pool.map(lambda u: http.get(f"/wallets/{u}/balance").json(), range(16)))
-            assert [s["balance_cents"] for s in seen] == [u + 1 for u in range(16)]
+                seen = list(pool.map(lambda u: http.get(f"/wallets/{u}/balance").json(), users))
+            assert [s["balance_cents"] for s in seen] == [i + 1 for i in range(16)]
             assert http.get("/stats").json()["max_in_flight"] >= 8  # they did wait together
             assert amqp_connections(edge.process.pid, urlsplit(lab.sync.url).port) <= 3
     finally:
@@ -299,14 +301,16 @@ def test_the_shared_reply_consumer_comes_back_after_a_broker_restart(lab):
             start_worker(lab, "mpwallet", "sync"),
             httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
         ):
-            assert http.put("/wallets/11").status_code == 200
+            user = uuid.uuid4().int % 10**9  # a wallet no other test uses
+            assert http.put(f"/wallets/{user}").status_code == 200
             with lab.exclusive("restarts the sync broker under an edge"):
                 lab.stop_node("sync")
-                during = http.get("/wallets/11/balance")
+                during = http.get(f"/wallets/{user}/balance")
                 lab.start_node("sync")
             assert during.status_code in (503, 504), during.text
-            wait_until(lambda: http.get("/wallets/11/balance").status_code == 200, timeout=60)
-            assert http.get("/wallets/11/balance").json()["balance_cents"] == 0
+            path = f"/wallets/{user}/balance"
+            wait_until(lambda: http.get(path).status_code == 200, timeout=60)
+            assert http.get(path).json()["balance_cents"] == 0
     finally:
         stop_edge(lab, edge)
 
