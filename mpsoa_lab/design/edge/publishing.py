@@ -68,13 +68,28 @@ class Publisher:
     def send(self, name: str, kwargs: dict[str, Any], **options: Any) -> Any:
         """``send_task`` on the long-lived producer; any error drops it and is raised."""
         with self._lock:
-            try:
-                return self.app.send_task(
-                    name, kwargs=kwargs, producer=self._ensure(), retry=False, **options
-                )
-            except BaseException:
-                self.close()
-                raise
+            return self._send(name, kwargs, options)
+
+    def try_send(self, name: str, kwargs: dict[str, Any], **options: Any) -> Any:
+        """:meth:`send` if it cannot block on the broker: connected already and nobody else
+        publishing; otherwise ``None`` (the caller sends from a thread instead). A publish of
+        a small message on an open connection is one socket write, quick enough for an event
+        loop; making a connection (after an outage, up to ``connect_timeout``) is not."""
+        if self._producer is None or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._send(name, kwargs, options)
+        finally:
+            self._lock.release()
+
+    def _send(self, name: str, kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        try:
+            return self.app.send_task(
+                name, kwargs=kwargs, producer=self._ensure(), retry=False, **options
+            )
+        except BaseException:
+            self.close()
+            raise
 
 
 @dataclass

@@ -42,8 +42,9 @@ class BlockingPlatform(Platform):
 class SharedRepliesPlatform(Platform):
     """One reply consumer for every request; a sync call awaits its reply holding no thread.
 
-    The publish itself (a socket write, or a connection made after a broker outage) still runs
-    in the threadpool, for as long as it takes to publish: the loop never blocks on the broker."""
+    The publish itself is one socket write on the event loop when the edge's connection is open
+    and free; when it must be made (first use, after a broker outage) or another request is
+    publishing, it runs in the threadpool: the loop never waits for a connection."""
 
     WAIT = "shared"
     SYNC_BACKEND = "disabled"  # replies go to the shared queue, never to a per-thread one
@@ -70,15 +71,12 @@ class SharedRepliesPlatform(Platform):
         future = self.replies.expect(task_id)
         try:
             with self.counted():
-                try:
-                    await run_in_threadpool(
-                        publisher.send,
-                        name,
-                        kwargs,
-                        task_id=task_id,
-                        reply_to=self.replies.queue_name,
-                        expires=timeout,
-                    )
+                options = {"task_id": task_id, "reply_to": self.replies.queue_name}
+                try:  # on the loop when connected and free, else from a thread
+                    if publisher.try_send(name, kwargs, expires=timeout, **options) is None:
+                        await run_in_threadpool(
+                            publisher.send, name, kwargs, expires=timeout, **options
+                        )
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     raise error_status(exc) from None
                 try:
