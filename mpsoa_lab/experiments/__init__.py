@@ -91,6 +91,12 @@ _EXPORTS = {
     "alarm_phases": "two_brokers",
     "plot_flood": "two_brokers",
     "plot_alarm": "two_brokers",
+    # notebook 09, REST against AMQP
+    "WrkRun": "rest_vs_amqp",
+    "parse_wrk": "rest_vs_amqp",
+    "run_wrk": "rest_vs_amqp",
+    "Side": "rest_vs_amqp",
+    "compare": "rest_vs_amqp",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,598 @@
+"""The harness of notebook 09 (REST against AMQP): the same sync call through both designs.
+
+* :func:`parse_wrk` / :func:`run_wrk`: wrk 4.1's closed-loop throughput (``--latency``
+  output read into a :class:`WrkRun`), a bounded ``-d`` on a loopback URL only;
+* :class:`Side` / :func:`compare`: each way of reaching the service (the edge over AMQP, the
+  edge over REST through HAProxy or straight to one instance, a trivial handler) driven by wrk
+  for throughput and by the open loop of notebook 08 for latency, in one run, with the CPU
+  each process used; :func:`table` and :func:`plot_latency` show the result;
+* :func:`worker_conf`, :func:`process_env`, :func:`haproxy_addresses`: what each side is
+  configured with, read from the running processes (Celery's ``inspect conf``, the process's
+  own environment, HAProxy's generated config and ``show servers state``).
+
+All traffic goes to 127.0.0.1; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..observe.latency import percentile
+from .edge_load import CpuMeter, Request, open_loop, run_in_own_loop, summary
+
+__all__ = [
+    "WrkRun",
+    "parse_wrk",
+    "wrk_args",
+    "run_wrk",
+    "Side",
+    "SideRun",
+    "compare",
+    "paused",
+    "closed_loop_for",
+    "table",
+    "plot_latency",
+    "worker_conf",
+    "process_env",
+    "haproxy_addresses",
+    "tool_versions",
+    "listening_ports",
+    "KillRun",
+    "kill_under_load",
+    "amqp_kill",
+    "rest_kill",
+    "kill_table",
+]
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_DURATION = re.compile(r"^([\d.]+)(us|ms|s|m|h)$")
+_COUNT = re.compile(r"^([\d.]+)([kMG]?)$")
+
+
+def _ms(token: str) -> float:
+    match = _DURATION.match(token.strip())
+    if not match:
+        raise ValueError(f"not a wrk duration: {token!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """What wrk printed: requests per second, the latency percentiles it measured (in ms, from
+    when each request was *sent*: closed loop), requests, seconds, and every error it counted."""
+
+    requests_per_s: float
+    percentiles_ms: dict[int, float]
+    requests: int
+    seconds: float
+    max_ms: float = 0.0
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def p50_ms(self) -> float:
+        return self.percentiles_ms[50]
+
+    @property
+    def p99_ms(self) -> float:
+        return self.percentiles_ms[99]
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + sum(self.socket_errors.values())
+
+
+def parse_wrk(text: str) -> WrkRun:
+    """Read the output of ``wrk --latency`` (4.x); a clear error when a line is missing."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    total = re.search(r"^\s*(\d+) requests in ([\d.]+\w+),", text, re.M)
+    if not rps or not total:
+        raise ValueError("no 'Requests/sec' or 'N requests in' line: is this wrk's output?")
+    percentiles = {
+        int(p): _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", text, re.M)
+    }
+    if 50 not in percentiles or 99 not in percentiles:
+        raise ValueError("no latency distribution: run wrk with --latency")
+    latency = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    socket_errors = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True))
+        if sockets
+        else {}
+    )
+    return WrkRun(
+        float(rps.group(1)),
+        percentiles,
+        int(total.group(1)),
+        _ms(total.group(2)) / 1e3,
+        _ms(latency.group(3)) if latency else 0.0,
+        int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors,
+    )
+
+
+def wrk_args(url: str, *, connections: int, seconds: float, threads: int = 1) -> list[str]:
+    """wrk's command line for ``url``: loopback only, a bounded duration and request timeout."""
+    host = urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"load goes to loopback addresses only, not {host!r}")
+    if not 0 < seconds <= 30 or connections < 1 or threads < 1:
+        raise ValueError("need 0 < seconds <= 30 and at least one connection and thread")
+    threads = min(threads, connections)
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        url,
+    ]
+
+
+def run_wrk(url: str, *, connections: int = 8, seconds: float = 3, threads: int = 1) -> WrkRun:
+    """Run wrk on ``url`` (closed loop: ``connections`` requests in flight, each sent when the
+    one before it on its connection came back) and read its output."""
+    if shutil.which("wrk") is None:
+        raise FileNotFoundError(
+            "wrk is not installed: make setup installs it (apt-get install wrk)"
+        )
+    args = wrk_args(url, connections=connections, seconds=seconds, threads=threads)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 20, check=True)
+    return parse_wrk(done.stdout)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One way of reaching the service: a name, the base URL the load goes to, the path, and
+    the processes whose CPU counts (name -> pid)."""
+
+    name: str
+    url: str
+    path: str
+    pids: Mapping[str, int | None]
+
+
+@dataclass
+class SideRun:
+    """A side measured in ``len(wrk)`` rounds: wrk's closed loop of each round, the open loop's
+    requests at ``rate`` (all rounds pooled), and the CPU share of each process (CPU seconds
+    per second, 1.0 = one core) during the open loops."""
+
+    side: Side
+    wrk: list[WrkRun]
+    rate: float
+    requests: list[Request]
+    cpu: dict[str, float]
+
+    @property
+    def wrk_rps(self) -> float:
+        """wrk's requests per second, the median of the rounds."""
+        return percentile([w.requests_per_s for w in self.wrk], 50)
+
+    def row(self) -> dict[str, Any]:
+        s = summary(self.requests, self.rate)
+        return {
+            "side": self.side.name,
+            "wrk_rps": self.wrk_rps,
+            "wrk_p50_ms": percentile([w.p50_ms for w in self.wrk], 50),
+            "wrk_p99_ms": percentile([w.p99_ms for w in self.wrk], 50),
+            "wrk_errors": sum(w.errors for w in self.wrk),
+            "p50_ms": s["p50_ms"],
+            "p99_ms": s["p99_ms"],
+            "ok": s["ok"],
+            "requests": s["requests"],
+            "cpu": self.cpu,
+        }
+
+
+def compare(
+    sides: Sequence[Side],
+    *,
+    rate: float,
+    duration: float,
+    connections: int,
+    wrk_seconds: float,
+    rounds: int = 2,
+    deadline: float = 5.0,
+    progress: Any = None,
+) -> dict[str, SideRun]:
+    """``rounds`` rounds; in each, every side in turn (the order reversed every other round,
+    so a slow moment of the machine hits all sides alike): wrk for throughput, then the open
+    loop at ``rate`` for ``duration`` seconds with a :class:`CpuMeter` on the side's
+    processes. Each side is warmed first."""
+    import httpx
+
+    if rounds < 1:
+        raise ValueError("need at least one round")
+    for side in sides:
+        with httpx.Client(base_url=side.url, timeout=10, trust_env=False) as http:
+            for _ in range(20):  # warm: connections, the first import, SQLite's cache
+                http.get(side.path).raise_for_status()
+    wrks: dict[str, list[WrkRun]] = {s.name: [] for s in sides}
+    requests: dict[str, list[Request]] = {s.name: [] for s in sides}
+    cpu: dict[str, dict[str, float]] = {s.name: {} for s in sides}
+    wall = dict.fromkeys(wrks, 0.0)
+    steps = [(r, s) for r in range(rounds) for s in (sides if r % 2 == 0 else sides[::-1])]
+    for _, side in progress(steps, desc="sides x rounds") if progress else steps:
+        url = side.url + side.path
+        wrks[side.name].append(run_wrk(url, connections=connections, seconds=wrk_seconds))
+        meter = CpuMeter(side.pids).start()
+        offset = max((r.done for r in requests[side.name]), default=0.0) + 1.0
+        for r in open_loop(side.url, side.path, rate, duration, deadline):
+            requests[side.name].append(Request(r.due + offset, r.done + offset, r.status))
+        meter.stop()
+        wall[side.name] += meter.wall
+        for name, seconds in meter.seconds.items():
+            cpu[side.name][name] = cpu[side.name].get(name, 0.0) + seconds
+    return {
+        s.name: SideRun(
+            s,
+            wrks[s.name],
+            rate,
+            requests[s.name],
+            {n: v / wall[s.name] for n, v in cpu[s.name].items()},
+        )
+        for s in sides
+    }
+
+
+def closed_loop_for(url: str, path: str, connections: int, seconds: float) -> list[float]:
+    """A naive closed loop: ``connections`` keep-alive connections, each sending its next GET
+    as soon as the previous answer came back, for ``seconds``; every request's seconds from
+    when it was *sent* (what a closed-loop tool without correction reports)."""
+    import asyncio
+
+    import httpx
+
+    if connections < 1 or not 0 < seconds <= 30:
+        raise ValueError("need at least one connection and 0 < seconds <= 30")
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(base_url=url, limits=limits, trust_env=False) as client:
+
+            async def one() -> list[float]:
+                took = []
+                while loop.time() < end:
+                    t0 = loop.time()
+                    (await client.get(path, timeout=10)).raise_for_status()
+                    took.append(loop.time() - t0)
+                return took
+
+            return [
+                t
+                for each in await asyncio.gather(*(one() for _ in range(connections)))
+                for t in each
+            ]
+
+    return run_in_own_loop(main)
+
+
+@contextlib.contextmanager
+def paused(pid: int, after: float, seconds: float) -> Iterator[None]:
+    """Freeze process ``pid`` (SIGSTOP) ``after`` seconds into the block, for ``seconds``
+    (a GC pause, a stalled disk); it is always resumed (SIGCONT), also when the block fails."""
+    if not 0 < seconds <= 10:
+        raise ValueError("a pause of 0 to 10 seconds")
+    done = threading.Event()
+
+    def pause() -> None:
+        if done.wait(after):
+            return
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            done.wait(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    thread = threading.Thread(target=pause, name="pause", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        os.kill(pid, signal.SIGCONT)
+
+
+def table(runs: Mapping[str, SideRun]) -> str:
+    """One line per side: wrk's requests/s and closed-loop p50/p99, the open loop's p50/p99
+    and failures, and the CPU of each process during the open loop."""
+    head = f"{'side':<16} {'wrk req/s':>9} {'wrk p50':>8} {'wrk p99':>8} | {'p50 ms':>7}"
+    lines = [head + f" {'p99 ms':>7} {'failed':>6} | CPU (cores) during the open loop"]
+    for name, run in runs.items():
+        r = run.row()
+        cpu = ", ".join(f"{n} {v:.2f}" for n, v in r["cpu"].items())
+        lines.append(
+            f"{name:<16} {r['wrk_rps']:>9.0f} {r['wrk_p50_ms']:>8.1f} {r['wrk_p99_ms']:>8.1f} | "
+            f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['requests'] - r['ok']:>6} | {cpu}"
+        )
+    return "\n".join(lines)
+
+
+def plot_latency(runs: Mapping[str, SideRun], ax: Any) -> None:
+    """The open loop's latency distribution of each side (ECDF, log x)."""
+    from .edge_load import ecdf_ms
+
+    for name, run in runs.items():
+        xs, ys = ecdf_ms(run.requests)
+        ax.step(xs, ys, where="post", label=f"{name} (p50 {percentile(xs, 50):.1f} ms)")
+    ax.set(xscale="log", xlabel="latency from when the request was due (ms, log)")
+    ax.set(ylabel="share of requests <= x")
+    ax.legend(fontsize=8)
+
+
+# -- what each side is configured with -------------------------------------------------------
+def worker_conf(worker: Any, keys: Sequence[str], timeout: float = 3.0) -> dict[str, Any]:
+    """Settings of a running Celery worker, asked through Celery's ``inspect conf`` (the
+    worker's own answer, passwords masked by Celery)."""
+    answer = worker.app.control.inspect([worker.hostname], timeout=timeout).conf() or {}
+    conf = answer.get(worker.hostname)
+    if conf is None:
+        raise TimeoutError(f"{worker.hostname} did not answer inspect conf in {timeout:g} s")
+    return {key: conf.get(key) for key in keys}
+
+
+def process_env(pid: int, prefix: str = "MPSOA_") -> dict[str, str]:
+    """The environment variables of a running process that start with ``prefix``, read from
+    the process itself (what it was started with), sorted by name."""
+    import psutil
+
+    env = psutil.Process(pid).environ()
+    return {k: env[k] for k in sorted(env) if k.startswith(prefix)}
+
+
+def haproxy_addresses(config_text: str) -> dict[str, list[str]]:
+    """The addresses in a HAProxy config: ``bind`` lines per frontend and ``server`` lines per
+    backend (``section -> [addr:port, ...]``)."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in config_text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if not line[0].isspace():
+            section = " ".join(words[:2])
+            continue
+        if words[0] == "bind":
+            found.setdefault(section, []).append(words[1])
+        elif words[0] == "server" and len(words) >= 3:
+            found.setdefault(section, []).append(words[2])
+    return found
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the installed haproxy and wrk (first line of each, the version word)."""
+    found = {}
+    for name, args, index in (("haproxy", ["haproxy", "-v"], 2), ("wrk", ["wrk", "--version"], 1)):
+        try:
+            out = subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.split()
+            found[name] = out[index] if len(out) > index else "?"
+        except FileNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports process ``pid`` (and its children) listens on: a web server has one, a
+    Celery worker none."""
+    import psutil
+
+    process = psutil.Process(pid)
+    ports = set()
+    for proc in [process, *process.children(recursive=True)]:
+        for conn in proc.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN:
+                ports.add(conn.laddr.port)
+    return sorted(ports)
+
+
+# -- an instance killed under load -----------------------------------------------------------
+@dataclass
+class KillRun:
+    """An instance killed (SIGKILL) ``killed_at`` seconds into an open loop: every request,
+    and the service's execution log of the run (one row per finished execution)."""
+
+    name: str
+    rate: float
+    requests: list[Request]
+    killed_at: float
+    executions: list[dict[str, Any]]
+    slow_s: float
+
+    @property
+    def failed(self) -> int:
+        """Requests with no 2xx answer (a 5xx, or none before the deadline)."""
+        return sum(1 for r in self.requests if not 200 <= r.status < 300)
+
+    @property
+    def duplicated(self) -> int:
+        """Executions beyond the first of the same task id in the log."""
+        ids = [e["task_id"] for e in self.executions if e["task_id"]]
+        return len(ids) - len(set(ids))
+
+    def abnormal(self, r: Request) -> bool:
+        return not 200 <= r.status < 300 or r.latency > self.slow_s
+
+    @property
+    def recovery_s(self) -> float:
+        """Seconds from the kill until the last failed or slow request had its answer (or
+        failed): after that, every request was normal (0 when none was abnormal)."""
+        late = [r.done for r in self.requests if self.abnormal(r)]
+        return max(0.0, max(late) - self.killed_at) if late else 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "side": self.name,
+            "requests": len(self.requests),
+            "failed": self.failed,
+            "slow": sum(1 for r in self.requests if self.abnormal(r) and 200 <= r.status < 300),
+            "statuses": dict(sorted(collections.Counter(r.status for r in self.requests).items())),
+            "duplicated": self.duplicated,
+            "recovery_s": self.recovery_s,
+            "max_ms": max(r.latency for r in self.requests) * 1e3,
+        }
+
+
+def kill_under_load(
+    name: str,
+    url: str,
+    path: str,
+    *,
+    rate: float,
+    duration: float,
+    kill_after: float,
+    kill: Callable[[], None],
+    executions: Callable[[], list[dict[str, Any]]],
+    slow_s: float,
+    deadline: float = 8.0,
+) -> KillRun:
+    """An open loop on ``url + path``; ``kill()`` is called ``kill_after`` seconds in."""
+    since = time.time()
+    started = time.monotonic() + 0.05  # the open loop's first request is due then
+    killed: list[float] = []
+
+    def killer() -> None:
+        time.sleep(max(0.0, started + kill_after - time.monotonic()))
+        killed.append(time.monotonic() - started)
+        kill()
+
+    thread = threading.Thread(target=killer, name="killer", daemon=True)
+    thread.start()
+    try:
+        requests = open_loop(url, path, rate, duration, deadline)
+    finally:
+        thread.join(30)
+    ran = [e for e in executions() if e["started"] >= since]
+    return KillRun(name, rate, requests, killed[0] if killed else kill_after, ran, slow_s)
+
+
+def _wallet_executions() -> list[dict[str, Any]]:
+    from ..design.services import mpwallet
+
+    return mpwallet.service.storage.executions("mpwallet.sync.get_balance")
+
+
+def amqp_kill(
+    lab: Any,
+    *,
+    acks_late: bool,
+    rate: float,
+    duration: float,
+    kill_after: float,
+    delay_ms: float,
+    timeout: float,
+    threads: int = 10,
+) -> KillRun:
+    """Two ``mpwallet`` sync workers (threads pool, prefetch multiplier 1, early or late acks,
+    each call ``delay_ms``), an edge that waits ``timeout`` s; one worker killed under load."""
+    from ..running.edge import edge_url, start_edge, stop_edge
+    from ..running.workers import start_worker
+
+    lab.prepare_topology()
+    config = {"worker_prefetch_multiplier": 1, "task_acks_late": acks_late}
+    workers = [
+        start_worker(
+            lab,
+            "mpwallet",
+            "sync",
+            pool="threads",
+            concurrency=threads,
+            delay_ms=delay_ms,
+            config=config,
+        )
+        for _ in range(2)
+    ]
+    edge = start_edge(lab, timeout=timeout)
+    try:
+        return kill_under_load(
+            f"AMQP, {'late' if acks_late else 'early'} acks",
+            edge_url(edge),
+            "/wallets/1/balance",
+            rate=rate,
+            duration=duration,
+            kill_after=kill_after,
+            kill=workers[0].kill,
+            executions=_wallet_executions,
+            slow_s=1.5 * delay_ms / 1e3,
+            deadline=timeout + 3,
+        )
+    finally:
+        stop_edge(lab, edge)
+        for worker in workers[1:]:
+            worker.stop()
+
+
+def rest_kill(
+    lab: Any,
+    *,
+    rate: float,
+    duration: float,
+    kill_after: float,
+    delay_ms: float,
+    timeout: float,
+    label: str = "",
+    **haproxy_settings: Any,
+) -> KillRun:
+    """Two REST instances of ``mpwallet`` (each call ``delay_ms``) behind HAProxy
+    (``haproxy_settings``: retries, redispatch, retry_on, check_inter_ms...), an edge through
+    it; one instance killed under load."""
+    from ..running.edge import edge_url, start_edge, stop_edge
+    from ..running.haproxy import start_haproxy, stop_haproxy
+    from ..running.rest import start_rest, stop_rest
+
+    instances = start_rest(lab, "mpwallet", 2, delay_ms=delay_ms)
+    balancer = start_haproxy(lab, {"mpwallet": instances}, **haproxy_settings)
+    edge = start_edge(lab, timeout=timeout, rest_urls={"mpwallet": balancer.url("mpwallet")})
+    try:
+        return kill_under_load(
+            f"REST + HAProxy{label}",
+            edge_url(edge),
+            "/wallets/1/balance",
+            rate=rate,
+            duration=duration,
+            kill_after=kill_after,
+            kill=instances[0].kill,
+            executions=_wallet_executions,
+            slow_s=1.5 * delay_ms / 1e3,
+            deadline=timeout + 3,
+        )
+    finally:
+        stop_edge(lab, edge)
+        stop_haproxy(lab, balancer)
+        stop_rest(lab, instances)
+
+
+def kill_table(runs: Sequence[KillRun]) -> str:
+    """One line per kill: requests, failed, slow, duplicated, the longest latency, seconds to
+    normal, the statuses."""
+    lines = [
+        f"{'side':<26} {'requests':>8} {'failed':>6} {'slow':>5} {'dup':>4} {'max ms':>7} "
+        f"{'to normal':>9}  statuses"
+    ]
+    for run in runs:
+        r = run.row()
+        lines.append(
+            f"{r['side']:<26} {r['requests']:>8} {r['failed']:>6} {r['slow']:>5} "
+            f"{r['duplicated']:>4} {r['max_ms']:>7.0f} {r['recovery_s']:>8.1f}s  {r['statuses']}"
+        )
+    return "\n".join(lines)
