@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..observe.latency import max_overlap, percentile
+from ..observe.latency import ecdf, max_overlap, percentile
 
 __all__ = [
     "WaitRun",
@@ -39,6 +39,7 @@ __all__ = [
     "open_loop",
     "summary",
     "amqp_connections",
+    "tcp_connections",
     "CpuMeter",
     "closed_loop",
     "run_in_own_loop",
@@ -119,23 +120,31 @@ def summary(requests: Sequence[Request], rate: float) -> dict[str, Any]:
     }
 
 
+def tcp_connections(pid: int) -> list[Any]:
+    """Every TCP socket of process ``pid`` and its children (psutil's ``net_connections``)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    found = []
+    for proc in [process, *process.children(recursive=True)]:
+        found += proc.net_connections(kind="tcp")
+    return found
+
+
 def amqp_connections(pid: int, port: int) -> int:
     """How many TCP connections process ``pid`` (and its children) holds to 127.0.0.1:``port``."""
     import psutil
 
-    process = psutil.Process(pid)
-    found = 0
-    for proc in [process, *process.children(recursive=True)]:
-        for conn in proc.net_connections(kind="tcp"):
-            if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED:
-                found += 1
-    return found
+    return sum(
+        1
+        for conn in tcp_connections(pid)
+        if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED
+    )
 
 
 def ecdf_ms(requests: Sequence[Request]) -> tuple[list[float], list[float]]:
     """The latency distribution of ``requests`` in milliseconds (sorted values, share <= each)."""
-    xs = sorted(r.latency * 1e3 for r in requests)
-    return xs, [(i + 1) / len(xs) for i in range(len(xs))]
+    return ecdf(r.latency * 1e3 for r in requests)
 
 
 def closed_port_url() -> str:

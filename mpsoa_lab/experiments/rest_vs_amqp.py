@@ -30,7 +30,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..observe.latency import percentile
-from .edge_load import CpuMeter, Request, open_loop, run_in_own_loop, summary
+from .edge_load import (
+    CpuMeter,
+    Request,
+    open_loop,
+    run_in_own_loop,
+    summary,
+    tcp_connections,
+)
 
 __all__ = [
     "WrkRun",
@@ -397,13 +404,7 @@ def listening_ports(pid: int) -> list[int]:
     Celery worker none."""
     import psutil
 
-    process = psutil.Process(pid)
-    ports = set()
-    for proc in [process, *process.children(recursive=True)]:
-        for conn in proc.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN:
-                ports.add(conn.laddr.port)
-    return sorted(ports)
+    return sorted({c.laddr.port for c in tcp_connections(pid) if c.status == psutil.CONN_LISTEN})
 
 
 # -- an instance killed under load -----------------------------------------------------------
