@@ -15,7 +15,6 @@ All traffic goes to 127.0.0.1; every loop is bounded in count and time.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import re
@@ -23,8 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,11 +54,6 @@ __all__ = [
     "haproxy_addresses",
     "tool_versions",
     "listening_ports",
-    "KillRun",
-    "kill_under_load",
-    "amqp_kill",
-    "rest_kill",
-    "kill_table",
 ]
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -405,195 +398,3 @@ def listening_ports(pid: int) -> list[int]:
     import psutil
 
     return sorted({c.laddr.port for c in tcp_connections(pid) if c.status == psutil.CONN_LISTEN})
-
-
-# -- an instance killed under load -----------------------------------------------------------
-@dataclass
-class KillRun:
-    """An instance killed (SIGKILL) ``killed_at`` seconds into an open loop: every request,
-    and the service's execution log of the run (one row per finished execution)."""
-
-    name: str
-    rate: float
-    requests: list[Request]
-    killed_at: float
-    executions: list[dict[str, Any]]
-    slow_s: float
-
-    @property
-    def failed(self) -> int:
-        """Requests with no 2xx answer (a 5xx, or none before the deadline)."""
-        return sum(1 for r in self.requests if not 200 <= r.status < 300)
-
-    @property
-    def duplicated(self) -> int:
-        """Executions beyond the first of the same task id in the log."""
-        ids = [e["task_id"] for e in self.executions if e["task_id"]]
-        return len(ids) - len(set(ids))
-
-    def abnormal(self, r: Request) -> bool:
-        return not 200 <= r.status < 300 or r.latency > self.slow_s
-
-    @property
-    def recovery_s(self) -> float:
-        """Seconds from the kill until the last failed or slow request had its answer (or
-        failed): after that, every request was normal (0 when none was abnormal)."""
-        late = [r.done for r in self.requests if self.abnormal(r)]
-        return max(0.0, max(late) - self.killed_at) if late else 0.0
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "side": self.name,
-            "requests": len(self.requests),
-            "failed": self.failed,
-            "slow": sum(1 for r in self.requests if self.abnormal(r) and 200 <= r.status < 300),
-            "statuses": dict(sorted(collections.Counter(r.status for r in self.requests).items())),
-            "duplicated": self.duplicated,
-            "recovery_s": self.recovery_s,
-            "max_ms": max(r.latency for r in self.requests) * 1e3,
-        }
-
-
-def kill_under_load(
-    name: str,
-    url: str,
-    path: str,
-    *,
-    rate: float,
-    duration: float,
-    kill_after: float,
-    kill: Callable[[], None],
-    executions: Callable[[], list[dict[str, Any]]],
-    slow_s: float,
-    deadline: float = 8.0,
-) -> KillRun:
-    """An open loop on ``url + path``; ``kill()`` is called ``kill_after`` seconds in."""
-    since = time.time()
-    started = time.monotonic() + 0.05  # the open loop's first request is due then
-    killed: list[float] = []
-
-    def killer() -> None:
-        time.sleep(max(0.0, started + kill_after - time.monotonic()))
-        killed.append(time.monotonic() - started)
-        kill()
-
-    thread = threading.Thread(target=killer, name="killer", daemon=True)
-    thread.start()
-    try:
-        requests = open_loop(url, path, rate, duration, deadline)
-    finally:
-        thread.join(30)
-    ran = [e for e in executions() if e["started"] >= since]
-    return KillRun(name, rate, requests, killed[0] if killed else kill_after, ran, slow_s)
-
-
-def _wallet_executions() -> list[dict[str, Any]]:
-    from ..design.services import mpwallet
-
-    return mpwallet.service.storage.executions("mpwallet.sync.get_balance")
-
-
-def amqp_kill(
-    lab: Any,
-    *,
-    acks_late: bool,
-    rate: float,
-    duration: float,
-    kill_after: float,
-    delay_ms: float,
-    timeout: float,
-    threads: int = 10,
-) -> KillRun:
-    """Two ``mpwallet`` sync workers (threads pool, prefetch multiplier 1, early or late acks,
-    each call ``delay_ms``), an edge that waits ``timeout`` s; one worker killed under load."""
-    from ..running.edge import edge_url, start_edge, stop_edge
-    from ..running.workers import start_worker
-
-    lab.prepare_topology()
-    config = {"worker_prefetch_multiplier": 1, "task_acks_late": acks_late}
-    workers = [
-        start_worker(
-            lab,
-            "mpwallet",
-            "sync",
-            pool="threads",
-            concurrency=threads,
-            delay_ms=delay_ms,
-            config=config,
-        )
-        for _ in range(2)
-    ]
-    edge = start_edge(lab, timeout=timeout)
-    try:
-        return kill_under_load(
-            f"AMQP, {'late' if acks_late else 'early'} acks",
-            edge_url(edge),
-            "/wallets/1/balance",
-            rate=rate,
-            duration=duration,
-            kill_after=kill_after,
-            kill=workers[0].kill,
-            executions=_wallet_executions,
-            slow_s=1.5 * delay_ms / 1e3,
-            deadline=timeout + 3,
-        )
-    finally:
-        stop_edge(lab, edge)
-        for worker in workers[1:]:
-            worker.stop()
-
-
-def rest_kill(
-    lab: Any,
-    *,
-    rate: float,
-    duration: float,
-    kill_after: float,
-    delay_ms: float,
-    timeout: float,
-    label: str = "",
-    **haproxy_settings: Any,
-) -> KillRun:
-    """Two REST instances of ``mpwallet`` (each call ``delay_ms``) behind HAProxy
-    (``haproxy_settings``: retries, redispatch, retry_on, check_inter_ms...), an edge through
-    it; one instance killed under load."""
-    from ..running.edge import edge_url, start_edge, stop_edge
-    from ..running.haproxy import start_haproxy, stop_haproxy
-    from ..running.rest import start_rest, stop_rest
-
-    instances = start_rest(lab, "mpwallet", 2, delay_ms=delay_ms)
-    balancer = start_haproxy(lab, {"mpwallet": instances}, **haproxy_settings)
-    edge = start_edge(lab, timeout=timeout, rest_urls={"mpwallet": balancer.url("mpwallet")})
-    try:
-        return kill_under_load(
-            f"REST + HAProxy{label}",
-            edge_url(edge),
-            "/wallets/1/balance",
-            rate=rate,
-            duration=duration,
-            kill_after=kill_after,
-            kill=instances[0].kill,
-            executions=_wallet_executions,
-            slow_s=1.5 * delay_ms / 1e3,
-            deadline=timeout + 3,
-        )
-    finally:
-        stop_edge(lab, edge)
-        stop_haproxy(lab, balancer)
-        stop_rest(lab, instances)
-
-
-def kill_table(runs: Sequence[KillRun]) -> str:
-    """One line per kill: requests, failed, slow, duplicated, the longest latency, seconds to
-    normal, the statuses."""
-    lines = [
-        f"{'side':<26} {'requests':>8} {'failed':>6} {'slow':>5} {'dup':>4} {'max ms':>7} "
-        f"{'to normal':>9}  statuses"
-    ]
-    for run in runs:
-        r = run.row()
-        lines.append(
-            f"{r['side']:<26} {r['requests']:>8} {r['failed']:>6} {r['slow']:>5} "
-            f"{r['duplicated']:>4} {r['max_ms']:>7.0f} {r['recovery_s']:>8.1f}s  {r['statuses']}"
-        )
-    return "\n".join(lines)

@@ -34,13 +34,13 @@ class StandIn:
         self.running = self.most = 0
         self._lock = threading.Lock()
 
-    def execute(self, task_name, kwargs, *, task_id=None, hostname=None):
+    def execute(self, task_name, kwargs, *, task_id=None, hostname=None, delay=0.0):
         with self._lock:
             self.calls.append((task_name, kwargs, task_id, hostname))
             self.running += 1
             self.most = max(self.most, self.running)
         try:
-            time.sleep(0.02)
+            time.sleep(0.02 + delay)  # the instance's delay is waited inside the run
             answer = self.answers.get(task_name)
             if isinstance(answer, BaseException):
                 raise answer

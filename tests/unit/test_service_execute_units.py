@@ -31,8 +31,12 @@ try:
     unknown = None
 except Exception as exc:
     unknown = type(exc).__name__
+slow = mpledger.service.execute(
+    "mpledger.sync.entry_count", {}, task_id="req-3", delay=0.2)
 runs = mpledger.service.storage.executions() + mpwallet.service.storage.executions()
+waited = [r["finished"] - r["started"] for r in runs if r["task_id"] == "req-3"]
 print(json.dumps({
+    "waited": waited,
     "first": first, "again": again, "missing": missing, "unknown": unknown,
     "runs": [[r["task_id"], r["task_name"], r["hostname"], r["succeeded"]] for r in runs],
     "broker": mpledger.sync_app.conf.broker_url,
@@ -57,8 +61,10 @@ def test_a_service_without_a_broker_runs_its_tasks_in_process(tmp_path):
     assert out["runs"] == [
         ["req-1", "mpledger.async.record_entry", "rest-1", 1],
         [None, "mpledger.async.record_entry", None, 1],
+        ["req-3", "mpledger.sync.entry_count", None, 1],
         ["req-2", "mpwallet.sync.get_balance", None, 0],
     ]
+    assert len(out["waited"]) == 1 and out["waited"][0] >= 0.2  # the delay is inside the run
     assert ".invalid" in out["broker"]  # an app that tried to connect would reach no broker
     assert (tmp_path / "data" / "mpledger.sqlite3").exists()
 

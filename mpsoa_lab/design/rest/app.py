@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -147,13 +146,12 @@ class Calls:
         if self._slots is not None:
             self._slots.acquire()
         try:
-            if self.config.delay_ms:
-                time.sleep(self.config.delay_ms / 1000)
             return self.service.execute(
                 task_name,
                 kwargs,
                 task_id=request.state.request_id,
                 hostname=self.config.instance,
+                delay=self.config.delay_ms / 1000,
             )
         except Exception as exc:  # noqa: BLE001 - mapped to a status
             raise rest_error(exc) from None
