@@ -44,6 +44,9 @@ def start_edge(
     ``wait`` how a sync call waits for its reply (``shared``, ``threadpool``, ``event-loop``:
     :mod:`mpsoa_lab.design.edge.waiting`); ``rest_urls`` (service -> base URL) makes it call
     the services' REST APIs instead of publishing tasks (the REST alternative, notebook 09)."""
+    from ..design.edge.publishing import refuse_wait_with_rest
+
+    refuse_wait_with_rest(wait, rest_urls)  # a clear error here, not in the edge's log
     name = name or f"{EDGE_PREFIX}{os.getpid()}-{next(_serial)}"
     sync_url, async_url = broker_urls or (lab.sync.url, lab.async_.url)
     env = {

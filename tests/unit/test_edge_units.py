@@ -127,6 +127,23 @@ def test_an_unknown_way_of_waiting_is_a_clear_settings_error():
     assert [EdgeConfig("amqp://a//", "amqp://b//", wait=w).wait for w in WAITS] == list(WAITS)
 
 
+def test_a_way_of_waiting_with_rest_urls_is_refused_not_ignored(monkeypatch):
+    from mpsoa_lab.plumbing.errors import SettingsError
+    from mpsoa_lab.running.edge import start_edge
+
+    monkeypatch.setenv("MPSOA_SYNC_BROKER_URL", "amqp://a//")
+    monkeypatch.setenv("MPSOA_ASYNC_BROKER_URL", "amqp://b//")
+    monkeypatch.setenv("MPSOA_EDGE_REST_URLS", '{"mpwallet": "http://127.0.0.1:9"}')
+    assert EdgeConfig.from_env().rest_urls == {"mpwallet": "http://127.0.0.1:9"}
+    monkeypatch.setenv("MPSOA_EDGE_WAIT", "threadpool")
+    with pytest.raises(
+        SettingsError, match="MPSOA_EDGE_WAIT='threadpool' and MPSOA_EDGE_REST_URLS"
+    ):
+        EdgeConfig.from_env()
+    with pytest.raises(SettingsError, match="unset one of them"):  # before anything starts
+        start_edge(None, wait="shared", rest_urls={"mpwallet": "http://127.0.0.1:9"})
+
+
 def test_each_way_of_waiting_has_its_platform():
     from mpsoa_lab.design.edge import PLATFORMS, WAITS, EdgeConfig, platform_for
 
@@ -162,3 +179,34 @@ def test_a_reply_after_its_request_gave_up_is_late_and_answers_nobody():
 
     meta, late = asyncio.run(scenario())
     assert meta["result"] == 1 and late == 1
+
+
+def test_the_rest_edge_gives_every_call_a_request_id_of_its_own():
+    """An instance logs a call under the id it was sent, so a call HAProxy resends to a second
+    instance shows as one id run twice (the duplicates notebook 09 counts)."""
+    import asyncio
+
+    import httpx
+
+    from mpsoa_lab.design.edge.rest_platform import REQUEST_ID, RestPlatform
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get(REQUEST_ID, ""))
+        return httpx.Response(200, json={"user_id": 1, "balance_cents": 7})
+
+    async def two_calls() -> list:
+        config = EdgeConfig("amqp://a//", "amqp://b//", rest_urls={"mpwallet": "http://w"})
+        platform = RestPlatform(config)
+        transport = httpx.MockTransport(answer)
+        platform._clients = {
+            "mpwallet": httpx.AsyncClient(base_url="http://w", transport=transport)
+        }
+        try:
+            return [await platform.acall("mpwallet.sync.get_balance", user_id=1) for _ in range(2)]
+        finally:
+            await platform._clients["mpwallet"].aclose()
+
+    assert asyncio.run(two_calls()) == [7, 7]
+    assert len(seen) == 2 and all(len(s) == 32 for s in seen) and seen[0] != seen[1]

@@ -117,13 +117,29 @@ class EdgeConfig:
         from ..services._service import broker_urls
 
         sync_url, async_url = broker_urls()
+        wait, rest_urls = (
+            os.environ.get("MPSOA_EDGE_WAIT", "").strip(),
+            rest_urls_from_env(os.environ),
+        )
+        refuse_wait_with_rest(wait, rest_urls)
         return cls(
             sync_url,
             async_url,
             env_float(os.environ, "MPSOA_EDGE_TIMEOUT", DEFAULT_TIMEOUT),
             int(env_float(os.environ, "MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT, unit="bytes")),
-            os.environ.get("MPSOA_EDGE_WAIT", "").strip() or DEFAULT_WAIT,
-            rest_urls_from_env(os.environ),
+            wait or DEFAULT_WAIT,
+            rest_urls,
+        )
+
+
+def refuse_wait_with_rest(wait: str | None, rest_urls: Any) -> None:
+    """A way of waiting for a reply means nothing to an edge that calls REST services: say so
+    rather than ignore one of the two settings."""
+    if wait and rest_urls:
+        raise SettingsError(
+            f"MPSOA_EDGE_WAIT={wait!r} and MPSOA_EDGE_REST_URLS are both set: a way of waiting "
+            "applies to replies over AMQP, and an edge given REST URLs publishes nothing; "
+            "unset one of them"
         )
 
 

@@ -6,18 +6,25 @@ service. Here the edge keeps its endpoints, validation and statuses; only the wa
 reaches a service changes: one keep-alive :class:`httpx.AsyncClient` per service, on the base
 URL ``EdgeConfig.rest_urls`` gives (a HAProxy frontend, or one instance), awaited on the event
 loop without a thread. The service answers with the edge's own shapes (the REST apps use the
-edge's paths), so a call's result is read back out of the answer.
+edge's paths), so a call's result is read back out of the answer. Every call carries an
+``X-Request-ID`` of its own: the instance logs its execution under it, so a call a load
+balancer resent to a second instance shows in the execution log as one id run twice, as a
+redelivered task does.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from ..naming import parse_task_name
 from .errors import RETRY_AFTER, EdgeError
 from .publishing import EdgeConfig, Platform
 
-__all__ = ["RestPlatform", "REST_CALLS"]
+__all__ = ["RestPlatform", "REST_CALLS", "REQUEST_ID"]
+
+#: The header that carries a call's id to the instance (its task id in the execution log).
+REQUEST_ID = "X-Request-ID"
 
 #: Task -> (method, path template, the answer's field holding the result or None for all of
 #: it, the kwargs sent as the JSON body).
@@ -79,7 +86,9 @@ class RestPlatform(Platform):
         body = {k: kwargs[k] for k in body_keys} if body_keys else None
         try:
             with self.counted():
-                answer = await self._clients[service].request(method, path, json=body)
+                answer = await self._clients[service].request(
+                    method, path, json=body, headers={REQUEST_ID: uuid.uuid4().hex}
+                )
         except httpx.TimeoutException:
             raise EdgeError(504, "the service did not answer in time") from None
         except httpx.TransportError:
