@@ -359,11 +359,12 @@ class Cluster:
         """What the broker says of one queue (``/api/queues/<vhost>/<name>``)."""
         return self._ask(lambda api: api.queue(name, vhost))
 
-    def queue_leader(self, name: str, vhost: str = "/") -> str:
+    def queue_leader(self, name: str, vhost: str = "/") -> str | None:
         """The node that leads a queue: a quorum queue's Raft ``leader``, a classic queue's
-        ``node`` (its master, when mirrored)."""
+        ``node`` (its master, when mirrored); None while the broker names none (just after its
+        leader's node died, until the queue's statistics show the new one)."""
         info = self.queue(name, vhost)
-        return info.get("leader") or info["node"]
+        return info.get("leader") or info.get("node")
 
     def queue_replicas(self, name: str, vhost: str = "/") -> list[str]:
         """The nodes that hold a copy of a queue: a quorum queue's ``members``, a classic
@@ -371,7 +372,7 @@ class Cluster:
         info = self.queue(name, vhost)
         if info.get("members"):
             return sorted(info["members"])
-        return sorted([info["node"], *(info.get("slave_nodes") or [])])
+        return sorted(n for n in [info.get("node"), *(info.get("slave_nodes") or [])] if n)
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self, timeout: float | None = None) -> float:
