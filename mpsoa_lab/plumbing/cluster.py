@@ -22,7 +22,7 @@ and logs, the lab's epmd and Erlang cookie) whose ``rabbitmq.conf`` also lists e
   and makes a 3-node start ~2 s slower (one of ~12 s), with the same idle CPU.
 
   Measured on the 2-core development machine, beside the lab's two nodes (RabbitMQ 3.10.8,
-  Erlang 25): a 3-node cluster starts in 10.5-14.5 s (seed ~4 s, then the other two together
+  Erlang 25): a 3-node cluster starts in 10.5-17 s (seed ~4 s, then the other two together
   ~6 s), a graceful stop of all three takes ~6 s; each node holds 135-150 MiB RSS and <1 % of
   a core when idle. All three started at once took 15-17 s with every node listing every
   member (the seed tries the others for 5 s first), and hung on peer discovery's lock in two
