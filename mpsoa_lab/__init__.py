@@ -16,11 +16,13 @@ from .design.naming import KINDS, SERVICES, parse_task_name
 from .plumbing.errors import (
     BrokerNotConfigured,
     BrokerUnreachable,
+    ClusterSizeError,
     ComponentStartError,
     LabError,
     MalformedTaskName,
     ManagementAPIUnavailable,
     NeedsLabNode,
+    NodeNameInUse,
     NodeStartError,
     PortsExhausted,
     RabbitMQNotInstalled,
@@ -55,6 +57,8 @@ __all__ = [
     "ComponentStartError",
     "SettingsError",
     "PortsExhausted",
+    "ClusterSizeError",
+    "NodeNameInUse",
 ]
 
 from .running.notebook import register as _register_magics  # noqa: E402

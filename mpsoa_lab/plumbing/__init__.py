@@ -26,6 +26,8 @@ _EXPORTS = {
     "UnknownService": "errors",
     "HAProxyNotInstalled": "errors",
     "HAProxyCommandError": "errors",
+    "ClusterSizeError": "errors",
+    "NodeNameInUse": "errors",
     "Settings": "settings",
     "env_float": "settings",
     "redact_url": "settings",
@@ -78,6 +80,12 @@ _EXPORTS = {
     "haproxy_config": "haproxy",
     "check_config": "haproxy",
     "HAProxyRuntime": "haproxy_runtime",
+    "Cluster": "cluster",
+    "ClusterNode": "cluster",
+    "cluster_config": "cluster",
+    "check_size": "cluster",
+    "epmd_names": "cluster",
+    "MAX_CLUSTER_SIZE": "cluster",
     "ServerState": "haproxy_runtime",
 }
 

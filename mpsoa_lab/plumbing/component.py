@@ -58,6 +58,7 @@ TYPES: dict[str, str] = {
     "worker": "mpsoa_lab.running.workers:Worker",
     "program": "mpsoa_lab.plumbing.component:Program",
     "haproxy": "mpsoa_lab.plumbing.haproxy:HAProxy",
+    "cluster_node": "mpsoa_lab.plumbing.cluster:ClusterNode",
 }
 
 
@@ -96,6 +97,9 @@ class Component:
     PROBE_INTERVAL: ClassVar[float] = 0.1
     #: How many times a fresh component is started again on new ports after "address in use".
     PORT_RETRIES: ClassVar[int] = 3
+    #: Whether the reaper keeps its state-file entry while it is down and its owner lives
+    #: (a cluster member that was killed is still a member); else the entry goes when it ends.
+    KEEP_WHEN_STOPPED: ClassVar[bool] = False
 
     def __init__(
         self,

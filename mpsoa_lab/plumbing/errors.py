@@ -19,6 +19,8 @@ __all__ = [
     "UnknownService",
     "HAProxyNotInstalled",
     "HAProxyCommandError",
+    "ClusterSizeError",
+    "NodeNameInUse",
 ]
 
 
@@ -85,3 +87,11 @@ class HAProxyNotInstalled(LabError):
 
 class HAProxyCommandError(LabError):
     """HAProxy's runtime API refused a command (its answer is in the message)."""
+
+
+class ClusterSizeError(LabError, ValueError):
+    """A RabbitMQ cluster of that many nodes cannot be started (or makes no sense) here."""
+
+
+class NodeNameInUse(LabError):
+    """A node name asked for is already registered by a running Erlang node (or given twice)."""

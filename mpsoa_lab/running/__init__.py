@@ -42,6 +42,10 @@ _EXPORTS = {
     "add_instance": "haproxy",
     "remove_instance": "haproxy",
     "server_of": "haproxy",
+    # clusters (issue 14, notebook 10)
+    "start_cluster": "cluster",
+    "stop_cluster": "cluster",
+    "clusters": "cluster",
 }
 
 __all__ = sorted(_EXPORTS)

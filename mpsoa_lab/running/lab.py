@@ -166,6 +166,11 @@ class Lab:
         return self.brokers["async"]
 
     @property
+    def id(self) -> str:
+        """The running lab's id (in its node names), new at every start."""
+        return str(self._state.get("id"))
+
+    @property
     def external(self) -> bool:
         return bool(self._state.get("external"))
 

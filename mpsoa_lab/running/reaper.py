@@ -35,7 +35,7 @@ def _stop_orphans(state: dict, live: set[int]) -> bool:
         component = component_from_dict(data)
         if data["owner"] not in live:
             orphans.append((key, component))
-        elif not component.is_running():
+        elif not component.is_running() and not component.KEEP_WHEN_STOPPED:
             ended.append(key)
     stop_components([component for _, component in orphans], timeout=10.0)
     for key in ended + [key for key, _ in orphans]:
