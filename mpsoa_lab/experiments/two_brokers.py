@@ -82,11 +82,16 @@ def publish_flood(setup: str, n: int, sync_url: str, async_url: str, confirm: bo
     _, edge = celery_apps_factory("PUBLISHER", sync_url, async_url, "mpledger")
     if confirm:  # each publish waits for the broker's confirm
         edge.conf.broker_transport_options = {"confirm_publish": True}
-    with edge.producer_or_acquire() as producer:  # one connection and channel for the flood
+    # One connection and channel for the flood, closed with AMQP's close handshake before the
+    # count is final: the broker has then handled every publish. A process that just exits
+    # with unread bytes from the broker (a heartbeat) resets the socket, and the broker drops
+    # the publishes it had not read yet: under load, the tail of an unconfirmed flood.
+    with edge.connection_for_write() as conn, conn.Producer() as producer:
         for i in range(n):
             edge.send_task(FLOOD_TASK, producer=producer, kwargs=entry_kwargs(setup, i))
-            if (i + 1) % 500 == 0 or i + 1 == n:
+            if (i + 1) % 500 == 0 and i + 1 < n:
                 print(i + 1, flush=True)
+    print(n, flush=True)  # after the close: every message is in the broker's hands
 
 
 def start_edge(setup: str, n: int, sync_url: str, async_url: str, *, confirm: bool = False):
@@ -296,7 +301,12 @@ def run_flood(
         stop.set()
         stop_all(workers)  # warm shutdown (SIGTERM to each main process), SIGKILL after 30 s
     with Connection(async_broker.url) as conn:
-        left = conn.default_channel.queue_purge(QUEUE) or 0
+        # A worker's unacknowledged messages go back to the queue when the broker has handled
+        # its closed connection, which on a busy machine can be after the worker exited: purge
+        # once the queue has no consumer left, or those messages are counted nowhere.
+        channel = conn.default_channel
+        wait_until(lambda: channel.queue_declare(QUEUE, passive=True).consumer_count == 0, 30, 0.1)
+        left = channel.queue_purge(QUEUE) or 0
     cpu_s = {r: None if cpu0[r] is None else cpu1[r] - cpu0[r] for r in cpu0}
     return FloodRun(
         setup, flood, list(calls), start, flood_start, flood_published, flood_end,
