@@ -74,7 +74,7 @@ __all__ = [
 MAX_CLUSTER_SIZE = 5
 #: Raft WAL size of each node before it rolls over to segment files (default 512 MiB).
 RAFT_WAL_MAX_BYTES = 8 * 1024 * 1024
-#: Erlang VM flags of every cluster node: one scheduler, no busy-waiting (see the module doc).
+#: Erlang VM flags of every cluster node: schedulers that do not busy-wait (see the module doc).
 ERL_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
 #: The share of the machine's RAM a single stock node would alarm at; split between members.
 TOTAL_WATERMARK = 0.4
