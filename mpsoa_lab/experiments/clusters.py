@@ -107,7 +107,8 @@ class MirroringUnavailable(LabError):
 # -- versions ---------------------------------------------------------------------------------
 def server_version(cluster: Cluster) -> tuple[int, ...]:
     """The RabbitMQ version the cluster's management API reports, as numbers."""
-    text = cluster._ask(lambda api: api.overview())["rabbitmq_version"]
+    with cluster.management() as api:
+        text = api.overview()["rabbitmq_version"]
     return tuple(int(p) for p in text.split("+")[0].split("-")[0].split(".") if p.isdigit())
 
 
@@ -625,8 +626,8 @@ def node_loss(
             while time.monotonic() < deadline:
                 done = executed()
                 seen = sum(1 for t in ids if t in done)
-                if seen == len(ids):
-                    break
+                if seen == len(ids) or not any(w.is_running() for w in workers):
+                    break  # all ran, or no worker is left to run the rest
                 if seen == last and time.monotonic() - t1 > 5:
                     break  # no progress for a while: the rest is lost or stuck
                 last = seen
@@ -635,8 +636,16 @@ def node_loss(
             timings["drain"] = time.monotonic() - t1
             consumers = _consumers(cluster, vhost, queues)
             qos = _qos(cluster, vhost)  # read late: the API lists consumers a few s late
-            recovered = _probe(url, config, sync_app, async_app, executed, timeout=5.0)
             alive = {f"{w.kind} worker": w.is_running() for w in workers}
+            # a worker that is gone serves nobody: no need to wait for its answer
+            recovered = _probe(
+                url,
+                config,
+                sync_app,
+                async_app,
+                executed,
+                timeout=5.0 if all(alive.values()) else 1.0,
+            )
             worker_errors = {f"{w.kind} worker": _critical(w) for w in workers}
             executions = storage.executions()
             sync_ids = [c.task_id for c in load.calls if c.task_id]
