@@ -88,7 +88,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             ports = " ".join(f"{k}={v}" for k, v in component.ports.items())
             status = "running" if component.is_running() else "stopped"
             owner = f" owner {component.owner}" if component.owner else ""
-            print(f"  {component.TYPE:<9}{component.name:<36}{status:<8}{ports}{owner}")
+            print(f"  {component.TYPE:<13}{component.name:<36}{status:<8}{ports}{owner}")
         return 0
     if args.command == "env":
         lab = up(settings, hold=False)

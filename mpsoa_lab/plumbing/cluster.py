@@ -22,8 +22,13 @@ and logs, the lab's epmd and Erlang cookie) whose ``rabbitmq.conf`` also lists e
   and makes a 3-node start ~2 s slower (one of ~12 s), with the same idle CPU.
 
   Measured on the 2-core development machine, beside the lab's two nodes (RabbitMQ 3.10.8,
-  Erlang 25): a 3-node cluster starts in 10-13 s (seed ~4 s, then the other two together) and
-  stops in ~6 s; each node holds 135-150 MiB RSS and <1 % of a core when idle.
+  Erlang 25): a 3-node cluster starts in 10.5-17 s (seed ~4 s, then the other two together
+  ~6 s), a graceful stop of all three takes ~6 s; each node holds 135-150 MiB RSS and <1 % of
+  a core when idle. All three started at once took 15-17 s with every node listing every
+  member (the seed tries the others for 5 s first), and hung on peer discovery's lock in two
+  tries of three with the seed listing only itself (see :meth:`Cluster.start`).
+* Everything else is RabbitMQ's default, ``cluster_partition_handling = ignore`` included (a
+  node killed on one machine is *down*, not partitioned); ``extra`` settings change any of it.
 * **Membership is read from the broker** (``GET /api/nodes`` of any running member, each
   node with its ``running`` flag), never assumed from the processes the lab started; queue
   leaders and replicas from ``GET /api/queues/<vhost>/<name>`` (``leader`` and ``members``
@@ -359,11 +364,12 @@ class Cluster:
         """What the broker says of one queue (``/api/queues/<vhost>/<name>``)."""
         return self._ask(lambda api: api.queue(name, vhost))
 
-    def queue_leader(self, name: str, vhost: str = "/") -> str:
+    def queue_leader(self, name: str, vhost: str = "/") -> str | None:
         """The node that leads a queue: a quorum queue's Raft ``leader``, a classic queue's
-        ``node`` (its master, when mirrored)."""
+        ``node`` (its master, when mirrored); None while the broker names none (just after its
+        leader's node died, until the queue's statistics show the new one)."""
         info = self.queue(name, vhost)
-        return info.get("leader") or info["node"]
+        return info.get("leader") or info.get("node")
 
     def queue_replicas(self, name: str, vhost: str = "/") -> list[str]:
         """The nodes that hold a copy of a queue: a quorum queue's ``members``, a classic
@@ -371,7 +377,7 @@ class Cluster:
         info = self.queue(name, vhost)
         if info.get("members"):
             return sorted(info["members"])
-        return sorted([info["node"], *(info.get("slave_nodes") or [])])
+        return sorted(n for n in [info.get("node"), *(info.get("slave_nodes") or [])] if n)
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self, timeout: float | None = None) -> float:
