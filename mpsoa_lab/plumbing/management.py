@@ -230,6 +230,16 @@ class Management:
         """Every client connection, with its ``state`` (``running``, ``flow``, ``blocked``)."""
         return self._get("connections")
 
+    def channels(self) -> list[dict[str, Any]]:
+        """Every channel: its ``prefetch_count`` and ``global_prefetch_count`` among others."""
+        return self._get("channels")
+
+    def consumers(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        """Every consumer of ``vhost``: its queue, ``prefetch_count``, ``ack_required``."""
+        return self._request(
+            "GET", f"consumers/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
+        )
+
     def exchanges(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every exchange of ``vhost``, as the API returns it."""
         return self._request(
@@ -363,6 +373,35 @@ class Management:
             f"queues/{self._q(self._vh(vhost))}/{self._q(queue)}/get",
             json=body,
             what=f"queue {queue!r} in vhost {self._vh(vhost)!r}",
+        )
+
+    def policies(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        """Every policy of ``vhost``: name, pattern, definition, apply-to, priority."""
+        return self._request(
+            "GET", f"policies/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
+        )
+
+    def put_policy(
+        self,
+        name: str,
+        pattern: str,
+        definition: dict[str, Any],
+        vhost: str | None = None,
+        *,
+        apply_to: str = "queues",
+        priority: int = 0,
+    ) -> None:
+        """Set (or replace) policy ``name`` of ``vhost``: ``definition`` (e.g. ``{"ha-mode":
+        "all"}``) applies to every queue (``apply_to``) whose name matches ``pattern``."""
+        self._request(
+            "PUT",
+            f"policies/{self._q(self._vh(vhost))}/{self._q(name)}",
+            json={
+                "pattern": pattern,
+                "definition": definition,
+                "apply-to": apply_to,
+                "priority": priority,
+            },
         )
 
     # -- deletes and vhosts --------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""Notebook 10's harness without a broker: gaps in a stream of successes, what each RabbitMQ
+version says of mirroring, the queue definitions Celery takes, the run's figures and table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from celery import Celery
+from celery.utils.quorum_queues import detect_quorum_queues
+
+from mpsoa_lab.experiments.clusters import (
+    ASYNC_TASK,
+    CONFIGS,
+    MIRRORING_POLICY,
+    Call,
+    CostRun,
+    MirroringUnavailable,
+    NodeLossRun,
+    TransientReplyRPC,
+    celery_queues,
+    check_mirroring,
+    cost_table,
+    longest_gap,
+    loss_table,
+    mirroring_note,
+)
+from mpsoa_lab.experiments.faults import tally
+
+
+def test_longest_gap_is_the_longest_stretch_without_a_success():
+    assert longest_gap([1.0, 2.0, 6.0, 6.5], 0.0, 7.0) == 4.0
+    assert longest_gap([], 10.0, 13.5) == 3.5  # nothing at all: the whole window
+    assert longest_gap([5.0], 0.0, 10.0) == 5.0
+    assert longest_gap([-3.0, 20.0], 0.0, 2.0) == 2.0  # only times inside the window count
+    assert longest_gap([1.0], 5.0, 5.0) == 0.0
+
+
+def test_mirroring_is_said_per_server_version():
+    assert "deprecated" in mirroring_note((3, 10, 8)) and "4.0" in mirroring_note((3, 10, 8))
+    assert check_mirroring((3, 10, 8)) == mirroring_note((3, 10, 8))
+    assert "deprecated" not in mirroring_note((3, 8, 9))
+    with pytest.raises(MirroringUnavailable, match="removed in 4.0.*quorum"):
+        check_mirroring((4, 0, 1))
+    with pytest.raises(MirroringUnavailable):
+        check_mirroring((4, 1))
+
+
+def test_the_three_configurations():
+    assert CONFIGS["2014"].queue_arguments == {"x-ha-policy": "all"}
+    assert CONFIGS["2014"].policy is None
+    assert CONFIGS["mirrored"].policy == MIRRORING_POLICY
+    assert MIRRORING_POLICY == {"ha-mode": "all", "ha-sync-mode": "automatic"}
+    assert CONFIGS["quorum"].queue_arguments == {"x-queue-type": "quorum"}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_celery_takes_the_queues_as_json(name):
+    queues = celery_queues(CONFIGS[name], "mpledger")
+    assert json.loads(json.dumps(queues)) == queues  # what MPSOA_CELERY_CONFIG carries
+    app = Celery(set_as_current=False)
+    app.conf.task_queues = queues
+    declared = app.amqp.queues["mpledger.async"]
+    assert declared.exchange.name == "mpledger" and declared.exchange.type == "topic"
+    assert declared.routing_key == "mpledger.async.#" and declared.durable
+    assert declared.queue_arguments == dict(CONFIGS[name].queue_arguments)
+    # Celery turns on per-consumer prefetch and native delayed delivery for quorum only
+    assert detect_quorum_queues(app, "amqp")[0] == (name == "quorum")
+
+
+def test_celery_queues_of_one_kind_and_extra_names():
+    queues = celery_queues(CONFIGS["quorum"], "mpwallet", ("sync",), extra=("mpwallet.rejoin",))
+    assert list(queues) == ["mpwallet.sync", "mpwallet.rejoin"]
+    assert queues["mpwallet.rejoin"]["binding_key"] == "mpwallet.rejoin"
+
+
+def test_the_transient_reply_queue_is_not_durable():
+    app = Celery(set_as_current=False, broker="memory://")
+    backend = TransientReplyRPC(app=app)
+    assert backend.binding.durable is False and backend.binding.auto_delete
+
+
+def _run(config: str = "quorum") -> NodeLossRun:
+    calls = [Call(t, t + 0.1, ok=not 3 <= t < 5, task_id=f"s{t}") for t in range(10)]
+    sent = [(float(t), f"a{t}") for t in range(10)]
+    executions = [
+        {"task_id": f"a{t}", "task_name": ASYNC_TASK, "succeeded": True, "finished": t + 0.2}
+        for t in range(10)
+        if t != 4  # a4 never ran
+    ]
+    executions += [
+        {"task_id": f"s{t}", "task_name": "x", "succeeded": True, "finished": t + 0.1}
+        for t in range(10)
+        if not 3 <= t < 5
+    ]
+    executions.append(dict(executions[0]))  # a0 ran twice
+    return NodeLossRun(
+        config=config,
+        version=(3, 10, 8),
+        killed="n1",
+        clients_elsewhere=False,
+        leaders={},
+        replicas={},
+        calls=calls,
+        sent=sent,
+        send_errors=[(3.5, "OperationalError: ")],
+        executions=executions,
+        killed_at=2.5,
+        back_at=5.0,
+        ended_at=9.5,
+        sync=tally([c.task_id for c in calls], executions),
+        async_=tally([tid for _, tid in sent], executions),
+    )
+
+
+def test_a_run_counts_failed_calls_and_the_seconds_nothing_succeeded():
+    run = _run()
+    assert run.calls_failed == 2
+    assert run.sync_unavailable_s == pytest.approx(5.1 - 2.5)  # from the kill to 5.1
+    assert run.async_stopped_s == pytest.approx(5.2 - 3.2)  # finished 3.2, then 5.2
+    summary = run.summary()
+    assert (summary["async lost"], summary["async dup"]) == (1, 1)
+    assert summary["async send errors"] == 1 and summary["down s"] == 2.5
+
+
+def test_loss_table_has_a_row_per_configuration():
+    table = loss_table([_run("2014"), _run("quorum")]).splitlines()
+    assert len(table) == 3
+    assert table[0].split()[:2] == ["config", "sync"]
+    assert table[1].split()[0] == "2014" and table[2].split()[0] == "quorum"
+    assert loss_table([]) == ""
+
+
+def test_cost_table_gives_ratios_to_the_2014_configuration():
+    base = CostRun("2014", 4, (0.002, 0.002, 0.002, 0.010), 100, 0.5, 1.0, {"n1": 150.0})
+    quorum = CostRun("quorum", 4, (0.003, 0.003, 0.003, 0.020), 100, 1.0, 2.0, {"n1": 160.0})
+    assert base.p50_ms == pytest.approx(2.0) and base.throughput == 100.0
+    assert quorum.publish_rate == 100.0
+    lines = cost_table([base, quorum]).splitlines()
+    assert lines[1].split()[:2] == ["2014", "2.0"]
+    cells = lines[2].split()
+    assert cells[0] == "quorum" and cells[5:8] == ["1.50", "2.00", "0.50"]  # p50, p99, tasks/s
+    assert cells[-1] == "160"
