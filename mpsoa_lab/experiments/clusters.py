@@ -68,6 +68,9 @@ __all__ = [
     "CostRun",
     "cost",
     "cost_table",
+    "rejoin_table",
+    "per_second",
+    "plot_node_loss",
 ]
 
 SERVICE = "mpledger"
@@ -1054,3 +1057,52 @@ def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:
             + " ".join(f"{m:.0f}" for _, m in sorted(r.memory_mib.items()))
         )
     return "\n".join(lines)
+
+
+def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
+    """One row per configuration whose run stopped a queue's leader cleanly and started it
+    again: what was published before and while it was down, what the queue held after, who
+    leads it then and whether the rejoined node holds a full copy."""
+    lines = [
+        f"{'config':<10} {'before':>6} {'transient':>9} {'while down':>10} {'refused':>7} "
+        f"{'after':>5} {'copy on it':>10}  leader after"
+    ]
+    for run in runs:
+        r = run.rejoin
+        if r is None:
+            continue
+        lines.append(
+            f"{run.config:<10} {r.published_before:>6} {r.transient_before:>9} "
+            f"{r.published_while_down:>10} {r.failed_while_down:>7} {r.in_queue_after:>5} "
+            f"{'yes' if r.holds_copy else 'no':>10}  node {r.leader_after.split('@')[0][-1]}"
+        )
+    return "\n".join(lines)
+
+
+def per_second(times: Iterable[float], zero: float, step: float = 0.5) -> tuple[list, list]:
+    """Events per second in bins of ``step`` seconds, ``times`` (wall clock) counted from
+    ``zero``: ``(bin starts, rates)``, the empty bins included."""
+    counts: dict[int, int] = {}
+    for t in times:
+        counts[int((t - zero) // step)] = counts.get(int((t - zero) // step), 0) + 1
+    if not counts:
+        return [], []
+    bins = range(min(counts), max(counts) + 1)
+    return [b * step for b in bins], [counts.get(b, 0) / step for b in bins]
+
+
+def plot_node_loss(runs: Sequence[NodeLossRun], axes: Sequence[Any]) -> None:
+    """One panel per run: sync calls answered and async tasks run per second, counted from
+    the kill (dotted line at 0) until the load stopped; the killed node back at the dashed."""
+    for run, ax in zip(runs, axes):
+        answered = [c.ended for c in run.calls if c.ok]
+        ax.step(*per_second(answered, run.killed_at), where="post", label="sync answered/s")
+        ax.step(*per_second(run._finished(ASYNC_TASK), run.killed_at), where="post",
+                label="async run/s")  # fmt: skip
+        ax.axvline(0, color="grey", linestyle=":")
+        ax.axvline(run.back_at - run.killed_at, color="green", linestyle="--")
+        ax.set_xlim(run.started_at - run.killed_at, run.ended_at - run.killed_at)
+        ax.set_title(run.summary()["config"], fontsize=10)
+        ax.set(xlabel="seconds from the kill")
+    axes[0].set(ylabel="per second")
+    axes[0].legend(fontsize=8)

@@ -141,3 +141,32 @@ def test_cost_table_gives_ratios_to_the_2014_configuration():
     cells = lines[2].split()
     assert cells[0] == "quorum" and cells[5:8] == ["1.50", "2.00", "0.50"]  # p50, p99, tasks/s
     assert cells[-1] == "160"
+
+
+def test_per_second_counts_events_in_bins_from_zero_with_empty_bins_kept():
+    from mpsoa_lab.experiments.clusters import per_second
+
+    xs, ys = per_second([100.1, 100.2, 101.7, 99.9], zero=100.0, step=0.5)
+    assert xs == [-0.5, 0.0, 0.5, 1.0, 1.5] and ys == [2.0, 4.0, 0.0, 0.0, 2.0]
+    assert per_second([], zero=0.0) == ([], [])
+
+
+def test_rejoin_table_shows_what_the_rejoined_node_holds():
+    from mpsoa_lab.experiments.clusters import NodeLossRun, Rejoin, rejoin_table
+
+    kept = Rejoin("n-sync1@h", 50, 50, 50, 0, "", 150, 150, "n-sync2@h", ("a",), ("n-sync1@h",),
+                  6.0, 4.0, 1.0)  # fmt: skip
+    run = NodeLossRun("quorum", (3, 10), "n-sync1@h", False, {}, {}, [], [], [], [], rejoin=kept)
+    lines = rejoin_table([run, NodeLossRun("x", (3, 10), "", True, {}, {}, [], [], [], [])])
+    assert len(lines.splitlines()) == 2  # a run without a rejoin has no row
+    assert lines.splitlines()[1].split() == [
+        "quorum",
+        "50",
+        "50",
+        "50",
+        "0",
+        "150",
+        "yes",
+        "node",
+        "2",
+    ]
