@@ -36,7 +36,7 @@ from typing import Any
 
 from ..design import rpc_backend as _rpc_backend
 from ..design.naming import KINDS, SERVICES, queue_name
-from ..observe.latency import percentile
+from ..observe.latency import percentile, rate_over_time
 from ..plumbing.cluster import Cluster
 from ..plumbing.errors import LabError
 from ..running.lab import Lab
@@ -69,7 +69,6 @@ __all__ = [
     "cost",
     "cost_table",
     "rejoin_table",
-    "per_second",
     "plot_node_loss",
 ]
 
@@ -415,7 +414,8 @@ class NodeLossRun:
     rejoin: Rejoin | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def _finished(self, task: str) -> list[float]:
+    def finished(self, task: str) -> list[float]:
+        """When each execution of ``task`` in the run's log finished (wall clock)."""
         return [e["finished"] for e in self.executions if e["task_name"] == task]
 
     @property
@@ -427,7 +427,7 @@ class NodeLossRun:
     @property
     def async_stopped_s(self) -> float:
         """The longest stretch after the kill with no async task finished."""
-        return longest_gap(self._finished(ASYNC_TASK), self.killed_at, self.ended_at)
+        return longest_gap(self.finished(ASYNC_TASK), self.killed_at, self.ended_at)
 
     @property
     def calls_failed(self) -> int:
@@ -1079,25 +1079,13 @@ def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
     return "\n".join(lines)
 
 
-def per_second(times: Iterable[float], zero: float, step: float = 0.5) -> tuple[list, list]:
-    """Events per second in bins of ``step`` seconds, ``times`` (wall clock) counted from
-    ``zero``: ``(bin starts, rates)``, the empty bins included."""
-    counts: dict[int, int] = {}
-    for t in times:
-        counts[int((t - zero) // step)] = counts.get(int((t - zero) // step), 0) + 1
-    if not counts:
-        return [], []
-    bins = range(min(counts), max(counts) + 1)
-    return [b * step for b in bins], [counts.get(b, 0) / step for b in bins]
-
-
 def plot_node_loss(runs: Sequence[NodeLossRun], axes: Sequence[Any]) -> None:
     """One panel per run: sync calls answered and async tasks run per second, counted from
     the kill (dotted line at 0) until the load stopped; the killed node back at the dashed."""
     for run, ax in zip(runs, axes):
         answered = [c.ended for c in run.calls if c.ok]
-        ax.step(*per_second(answered, run.killed_at), where="post", label="sync answered/s")
-        ax.step(*per_second(run._finished(ASYNC_TASK), run.killed_at), where="post",
+        ax.step(*rate_over_time(answered, run.killed_at), where="post", label="sync answered/s")
+        ax.step(*rate_over_time(run.finished(ASYNC_TASK), run.killed_at), where="post",
                 label="async run/s")  # fmt: skip
         ax.axvline(0, color="grey", linestyle=":")
         ax.axvline(run.back_at - run.killed_at, color="green", linestyle="--")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..observe.latency import percentile
+from ..observe.latency import percentile, rate_over_time
 from .edge_load import Request, open_loop
 
 __all__ = [
@@ -98,16 +98,10 @@ def _edge_on_haproxy(
 
 
 def answered_per_second(requests: Sequence[Request], step: float = 0.5) -> tuple[list, list]:
-    """Answers (2xx) per second over time, in bins of ``step`` seconds by when each came:
-    ``(bin starts, rates)``."""
-    if step <= 0:
-        raise ValueError("step must be positive")
+    """Answers (2xx) per second over time, in bins of ``step`` seconds by when each came, from
+    the start of the run: ``(bin starts, rates)``."""
     done = [r.done for r in requests if 200 <= r.status < 300]
-    if not done:
-        return [], []
-    counts = collections.Counter(int(t // step) for t in done)
-    bins = range(0, max(counts) + 1)
-    return [b * step for b in bins], [counts.get(b, 0) / step for b in bins]
+    return rate_over_time(done, step=step, since=0.0)
 
 
 # -- an instance killed, then one added ------------------------------------------------------

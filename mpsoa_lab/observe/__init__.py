@@ -28,6 +28,7 @@ _EXPORTS = {
     "ecdf": "latency",
     "max_overlap": "latency",
     "percentile": "latency",
+    "rate_over_time": "latency",
     "run_callers": "latency",
     "summarize": "latency",
     "QueueMonitor": "monitor",

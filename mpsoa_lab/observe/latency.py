@@ -1,5 +1,5 @@
 """Latency figures for the notebooks: percentiles, one summary row, ECDF points, overlap,
-and several callers started together.
+events per second over time, and several callers started together.
 
 No broker here: the notebooks make and time their calls themselves (the call is what they
 teach) and hand the samples to these functions. Samples are in seconds; summaries are in
@@ -15,6 +15,7 @@ then all are released together and the wall time of the whole run is measured.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -29,6 +30,7 @@ __all__ = [
     "ecdf",
     "max_overlap",
     "percentile",
+    "rate_over_time",
     "run_callers",
     "summarize",
 ]
@@ -69,6 +71,26 @@ def ecdf(samples: Iterable[float]) -> tuple[list[float], list[float]]:
     xs = sorted(samples)
     n = len(xs)
     return xs, [(i + 1) / n for i in range(n)]
+
+
+def rate_over_time(
+    times: Iterable[float], zero: float = 0.0, step: float = 0.5, since: float | None = None
+) -> tuple[list[float], list[float]]:
+    """Events per second in bins of ``step`` seconds, ``times`` counted from ``zero``: ``(bin
+    starts, rates)``, empty bins included, from the bin of ``since`` (seconds from ``zero``;
+    default: the first event's) to the last event's.
+
+    >>> rate_over_time([0.1, 0.2, 1.2], step=0.5)
+    ([0.0, 0.5, 1.0], [4.0, 0.0, 2.0])
+    """
+    if step <= 0:
+        raise ValueError("step must be positive")
+    counts = collections.Counter(int((t - zero) // step) for t in times)
+    if not counts:
+        return [], []
+    first = min(counts) if since is None else int(since // step)
+    bins = range(first, max(counts) + 1)
+    return [b * step for b in bins], [counts.get(b, 0) / step for b in bins]
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:

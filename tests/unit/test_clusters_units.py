@@ -143,14 +143,6 @@ def test_cost_table_gives_ratios_to_the_2014_configuration():
     assert cells[-1] == "160"
 
 
-def test_per_second_counts_events_in_bins_from_zero_with_empty_bins_kept():
-    from mpsoa_lab.experiments.clusters import per_second
-
-    xs, ys = per_second([100.1, 100.2, 101.7, 99.9], zero=100.0, step=0.5)
-    assert xs == [-0.5, 0.0, 0.5, 1.0, 1.5] and ys == [2.0, 4.0, 0.0, 0.0, 2.0]
-    assert per_second([], zero=0.0) == ([], [])
-
-
 def test_rejoin_table_shows_what_the_rejoined_node_holds():
     from mpsoa_lab.experiments.clusters import NodeLossRun, Rejoin, rejoin_table
 

@@ -101,3 +101,14 @@ def test_run_callers_clock_starts_between_prepare_and_work():
 
     run = run_callers(4, prepare, work)
     assert max(prepared) <= run.started_at <= min(began)
+
+
+def test_rate_over_time_counts_events_in_bins_from_zero_with_empty_bins_kept():
+    from mpsoa_lab.observe.latency import rate_over_time
+
+    xs, ys = rate_over_time([100.1, 100.2, 101.7, 99.9], zero=100.0, step=0.5)
+    assert xs == [-0.5, 0.0, 0.5, 1.0, 1.5] and ys == [2.0, 4.0, 0.0, 0.0, 2.0]
+    assert rate_over_time([1.2], since=0.0) == ([0.0, 0.5, 1.0], [0.0, 0.0, 2.0])
+    assert rate_over_time([], zero=0.0) == ([], [])
+    with pytest.raises(ValueError):
+        rate_over_time([1.0], step=0)
