@@ -39,6 +39,8 @@ from ..design.naming import KINDS, SERVICES, queue_name
 from ..observe.latency import percentile, rate_over_time
 from ..plumbing.cluster import Cluster
 from ..plumbing.errors import LabError
+from ..running.cluster import proxy_url, start_broker_proxy
+from ..running.haproxy import stop_haproxy
 from ..running.lab import Lab
 from ..running.workers import Worker, start_worker
 from .faults import Tally, tally
@@ -130,11 +132,21 @@ def mirroring_note(version: Sequence[int]) -> str:
     return f"RabbitMQ {shown} mirrors classic queues by policy (ha-mode)."
 
 
+def mirroring_available(version: Sequence[int]) -> bool:
+    """Whether RabbitMQ ``version`` mirrors classic queues (before 4.0)."""
+    return tuple(version) < (4, 0)
+
+
+def configs_for(version: Sequence[int]) -> list[str]:
+    """The :data:`CONFIGS` RabbitMQ ``version`` can run: ``mirrored`` only before 4.0."""
+    return [name for name in CONFIGS if name != "mirrored" or mirroring_available(version)]
+
+
 def check_mirroring(version: Sequence[int]) -> str:
     """:func:`mirroring_note` if ``version`` mirrors classic queues, else
     :class:`MirroringUnavailable` with that note."""
     note = mirroring_note(version)
-    if tuple(version) >= (4, 0):
+    if not mirroring_available(version):
         raise MirroringUnavailable(note)
     return note
 
@@ -333,6 +345,14 @@ class TransientReplyRPC(_rpc_backend.RPCBackend):
 TRANSIENT_REPLY_BACKEND = f"{__name__}:TransientReplyRPC"
 
 
+def _one_address(lab: Lab, cluster: Cluster, vhost: str) -> tuple[Any, str]:
+    """A TCP-mode HAProxy in front of ``cluster`` whose active server is the node leading the
+    service's queues (the others its backups), and its URL at ``vhost``."""
+    home = cluster.queue_leader(queue_name(SERVICE, "async"), vhost)
+    proxy = start_broker_proxy(lab, cluster, active=cluster.index_of(home))
+    return proxy, proxy_url(proxy, cluster, vhost)
+
+
 def _edge(
     url: str, config: QueueConfig, service: str = SERVICE, backend: str | None = None
 ) -> tuple[Any, Any]:
@@ -412,9 +432,28 @@ class NodeLossRun:
     recovered: dict[str, bool] = field(default_factory=dict)  # client -> served after the fault
     alive: dict[str, bool] = field(default_factory=dict)  # worker -> process still running
     worker_errors: dict[str, str] = field(default_factory=dict)  # worker -> its first CRITICAL
+    #: worker -> how often its log says Celery retried the delayed-delivery set-up on a node
+    delayed_delivery_retries: dict[str, int] = field(default_factory=dict)
     qos: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> prefetch counts
     rejoin: Rejoin | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    one_address: bool = False  # every client on one HAProxy address in front of the cluster
+    transient_replies: bool = False  # the caller's reply queue was not durable
+
+    @property
+    def label(self) -> str:
+        """The configuration and how its clients were set up, e.g. ``quorum (one address,
+        transient replies)``."""
+        how = [
+            text
+            for on, text in (
+                (self.clients_elsewhere, "clients elsewhere"),
+                (self.one_address, "one address"),
+                (self.transient_replies, "transient replies"),
+            )
+            if on
+        ]
+        return self.config + (f" ({', '.join(how)})" if how else "")
 
     def finished(self, task: str) -> list[float]:
         """When each execution of ``task`` in the run's log finished (wall clock)."""
@@ -438,7 +477,7 @@ class NodeLossRun:
     def summary(self) -> dict[str, Any]:
         assert self.sync is not None and self.async_ is not None
         return {
-            "config": self.config + (" (clients elsewhere)" if self.clients_elsewhere else ""),
+            "config": self.label,
             "sync calls": len(self.calls),
             "sync failed": self.calls_failed,
             "sync lost": self.sync.lost,
@@ -510,6 +549,18 @@ def _probe(
     return ok
 
 
+#: What Celery 5.5+'s ``DelayedDelivery`` bootstep logs each time it retries a node's URL.
+DELAYED_DELIVERY_RETRY = "Retrying delayed delivery setup"
+
+
+def _log_count(worker: Worker, text: str) -> int:
+    """How many lines of ``worker``'s log contain ``text``."""
+    try:
+        return worker.log_file.read_text(errors="replace").count(text)
+    except OSError:
+        return 0
+
+
 def _critical(worker: Worker) -> str:
     """The first CRITICAL line of a worker's log (e.g. ``Unrecoverable error: ...``), or ''."""
     try:
@@ -548,6 +599,7 @@ def node_loss(
     rejoin_messages: int = 50,
     worker_config: Mapping[str, Any] | None = None,
     clients_elsewhere: bool = False,
+    one_address: bool = False,
     caller_backend: str | None = None,
     timeout: float = 60.0,
 ) -> NodeLossRun:
@@ -567,7 +619,11 @@ def node_loss(
     there; a quorum queue's leader is placed on the declaring client's node). Every client's
     failover list starts with that node too, so the kill takes the queues' leaders and every
     client's connection at once; ``clients_elsewhere=True`` starts the lists at the second
-    node instead, so the kill takes the leaders only. ``caller_backend`` is the sync caller's
+    node instead, so the kill takes the leaders only. ``one_address=True`` gives every client
+    one URL instead, a TCP-mode HAProxy in front of the cluster
+    (:func:`~mpsoa_lab.running.cluster.start_broker_proxy`) that sends every connection to the
+    leaders' node while it is UP and to another node when it is not: the same placement as the
+    default failover lists, behind one address. ``caller_backend`` is the sync caller's
     ``result_backend`` (default: the lab's mended ``rpc://``; :data:`TRANSIENT_REPLY_BACKEND`).
     """
     from ..design.services import mpledger
@@ -581,13 +637,15 @@ def node_loss(
     timings: dict[str, float] = {}
     workers: list[Worker] = []
     apps: tuple[Any, ...] = ()
-    killed = None
+    killed = proxy = None
     t0 = time.monotonic()
     with cluster_vhost(cluster, _vhost_name(config.name), config) as vhost:
         urls = cluster.node_urls(vhost)
         _declare(urls[0], config)
         url = ";".join(urls[1:] + urls[:1] if clients_elsewhere else urls)
         try:
+            if one_address:
+                proxy, url = _one_address(lab, cluster, vhost)
             for kind in KINDS:
                 settings = {"task_queues": celery_queues(config, SERVICE, (kind,))}
                 settings.update(worker_config or {})
@@ -652,10 +710,13 @@ def node_loss(
                 timeout=5.0 if all(alive.values()) else 1.0,
             )
             worker_errors = {f"{w.kind} worker": _critical(w) for w in workers}
+            retries = {f"{w.kind} worker": _log_count(w, DELAYED_DELIVERY_RETRY) for w in workers}
             executions = storage.executions()
             sync_ids = [c.task_id for c in load.calls if c.task_id]
             queued = _queued_ids(cluster, vhost, queue_name(SERVICE, "async"))
             run = NodeLossRun(
+                one_address=one_address,
+                transient_replies=caller_backend == TRANSIENT_REPLY_BACKEND,
                 config=config.name,
                 version=version,
                 killed=killed_node,
@@ -676,6 +737,7 @@ def node_loss(
                 recovered=recovered,
                 alive=alive,
                 worker_errors=worker_errors,
+                delayed_delivery_retries=retries,
                 qos=qos,
                 timings=timings,
             )
@@ -691,6 +753,8 @@ def node_loss(
                     app.close()
             for worker in workers:
                 worker.kill()
+            if proxy is not None:
+                stop_haproxy(lab, proxy)
             if killed is not None and not cluster.node(killed).is_running():
                 cluster.start_node(killed, timeout=timeout)
             for node in cluster.nodes:
@@ -984,11 +1048,14 @@ def cost(
     *,
     calls: int = 200,
     tasks: int = 500,
+    one_address: bool = False,
     timeout: float = 60.0,
 ) -> CostRun:
     """``calls`` sync calls one after the other, then ``tasks`` async tasks published as fast
     as confirms allow and drained by one worker, with the design's queues held as ``config``
-    says, in a fresh vhost; the nodes' memory read at the end (before the vhost goes)."""
+    says, in a fresh vhost; the nodes' memory read at the end (before the vhost goes).
+    ``one_address=True``: every client through the TCP-mode HAProxy of :func:`node_loss`, which
+    sends them to the queues' leader (the run is named ``<config>+proxy``)."""
     from ..design.services import mpledger
 
     if isinstance(config, str):
@@ -997,11 +1064,14 @@ def cost(
     storage.reset()
     workers: list[Worker] = []
     apps: tuple[Any, ...] = ()
+    proxy = None
     with cluster_vhost(cluster, _vhost_name(f"cost-{config.name}"), config) as vhost:
         urls = cluster.node_urls(vhost)
         _declare(urls[0], config)
         url = ";".join(urls)
         try:
+            if one_address:
+                proxy, url = _one_address(lab, cluster, vhost)
             for kind in KINDS:
                 settings = {"task_queues": celery_queues(config, SERVICE, (kind,))}
                 workers.append(
@@ -1040,7 +1110,10 @@ def cost(
                     app.close()
             for worker in workers:
                 worker.kill()
-    return CostRun(config.name, calls, tuple(seconds), tasks, publish_s, drain_s, memory)
+            if proxy is not None:
+                stop_haproxy(lab, proxy)
+    name = config.name + ("+proxy" if one_address else "")
+    return CostRun(name, calls, tuple(seconds), tasks, publish_s, drain_s, memory)
 
 
 def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:
@@ -1048,12 +1121,12 @@ def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:
     ``baseline`` (unreplicated classic queues: one node holds each queue)."""
     base = next(r for r in runs if r.config == baseline)
     lines = [
-        f"{'config':<10}{'p50 ms':>8}{'p99 ms':>8}{'tasks/s':>9}{'publish/s':>11}"
+        f"{'config':<13}{'p50 ms':>8}{'p99 ms':>8}{'tasks/s':>9}{'publish/s':>11}"
         f"{'p50 x':>7}{'p99 x':>7}{'tasks/s x':>10}  memory MiB per node"
     ]
     for r in runs:
         lines.append(
-            f"{r.config:<10}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.throughput:>9.0f}"
+            f"{r.config:<13}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.throughput:>9.0f}"
             f"{r.publish_rate:>11.0f}{r.p50_ms / base.p50_ms:>7.2f}{r.p99_ms / base.p99_ms:>7.2f}"
             f"{r.throughput / base.throughput:>10.2f}  "
             + " ".join(f"{m:.0f}" for _, m in sorted(r.memory_mib.items()))
@@ -1092,7 +1165,7 @@ def plot_node_loss(runs: Sequence[NodeLossRun], axes: Sequence[Any]) -> None:
         ax.axvline(0, color="grey", linestyle=":")
         ax.axvline(run.back_at - run.killed_at, color="green", linestyle="--")
         ax.set_xlim(run.started_at - run.killed_at, run.ended_at - run.killed_at)
-        ax.set_title(run.summary()["config"], fontsize=10)
+        ax.set_title(run.label, fontsize=10)
         ax.set(xlabel="seconds from the kill")
     axes[0].set(ylabel="per second")
     axes[0].legend(fontsize=8)

@@ -1,4 +1,5 @@
-"""HAProxy as a lab component: the REST alternative's load balancer, one frontend per service.
+"""HAProxy as a lab component: one frontend per service, in HTTP mode (the REST alternative's
+load balancer) or in TCP mode (one AMQP address in front of a RabbitMQ cluster).
 
 :class:`HAProxy` runs the installed ``haproxy`` in the foreground (``haproxy -db -f <cfg>``), as
 the current user, with a config generated under its own directory (:func:`haproxy_config`): no
@@ -14,6 +15,11 @@ instances, with
   ``conn-failure`` only: a request a server received is never sent twice);
 * keep-alive on both sides (``option http-keep-alive``; HAProxy reuses idle server
   connections by default).
+
+In TCP mode (``BalancerOptions(mode="tcp")``) it relays connections, not requests: the checks
+only connect (a node whose AMQP port refuses is DOWN), ``on-marked-down shutdown-sessions``
+closes the connections of a server marked DOWN so that their clients reconnect through the
+frontend to a live one, and a server may be a ``backup`` (used only when no other is UP).
 
 Its runtime API listens on a Unix socket in its directory (``stats socket <path> mode 600 level
 admin``); :attr:`HAProxy.runtime` is a client for it
@@ -44,6 +50,7 @@ __all__ = [
     "BalancerOptions",
     "Server",
     "BALANCE_ALGORITHMS",
+    "MODES",
     "find_haproxy",
     "haproxy_install_hint",
     "haproxy_config",
@@ -52,6 +59,8 @@ __all__ = [
 
 #: The algorithms the lab offers: both are dynamic, so ``add server`` works with them.
 BALANCE_ALGORITHMS = ("roundrobin", "leastconn")
+#: ``http``: requests to REST instances; ``tcp``: long-lived connections, e.g. AMQP.
+MODES = ("http", "tcp")
 _SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin", "/opt/homebrew/bin")
 #: The longest Unix socket path (sun_path is 108 bytes on Linux, 104 on macOS, with its NUL).
 _MAX_SOCKET_PATH = 103
@@ -90,17 +99,20 @@ def find_haproxy(explicit: str | None = None) -> str:
 
 
 class Server(NamedTuple):
-    """One server of a backend: a REST instance's name and address."""
+    """One server of a backend: a REST instance's (or a broker node's) name and address; a
+    ``backup`` server gets connections only while no other server of its backend is UP."""
 
     name: str
     addr: str
     port: int
+    backup: bool = False
 
 
 @dataclass(frozen=True)
 class BalancerOptions:
     """How HAProxy balances and checks (times in milliseconds unless named otherwise)."""
 
+    mode: str = "http"
     balance: str = "roundrobin"
     check_inter_ms: int = 200
     fall: int = 2
@@ -118,6 +130,8 @@ class BalancerOptions:
     hard_stop_after_ms: int = 3000
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.balance not in BALANCE_ALGORITHMS:
             raise ValueError(
                 f"balance must be one of {', '.join(BALANCE_ALGORITHMS)}, not {self.balance!r}"
@@ -169,12 +183,17 @@ def haproxy_config(
         f"    hard-stop-after {_ms(o.hard_stop_after_ms)}",
         "",
         "defaults",
-        "    mode http",
+        f"    mode {o.mode}",
         f"    timeout connect {_ms(o.timeout_connect_ms)}",
         f"    timeout client {_ms(o.timeout_client_ms)}",
         f"    timeout server {_ms(o.timeout_server_ms)}",
-        f"    timeout http-keep-alive {_ms(o.keep_alive_ms)}",
-        "    option http-keep-alive",
+    ]
+    if o.mode == "http":
+        lines += [
+            f"    timeout http-keep-alive {_ms(o.keep_alive_ms)}",
+            "    option http-keep-alive",
+        ]
+    lines += [
         f"    retries {o.retries}",
         "    option redispatch" if o.redispatch else "    no option redispatch",
     ]
@@ -189,11 +208,19 @@ def haproxy_config(
             "",
             f"backend {service}",
             f"    balance {o.balance}",
-            f"    option httpchk GET {o.health_path}",
-            "    http-check expect status 200",
-            f"    default-server {_check_args(o)}",
         ]
-        lines += [f"    server {s.name} {s.addr}:{int(s.port)}" for s in servers.get(service, ())]
+        if o.mode == "http":
+            lines += [
+                f"    option httpchk GET {o.health_path}",
+                "    http-check expect status 200",
+                f"    default-server {_check_args(o)}",
+            ]
+        else:  # a connect check; a server marked DOWN loses its connections at once
+            lines.append(f"    default-server {_check_args(o)} on-marked-down shutdown-sessions")
+        lines += [
+            f"    server {s.name} {s.addr}:{int(s.port)}{' backup' if s.backup else ''}"
+            for s in servers.get(service, ())
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -258,8 +285,12 @@ class HAProxy(Component):
         return HAProxyRuntime(self.socket_path)
 
     def url(self, service: str) -> str:
-        """The base URL of a service's frontend, e.g. ``http://127.0.0.1:22345``."""
+        """The base URL of a service's frontend, e.g. ``http://127.0.0.1:22345`` (HTTP mode)."""
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def address(self, service: str) -> tuple[str, int]:
+        """A frontend's host and port, e.g. ``("127.0.0.1", 22345)``, in either mode."""
+        return "127.0.0.1", self.ports[service]
 
     # -- the component -----------------------------------------------------------------------
     def config_text(self) -> str:
@@ -300,6 +331,10 @@ class HAProxy(Component):
         ``enable health``, ``enable server``), with this balancer's checks, and keep it in
         the config of the next start."""
         server = Server(*server)
+        if server.backup:
+            raise ValueError(
+                f"{server.name}: a backup server is set in the config at start, not added at run time"
+            )
         if service not in self.servers:
             raise KeyError(f"no backend {service!r}; backends: {', '.join(self.servers)}")
         o = self.options

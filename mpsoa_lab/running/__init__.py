@@ -42,10 +42,13 @@ _EXPORTS = {
     "add_instance": "haproxy",
     "remove_instance": "haproxy",
     "server_of": "haproxy",
+    "launch_haproxy": "haproxy",
     # clusters (issue 14, notebook 10)
     "start_cluster": "cluster",
     "stop_cluster": "cluster",
     "clusters": "cluster",
+    "start_broker_proxy": "cluster",
+    "proxy_url": "cluster",
 }
 
 __all__ = sorted(_EXPORTS)

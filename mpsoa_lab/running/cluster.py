@@ -31,10 +31,13 @@ from ..plumbing.cluster import (
     epmd_names,
 )
 from ..plumbing.errors import NeedsLabNode, NodeNameInUse
+from ..plumbing.haproxy import BalancerOptions, HAProxy, Server
 from ..plumbing.install import find_rabbitmq_server
+from ..plumbing.settings import with_vhost
+from .haproxy import launch_haproxy
 from .lab import Lab
 
-__all__ = ["start_cluster", "stop_cluster", "clusters"]
+__all__ = ["start_cluster", "stop_cluster", "clusters", "start_broker_proxy", "proxy_url"]
 
 
 def _node_names(lab: Lab, role: str, size: int, names: Sequence[str] | None) -> list[str]:
@@ -153,3 +156,56 @@ def clusters(lab: Lab, role: str | None = None) -> list[Cluster]:
         )
         for name, nodes in groups.items()
     ]
+
+
+#: How HAProxy relays AMQP: idle timeouts of an hour (an AMQP connection stays open, and one
+#: without heartbeats may be idle for long); a connect check every 200 ms, DOWN after 2
+#: failures; a refused connection retried twice, the last time on another server, after
+#: HAProxy's turn-around of ``timeout connect``; a stop that does not wait for the clients'
+#: connections to end (they do not end by themselves). We tried a faster proxy (a refused
+#: connection marking its server DOWN at once: ``observe layer4``, ``on-error mark-down``): a
+#: worker was back through it within 10 ms of a kill -9 and, in one of two runs, died on its
+#: remote-control queue (``NOT_FOUND - no queue '...celery.pidbox'``, unrecoverable for Celery),
+#: which the cluster was still removing with the dead node. These settings gave it a few seconds.
+PROXY_OPTIONS = BalancerOptions(
+    mode="tcp",
+    balance="leastconn",
+    timeout_client_ms=3_600_000,
+    timeout_server_ms=3_600_000,
+    hard_stop_after_ms=500,
+)
+
+
+def start_broker_proxy(
+    lab: Lab, cluster: Cluster, *, active: int | None = None, start_timeout: float = 30.0
+) -> HAProxy:
+    """One AMQP address in front of ``cluster``: HAProxy in TCP mode with the cluster's nodes
+    as the servers of one backend (named after the cluster), on the lab's life cycle (stop it
+    with :func:`~mpsoa_lab.running.haproxy.stop_haproxy`).
+
+    ``active=None``: every node takes connections (``balance leastconn``: long-lived
+    connections spread by count). ``active=i``: node ``i`` takes every connection while it is
+    UP and the others are its backups, as a failover list that starts at node ``i`` would do.
+    A client connects to :func:`proxy_url`; when its node dies, its connection is closed and it
+    reconnects to the same address, which leads to a node that is UP.
+    """
+    if active is not None:
+        cluster.node(active)  # an IndexError naming the cluster's nodes
+    servers = [
+        Server(
+            f"node{n.index + 1}", "127.0.0.1", n.amqp_port, active is not None and n.index != active
+        )
+        for n in cluster.nodes
+    ]
+    return launch_haproxy(lab, {cluster.name: servers}, PROXY_OPTIONS, start_timeout)
+
+
+def proxy_url(proxy: HAProxy, cluster: Cluster, vhost: str = "/") -> str:
+    """The AMQP URL of ``proxy``'s frontend for ``cluster`` at ``vhost``, with the cluster's
+    credentials: one address instead of a failover list."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    host, port = proxy.address(cluster.name)
+    parts = urlsplit(cluster.nodes[0].url)
+    credentials = parts.netloc.rpartition("@")[0]
+    return with_vhost(urlunsplit(parts._replace(netloc=f"{credentials}@{host}:{port}")), vhost)

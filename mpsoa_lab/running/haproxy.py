@@ -23,6 +23,7 @@ from .lab import Lab
 
 __all__ = [
     "start_haproxy",
+    "launch_haproxy",
     "stop_haproxy",
     "haproxies",
     "add_instance",
@@ -56,12 +57,27 @@ def start_haproxy(
     ``balance="leastconn"``, ``retries=3``, ``redispatch=False``, ``check_inter_ms=100``,
     ``retry_on="conn-failure empty-response"``.
     """
-    options = replace(options or BalancerOptions(), **settings)
+    servers = {
+        service: [server_of(i) for i in instances] for service, instances in backends.items()
+    }
+    return launch_haproxy(
+        lab, servers, replace(options or BalancerOptions(), **settings), start_timeout
+    )
+
+
+def launch_haproxy(
+    lab: Lab,
+    servers: Mapping[str, Iterable[Server]],
+    options: BalancerOptions,
+    start_timeout: float = 30.0,
+) -> HAProxy:
+    """Start HAProxy with a frontend and a backend of ``servers`` per service, in either mode,
+    on the lab's life cycle (recorded, reaped, stopped by :func:`stop_haproxy`)."""
     name = f"{HAPROXY_PREFIX}{os.getpid()}-{next(_serial)}"
     balancer = HAProxy(
         name,
         lab.home / "logs" / name,
-        {service: [server_of(i) for i in instances] for service, instances in backends.items()},
+        servers,
         options=options,
         owner=os.getpid(),
         mark=str(lab.home),

@@ -1,6 +1,7 @@
 """Notebook 10's harness on a real three-node cluster: the 2014 argument mirrors nothing; a
 node killed under load with quorum queues, every task counted, the node back and nothing left;
-a queue's leader stopped cleanly and rejoined; what quorum queues change for Celery.
+a queue's leader stopped cleanly and rejoined; one address (HAProxy in TCP mode) in front of the
+cluster; what quorum queues change for Celery.
 
 One cluster serves the module (a start is ~10 s on two cores); loads are a few seconds.
 """
@@ -12,6 +13,7 @@ import pytest
 from mpsoa_lab.experiments.clusters import (
     CONFIGS,
     MIRRORING_POLICY,
+    TRANSIENT_REPLY_BACKEND,
     cluster_vhost,
     cost,
     ha_setting_2014,
@@ -20,6 +22,7 @@ from mpsoa_lab.experiments.clusters import (
     quorum_specifics,
     server_version,
 )
+from mpsoa_lab.running import haproxies
 from mpsoa_lab.running.cluster import start_cluster, stop_cluster
 
 
@@ -105,3 +108,27 @@ def test_cost_counts_every_call_and_task_and_reads_each_nodes_memory(lab, cluste
     assert sorted(run.memory_mib) == sorted(cluster.nodenames)
     assert all(m > 0 for m in run.memory_mib.values())
     assert _vhosts(cluster) == set()
+
+
+def test_one_address_moves_every_client_off_a_killed_node(lab, cluster):
+    """Behind a TCP-mode HAProxy whose active server is the leaders' node, with a non-durable
+    reply queue: the clients lose their node with the kill and are served again through the
+    same address, the workers without retrying the dead node's URL."""
+    run = node_loss(
+        lab,
+        cluster,
+        CONFIGS["quorum"],
+        rate=20,
+        before=1.0,
+        down_for=0.5,
+        after=1.0,
+        rejoin_messages=0,
+        one_address=True,
+        caller_backend=TRANSIENT_REPLY_BACKEND,
+    )
+    assert run.label == "quorum (one address, transient replies)"
+    assert run.killed == run.leaders["mpledger.async"]  # the proxy's active node was killed
+    assert run.async_.published > 20 and run.async_.lost == 0 and run.sync.lost == 0
+    assert all(run.recovered.values()) and all(run.alive.values())
+    assert run.delayed_delivery_retries == {"sync worker": 0, "async worker": 0}
+    assert not haproxies(lab) and _vhosts(cluster) == set()

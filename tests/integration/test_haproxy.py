@@ -220,3 +220,37 @@ def test_the_reaper_stops_the_haproxy_and_instances_of_a_process_that_died(lab):
     assert time.monotonic() - started < 30
     wait_until(lambda: not set(ports) & set(PortAllocator().reserved()), timeout=10)
     assert not {pids[0]} & {h.process.pid for h in haproxies(lab) if h.process}
+
+
+def test_tcp_mode_relays_amqp_to_the_backup_when_the_active_server_is_down(lab):
+    """In TCP mode, with an active server that refuses connections (a bound socket that does
+    not listen) and the lab's sync node as its backup: the active one is marked DOWN by its
+    connect checks, and an AMQP client connects through the frontend to the backup."""
+    import socket
+
+    from kombu import Connection
+
+    from mpsoa_lab.plumbing.haproxy import BalancerOptions, Server
+    from mpsoa_lab.running import launch_haproxy
+
+    node = lab.node("sync", "relay AMQP to")
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        servers = [
+            Server("dead", "127.0.0.1", refusing.getsockname()[1]),
+            Server("node", "127.0.0.1", node.amqp_port, backup=True),
+        ]
+        options = BalancerOptions(mode="tcp", check_inter_ms=100)
+        balancer = launch_haproxy(lab, {"amqp": servers}, options)
+        try:
+            states = lambda: {s.server: s.status for s in balancer.runtime.servers("amqp")}  # noqa: E731
+            wait_until(lambda: states() == {"dead": "DOWN", "node": "UP"}, timeout=10)
+            host, port = balancer.address("amqp")
+            url = node.url.replace(f":{node.amqp_port}", f":{port}")
+            with Connection(url, connect_timeout=5) as conn:
+                conn.connect()
+                product = conn.connection.server_properties["product"]
+            assert product in ("RabbitMQ", b"RabbitMQ")
+        finally:
+            stop_haproxy(lab, balancer)
+    assert balancer not in haproxies(lab) and not balancer.is_running()

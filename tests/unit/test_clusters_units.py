@@ -20,6 +20,7 @@ from mpsoa_lab.experiments.clusters import (
     TransientReplyRPC,
     celery_queues,
     check_mirroring,
+    configs_for,
     cost_table,
     longest_gap,
     loss_table,
@@ -44,6 +45,21 @@ def test_mirroring_is_said_per_server_version():
         check_mirroring((4, 0, 1))
     with pytest.raises(MirroringUnavailable):
         check_mirroring((4, 1))
+
+
+def test_the_configurations_a_server_runs():
+    assert configs_for((3, 10, 8)) == ["2014", "mirrored", "quorum"]
+    assert configs_for((4, 0, 1)) == ["2014", "quorum"]  # mirroring was removed in 4.0
+    assert configs_for((4, 1)) == configs_for((4, 0)) and configs_for((3, 13, 7)) == list(CONFIGS)
+
+
+def test_a_runs_label_says_how_its_clients_were_set_up():
+    run = _run("quorum")
+    assert run.label == "quorum" and run.summary()["config"] == "quorum"
+    run.one_address = run.transient_replies = True
+    assert run.label == "quorum (one address, transient replies)"
+    run.one_address, run.clients_elsewhere = False, True
+    assert run.summary()["config"] == "quorum (clients elsewhere, transient replies)"
 
 
 def test_the_three_configurations():

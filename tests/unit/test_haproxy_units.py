@@ -69,9 +69,33 @@ def test_keep_alive_and_the_runtime_api_as_the_current_user():
         assert not any(line.split()[:1] == [word] for line in lines), word
 
 
+def test_tcp_mode_relays_connections_with_connect_checks_and_backups():
+    servers = [Server("node1", "127.0.0.1", 25001), Server("node2", "127.0.0.1", 25002, True)]
+    text = haproxy_config(
+        {"amqp": 23003}, {"amqp": servers}, "/lab/admin.sock", BalancerOptions(mode="tcp")
+    )
+    lines = [line.strip() for line in text.splitlines()]
+    assert "mode tcp" in lines and "mode http" not in lines
+    assert not any("http" in line for line in lines)  # no HTTP check, no keep-alive
+    assert (
+        "default-server check inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions" in lines
+    )
+    assert (
+        "server node1 127.0.0.1:25001" in lines and "server node2 127.0.0.1:25002 backup" in lines
+    )
+
+
+def test_a_backup_server_cannot_be_added_at_run_time(tmp_path):
+    balancer = HAProxy("h", tmp_path, {"amqp": []}, options=BalancerOptions(mode="tcp"),
+                       executable="/usr/sbin/haproxy")  # fmt: skip
+    with pytest.raises(ValueError, match="backup"):
+        balancer.add_server("amqp", Server("n", "127.0.0.1", 1, True))
+
+
 @pytest.mark.parametrize(
     "bad",
     [
+        {"mode": "udp"},
         {"balance": "random"},
         {"balance": "static-rr"},  # not dynamic: add server would be refused
         {"retries": -1},
@@ -132,7 +156,9 @@ def test_the_state_file_entry_comes_back_as_haproxy():
     assert balancer.url("mpwallet") == "http://127.0.0.1:23001"
     assert balancer.socket_path.name == "admin.sock" and not balancer.is_running()
     back = balancer.to_dict()
-    assert back["servers"] == data["servers"] and back["options"]["balance"] == "leastconn"
+    assert back["servers"] == {"mpwallet": [["w1", "127.0.0.1", 22001, False]]}  # + backup
+    assert back["options"]["balance"] == "leastconn" and back["options"]["mode"] == "http"
+    assert component_from_dict({**data, **back}).servers == balancer.servers
 
 
 def test_a_missing_haproxy_says_how_to_install_it(monkeypatch, tmp_path):
