@@ -18,6 +18,7 @@ import time
 
 import psutil
 import pytest
+import requests
 from kombu import Connection, Producer, Queue
 
 from mpsoa_lab import NodeNameInUse
@@ -53,6 +54,36 @@ def served(url: str) -> bool:
         queue.declare()
         Producer(conn.default_channel).publish(b"x", routing_key=queue.name)  # waits for the ack
         return queue.queue_declare(passive=True).message_count == 1
+
+
+def vhost_runs_on_every_member(cluster, name: str) -> dict[str, str]:
+    """Create vhost ``name`` through the seed and read, from every member, where it runs."""
+    try:
+        with cluster.management(0, timeout=30) as api:  # RabbitMQ itself gives up after 45 s
+            api.create_vhost(name)
+        states = {}
+        for node in cluster.nodes:
+            api = f"http://127.0.0.1:{node.management_port}/api"
+            got = requests.get(f"{api}/vhosts/{name}", auth=("guest", "guest"), timeout=10)
+            states.update(
+                {f"{n} (seen from {node.index})": s for n, s in got.json()["cluster_state"].items()}
+            )
+            health = requests.get(
+                f"{api}/health/checks/virtual-hosts", auth=("guest", "guest"), timeout=10
+            )
+            states[f"health of {node.nodename}"] = health.json()["status"]
+        return states
+    finally:
+        with cluster.management(0, timeout=30) as api:
+            api.delete_vhost(name)
+
+
+def test_a_vhost_created_at_once_starts_on_every_member(cluster):
+    """start_cluster returns once every node has booted: a vhost created on a node that serves
+    but is still booting never starts there (RabbitMQ answers HTTP 500 after 45 s)."""
+    states = vhost_runs_on_every_member(cluster, "cluster-test-at-once")
+    assert set(states.values()) == {"running", "ok"}, states
+    assert len(states) == 3 * 3 + 3
 
 
 def test_every_node_joined_as_the_broker_reports_it(lab, cluster):
@@ -117,6 +148,8 @@ def test_a_node_killed_9_is_down_the_others_serve_and_it_rejoins(cluster):
     cluster.start_node(leader)  # on its ports, with its data
     assert cluster.running_members() == sorted(cluster.nodenames)
     assert served(node.url)
+    states = vhost_runs_on_every_member(cluster, "cluster-test-rejoined")  # booted, not serving
+    assert set(states.values()) == {"running", "ok"}, states
     wait_until(lambda: len(cluster.queue(QUORUM).get("online") or []) == 3, timeout=30)
 
 

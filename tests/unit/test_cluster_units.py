@@ -11,7 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from mpsoa_lab import ClusterSizeError, NeedsLabNode, NodeNameInUse, RabbitMQNotInstalled
+from mpsoa_lab import (
+    ClusterSizeError,
+    NeedsLabNode,
+    NodeNameInUse,
+    NodeStartError,
+    RabbitMQNotInstalled,
+)
 from mpsoa_lab.plumbing.cluster import (
     ERL_ARGS,
     MAX_CLUSTER_SIZE,
@@ -206,3 +212,54 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(RabbitMQNotInstalled, match="not an executable file"):
         start_cluster(lab)
     assert not (tmp_path / "nodes").exists()
+
+
+def test_a_member_is_booted_when_rabbitmq_says_so_else_a_clear_start_error(tmp_path, monkeypatch):
+    node = _node(tmp_path)
+    asked = []
+    monkeypatch.setattr(node, "ctl", lambda *args, **kw: asked.append((args, kw["timeout"])) or "")
+    node.await_startup(30.0)
+    assert asked == [(("await_startup", "--timeout", "30"), 45)]
+
+    def fails(*args, **kw):
+        raise RuntimeError("rabbitmqctl await_startup failed (69): timed out")
+
+    monkeypatch.setattr(node, "ctl", fails)
+    with pytest.raises(NodeStartError, match=r"b@localhost .* not report it booted within 5 s"):
+        node.await_startup(5.0)
+
+
+def test_a_cluster_starts_when_every_member_has_booted_not_when_it_first_serves(tmp_path):
+    """A node accepts AMQP and HTTP (``wait_ready``) before RabbitMQ marks it booted; a vhost
+    created in between never starts on it. ``start`` returns only after each node's
+    ``await_startup``, and a joining node is checked after it serves."""
+    nodes = [_node(tmp_path, i) for i in range(3)]
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def record(what, node):
+        def call(*args, **kwargs):
+            with lock:
+                events.append((what, node.nodename))
+
+        return call
+
+    for node in nodes:
+        node.start = record("start", node)
+        node.wait_ready = record("serves", node)
+        node.await_startup = record("booted", node)
+    cluster = Cluster("mpsoa-sync", nodes)
+    cluster.wait_members = record("members", SimpleNamespace(nodename="*"))
+    cluster.start(timeout=30)
+    assert {n for what, n in events if what == "booted"} == set(NAMES)
+    assert events[-1] == ("members", "*")
+    for name in NAMES[1:]:
+        assert events.index(("serves", name)) < events.index(("booted", name))
+    assert events.index(("booted", NAMES[0])) > events.index(("start", NAMES[2]))
+
+    def never(*args, **kwargs):
+        raise NodeStartError("c@localhost accepts connections but RabbitMQ did not report it")
+
+    nodes[2].await_startup = never
+    with pytest.raises(NodeStartError, match="c@localhost"):
+        cluster.start(timeout=30)
