@@ -39,6 +39,7 @@ from ..design.naming import KINDS, SERVICES, queue_name
 from ..observe.latency import percentile, rate_over_time
 from ..plumbing.cluster import Cluster
 from ..plumbing.errors import LabError
+from ..plumbing.util import wait_until
 from ..running.cluster import proxy_url, start_broker_proxy
 from ..running.haproxy import stop_haproxy
 from ..running.lab import Lab
@@ -1115,6 +1116,60 @@ def cost(
                 stop_haproxy(lab, proxy)
     name = config.name + ("+proxy" if one_address else "")
     return CostRun(name, calls, tuple(seconds), tasks, publish_s, drain_s, memory)
+
+
+#: The queues of :func:`confirm_latency`, one per way of holding a queue.
+CONFIRM_QUEUES = {
+    "2014": "confirm.classic",
+    "mirrored": "confirm.mirrored",
+    "quorum": "confirm.quorum",
+}
+
+
+def confirm_latency(
+    cluster: Cluster, *, messages: int = 150, timeout: float = 60.0
+) -> dict[str, tuple[float, ...]]:
+    """Seconds each publish waited for its confirm, per way of holding a queue, measured side by
+    side: one classic queue (the 2014 configuration: one copy), one classic queue mirrored to
+    every node by a policy (only where the server mirrors), one quorum queue, all led by the
+    first node in a vhost of their own; ``messages`` persistent messages to each, published in
+    turn (the order rotated every round) on one connection with confirms, so that whatever
+    else the machine does falls on all of them alike."""
+    from kombu import Connection
+
+    names = [n for n in configs_for(server_version(cluster)) if n in CONFIRM_QUEUES]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    with cluster_vhost(cluster, _vhost_name("confirm")) as vhost:
+        url = cluster.node_urls(vhost)[0]
+        if "mirrored" in names:
+            with cluster.management(timeout=VHOST_TIMEOUT) as api:
+                pattern = "^" + CONFIRM_QUEUES["mirrored"].replace(".", r"\.") + "$"
+                api.put_policy("mirrored-queue", pattern, dict(MIRRORING_POLICY), vhost)
+        with Connection(
+            url, connect_timeout=5, transport_options={"confirm_publish": True}
+        ) as conn:
+            channel = conn.default_channel
+            for name in names:
+                args = dict(CONFIGS[name].queue_arguments)
+                channel.queue_declare(
+                    CONFIRM_QUEUES[name], durable=True, auto_delete=False, arguments=args
+                )
+            if "mirrored" in names:
+                wait_until(
+                    lambda: (
+                        len(cluster.queue_replicas(CONFIRM_QUEUES["mirrored"], vhost))
+                        == len(cluster.nodes)
+                    ),
+                    timeout,
+                )
+            producer = conn.Producer()
+            for round_ in range(messages):
+                for k in range(len(names)):
+                    name = names[(round_ + k) % len(names)]
+                    t0 = time.perf_counter()
+                    producer.publish(b"x" * 512, routing_key=CONFIRM_QUEUES[name], delivery_mode=2)
+                    seconds[name].append(time.perf_counter() - t0)
+    return {name: tuple(values) for name, values in seconds.items()}
 
 
 def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:

@@ -15,6 +15,7 @@ from mpsoa_lab.experiments.clusters import (
     MIRRORING_POLICY,
     TRANSIENT_REPLY_BACKEND,
     cluster_vhost,
+    confirm_latency,
     cost,
     ha_setting_2014,
     mirroring_note,
@@ -132,3 +133,10 @@ def test_one_address_moves_every_client_off_a_killed_node(lab, cluster):
     assert all(run.recovered.values()) and all(run.alive.values())
     assert run.delayed_delivery_retries == {"sync worker": 0, "async worker": 0}
     assert not haproxies(lab) and _vhosts(cluster) == set()
+
+
+def test_confirm_latency_times_every_publish_to_each_kind_of_queue(cluster):
+    seconds = confirm_latency(cluster, messages=20)
+    assert list(seconds) == ["2014", "mirrored", "quorum"]  # 3.10 still mirrors
+    assert all(len(s) == 20 and all(x > 0 for x in s) for s in seconds.values())
+    assert _vhosts(cluster) == set()
