@@ -494,19 +494,29 @@ class NodeLossRun:
         }
 
 
-def _qos(cluster: Cluster, vhost: str) -> dict[str, dict[str, int]]:
-    """Per queue: the consumers' own prefetch and their channels' global prefetch."""
-    with cluster.management() as api:
-        consumers = api.consumers(vhost)
-        channels = {c["name"]: c for c in api.channels() if c.get("vhost") == vhost}
-    found: dict[str, dict[str, int]] = {}
-    for c in consumers:
-        channel = channels.get((c.get("channel_details") or {}).get("name"), {})
-        found[c["queue"]["name"]] = {
-            "consumer prefetch": c.get("prefetch_count", 0),
-            "global prefetch": channel.get("global_prefetch_count", 0),
-        }
-    return found
+def _qos(
+    cluster: Cluster, vhost: str, expected: Iterable[str] = (), timeout: float = 15.0
+) -> dict[str, dict[str, int]]:
+    """Per queue: the consumers' own prefetch and their channels' global prefetch. The API
+    lists a new consumer and its channel up to a statistics interval late (later on a busy
+    machine): wait up to ``timeout`` s until every queue of ``expected`` has one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with cluster.management() as api:
+            consumers = api.consumers(vhost)
+            channels = {c["name"]: c for c in api.channels() if c.get("vhost") == vhost}
+        found: dict[str, dict[str, int]] = {}
+        for c in consumers:
+            channel = channels.get((c.get("channel_details") or {}).get("name"))
+            if channel is None:
+                continue  # its channel is not listed yet
+            found[c["queue"]["name"]] = {
+                "consumer prefetch": c.get("prefetch_count", 0),
+                "global prefetch": channel.get("global_prefetch_count", 0),
+            }
+        if set(expected) <= set(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _consumers(cluster: Cluster, vhost: str, queues: Iterable[str]) -> dict[str, int]:
@@ -700,8 +710,11 @@ def node_loss(
             time.sleep(0.5)  # a duplicate run, if any, shows now
             timings["drain"] = time.monotonic() - t1
             consumers = _consumers(cluster, vhost, queues)
-            qos = _qos(cluster, vhost)  # read late: the API lists consumers a few s late
             alive = {f"{w.kind} worker": w.is_running() for w in workers}
+            serving = [  # a worker that logged an unrecoverable error may still be exiting
+                queue_name(SERVICE, w.kind) for w in workers if w.is_running() and not _critical(w)
+            ]
+            qos = _qos(cluster, vhost, serving)  # read late: the API lists consumers late
             # a worker that is gone serves nobody: no need to wait for its answer
             recovered = _probe(
                 url,
