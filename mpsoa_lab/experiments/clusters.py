@@ -692,6 +692,8 @@ def node_loss(
             ended_at = time.time()
             killed_node, killed = killed, None  # started again: nothing to restore
             ids = [tid for _, tid in load.sent]
+            sync_ids = [c.task_id for c in load.calls if c.task_id]
+            wanted = ids + sync_ids  # a call that timed out may still run: wait for it too
             t1 = time.monotonic()
 
             def executed() -> set[str]:
@@ -700,8 +702,8 @@ def node_loss(
             deadline, last, seen = time.monotonic() + drain_timeout, -1, 0
             while time.monotonic() < deadline:
                 done = executed()
-                seen = sum(1 for t in ids if t in done)
-                if seen == len(ids) or not any(w.is_running() for w in workers):
+                seen = sum(1 for t in wanted if t in done)
+                if seen == len(wanted) or not any(w.is_running() for w in workers):
                     break  # all ran, or no worker is left to run the rest
                 if seen == last and time.monotonic() - t1 > 5:
                     break  # no progress for a while: the rest is lost or stuck
@@ -727,8 +729,8 @@ def node_loss(
             worker_errors = {f"{w.kind} worker": _critical(w) for w in workers}
             retries = {f"{w.kind} worker": _log_count(w, DELAYED_DELIVERY_RETRY) for w in workers}
             executions = storage.executions()
-            sync_ids = [c.task_id for c in load.calls if c.task_id]
             queued = _queued_ids(cluster, vhost, queue_name(SERVICE, "async"))
+            queued_sync = _queued_ids(cluster, vhost, queue_name(SERVICE, "sync"))
             run = NodeLossRun(
                 one_address=one_address,
                 transient_replies=caller_backend == TRANSIENT_REPLY_BACKEND,
@@ -746,7 +748,7 @@ def node_loss(
                 killed_at=killed_at,
                 back_at=back_at,
                 ended_at=ended_at,
-                sync=tally(sync_ids, executions),
+                sync=tally(sync_ids, executions, queued=queued_sync),
                 async_=tally(ids, executions, queued=queued),
                 consumers_after=consumers,
                 recovered=recovered,
@@ -1140,7 +1142,7 @@ CONFIRM_QUEUES = {
 
 
 def confirm_latency(
-    cluster: Cluster, *, messages: int = 150, timeout: float = 60.0
+    cluster: Cluster, *, messages: int = 300, timeout: float = 60.0
 ) -> dict[str, tuple[float, ...]]:
     """Seconds each publish waited for its confirm, per way of holding a queue, measured side by
     side: one classic queue (the 2014 configuration: one copy), one classic queue mirrored to

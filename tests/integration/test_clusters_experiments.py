@@ -34,6 +34,13 @@ def cluster(lab):
     stop_cluster(lab, cluster)
 
 
+def short_quorum_loss(lab, cluster, **options):
+    """A short :func:`node_loss` of quorum queues: 20 tasks a second, the node down 0.5 s."""
+    return node_loss(
+        lab, cluster, CONFIGS["quorum"], rate=20, before=1.0, down_for=0.5, after=1.0, **options
+    )
+
+
 def _vhosts(cluster) -> set[str]:
     with cluster.management() as api:
         return {v for v in api.vhosts() if v.startswith("nb10-")}
@@ -67,17 +74,7 @@ def test_the_mirroring_policy_mirrors_every_queue_of_its_vhost(cluster):
 
 
 def test_quorum_queues_keep_every_task_when_a_leader_dies(lab, cluster):
-    run = node_loss(
-        lab,
-        cluster,
-        CONFIGS["quorum"],
-        rate=20,
-        before=1.0,
-        down_for=0.5,
-        after=1.0,
-        rejoin_messages=5,
-        clients_elsewhere=True,
-    )
+    run = short_quorum_loss(lab, cluster, rejoin_messages=5, clients_elsewhere=True)
     assert run.killed in run.replicas["mpledger.async"]
     assert run.replicas["mpledger.async"] == sorted(cluster.nodenames)
     assert run.async_.published > 20 and run.async_.lost == 0
@@ -115,17 +112,8 @@ def test_one_address_moves_every_client_off_a_killed_node(lab, cluster):
     """Behind a TCP-mode HAProxy whose active server is the leaders' node, with a non-durable
     reply queue: the clients lose their node with the kill and are served again through the
     same address, the workers without retrying the dead node's URL."""
-    run = node_loss(
-        lab,
-        cluster,
-        CONFIGS["quorum"],
-        rate=20,
-        before=1.0,
-        down_for=0.5,
-        after=1.0,
-        rejoin_messages=0,
-        one_address=True,
-        caller_backend=TRANSIENT_REPLY_BACKEND,
+    run = short_quorum_loss(
+        lab, cluster, rejoin_messages=0, one_address=True, caller_backend=TRANSIENT_REPLY_BACKEND
     )
     assert run.label == "quorum (one address, transient replies)"
     assert run.killed == run.leaders["mpledger.async"]  # the proxy's active node was killed
