@@ -713,10 +713,7 @@ def node_loss(
             timings["drain"] = time.monotonic() - t1
             consumers = _consumers(cluster, vhost, queues)
             alive = {f"{w.kind} worker": w.is_running() for w in workers}
-            serving = [  # a worker that logged an unrecoverable error may still be exiting
-                queue_name(SERVICE, w.kind) for w in workers if w.is_running() and not _critical(w)
-            ]
-            qos = _qos(cluster, vhost, serving)  # read late: the API lists consumers late
+            qos = _qos(cluster, vhost)  # once: it may miss a consumer the API lists late
             # a worker that is gone serves nobody: no need to wait for its answer
             recovered = _probe(
                 url,
@@ -1034,6 +1031,7 @@ class CostRun:
     publish_s: float = 0.0  # confirmed publishing of ``tasks`` async tasks
     drain_s: float = 0.0  # from the first publish until the last task ran
     memory_mib: dict[str, float] = field(default_factory=dict)  # node -> memory in use
+    qos: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> prefetch counts
 
     @property
     def p50_ms(self) -> float:
@@ -1121,6 +1119,7 @@ def cost(
                 time.sleep(0.05)
             drain_s = time.monotonic() - t0
             memory = _memory(cluster)
+            qos = _qos(cluster, vhost, [queue_name(SERVICE, "async")])  # an undisturbed worker
         finally:
             for app in apps:
                 with contextlib.suppress(Exception):
@@ -1130,7 +1129,7 @@ def cost(
             if proxy is not None:
                 stop_haproxy(lab, proxy)
     name = config.name + ("+proxy" if one_address else "")
-    return CostRun(name, calls, tuple(seconds), tasks, publish_s, drain_s, memory)
+    return CostRun(name, calls, tuple(seconds), tasks, publish_s, drain_s, memory, qos)
 
 
 #: The queues of :func:`confirm_latency`, one per way of holding a queue.
