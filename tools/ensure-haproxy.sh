@@ -4,6 +4,8 @@
 # stop with the exact command to run. Quick when nothing is missing.
 #   --optional  print the command and go on (make lab: only notebook 09 needs them)
 set -eu
+# shellcheck source-path=SCRIPTDIR source=install-packages.sh
+. "$(dirname "$0")/install-packages.sh"  # install_packages: brew or apt-get, or cannot_install
 
 PACKAGES="haproxy wrk"
 
@@ -34,31 +36,9 @@ OPTIONAL=0
 MISSING="$(missing)"
 [ -z "$MISSING" ] && exit 0
 
-case "$(uname -s)" in
-Darwin)
-    command -v brew >/dev/null 2>&1 || cannot_install "Homebrew is not installed"
-    echo "Installing $MISSING with Homebrew..."
-    brew install $MISSING
-    ;;
-Linux)
-    command -v apt-get >/dev/null 2>&1 || cannot_install "no apt-get on this Linux"
-    if [ "$(id -u)" = 0 ]; then
-        SUDO=""
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO="sudo -n"
-    else
-        cannot_install "installing needs root, and sudo asks for a password"
-    fi
-    echo "Installing $MISSING from the OS packages (apt-get install $MISSING)..."
-    $SUDO apt-get update -q
-    # Debian's haproxy package starts a system service on port-less defaults; the lab never
-    # uses it (it runs its own haproxy, as your user, with a config of its own).
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $MISSING
-    ;;
-*)
-    cannot_install "unknown OS $(uname -s)"
-    ;;
-esac
+# Debian's haproxy package starts a system service on port-less defaults; the lab never
+# uses it (it runs its own haproxy, as your user, with a config of its own).
+install_packages "$MISSING" "$MISSING" "$MISSING"
 
 MISSING="$(missing)"
 [ -z "$MISSING" ] || cannot_install "the install finished but $MISSING is still not found"

@@ -2,6 +2,8 @@
 # Make sure a RabbitMQ server is installed, from the OS packages (apt or Homebrew) where this
 # script may install; otherwise stop with the exact commands to run. Quick when nothing is missing.
 set -eu
+# shellcheck source-path=SCRIPTDIR source=install-packages.sh
+. "$(dirname "$0")/install-packages.sh"  # install_packages: brew or apt-get, or cannot_install
 
 have_server() {
     if [ -n "${MPSOA_RABBITMQ_SERVER:-}" ]; then
@@ -37,28 +39,6 @@ if [ "${1:-}" = "--optional" ] && [ -n "${MPSOA_SYNC_BROKER_URL:-}" ] && [ -n "$
     exit 0
 fi
 
-case "$(uname -s)" in
-Darwin)
-    command -v brew >/dev/null 2>&1 || cannot_install "Homebrew is not installed"
-    echo "Installing RabbitMQ with Homebrew..."
-    brew install rabbitmq
-    ;;
-Linux)
-    command -v apt-get >/dev/null 2>&1 || cannot_install "no apt-get on this Linux"
-    if [ "$(id -u)" = 0 ]; then
-        SUDO=""
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO="sudo -n"
-    else
-        cannot_install "installing needs root, and sudo asks for a password"
-    fi
-    echo "Installing RabbitMQ from the OS packages (apt-get install rabbitmq-server)..."
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q rabbitmq-server
-    ;;
-*)
-    cannot_install "unknown OS $(uname -s)"
-    ;;
-esac
+install_packages RabbitMQ rabbitmq rabbitmq-server
 
 have_server || cannot_install "the install finished but rabbitmq-server is still not found"

@@ -13,6 +13,7 @@ from mpsoa_lab.experiments.clusters import (
     ASYNC_TASK,
     CONFIGS,
     MIRRORING_POLICY,
+    TRANSIENT_REPLY_BACKEND,
     Call,
     CostRun,
     MirroringUnavailable,
@@ -94,6 +95,24 @@ def test_the_transient_reply_queue_is_not_durable():
     app = Celery(set_as_current=False, broker="memory://")
     backend = TransientReplyRPC(app=app)
     assert backend.binding.durable is False and backend.binding.auto_delete
+
+
+def test_the_transient_reply_backend_names_the_class_on_the_package():
+    from kombu.utils.imports import symbol_by_name
+
+    assert TRANSIENT_REPLY_BACKEND == "mpsoa_lab.experiments.clusters:TransientReplyRPC"
+    assert symbol_by_name(TRANSIENT_REPLY_BACKEND) is TransientReplyRPC
+
+
+def test_the_package_names_shadow_none_of_its_modules():
+    """`clusters.cost` is the function, never the module that holds it."""
+    import pkgutil
+
+    from mpsoa_lab.experiments import clusters
+
+    modules = {m.name for m in pkgutil.iter_modules(clusters.__path__)}
+    assert not modules & set(clusters.__all__)
+    assert all(hasattr(clusters, name) for name in clusters.__all__)
 
 
 def _run(config: str = "quorum") -> NodeLossRun:

@@ -1,0 +1,152 @@
+"""A clean stop and a rejoin: a queue's leader stopped and started again, and what it holds.
+
+:func:`rejoin` publishes persistent and transient messages to :data:`REJOIN_QUEUE`, stops the
+queue's leader (a classic queue's home) cleanly, publishes more through another node, starts
+the node again and reads what the queue and the rejoined node hold (:class:`Rejoin`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ...plumbing.cluster import Cluster
+from .clients import _short
+from .queues import QueueConfig
+
+__all__ = ["REJOIN_QUEUE", "Rejoin", "rejoin"]
+
+
+REJOIN_QUEUE = "mpledger.rejoin"
+
+
+@dataclass(frozen=True)
+class Rejoin:
+    """A queue's leader stopped cleanly and started again: what the cluster held meanwhile
+    and what the rejoined node holds."""
+
+    node: str  # the node stopped (the queue's leader, or its home for a classic queue)
+    published_before: int  # persistent messages confirmed before the stop
+    transient_before: int  # transient messages confirmed before the stop
+    published_while_down: int  # persistent messages confirmed while the node was down
+    failed_while_down: int  # publishes that raised while it was down
+    first_error: str
+    in_queue_while_down: int | None  # messages the queue held while the node was down
+    in_queue_after: int  # messages in the queue once the node was back
+    leader_after: str
+    replicas_after: tuple[str, ...]
+    in_sync_after: tuple[str, ...]  # mirrors in sync / quorum members online, once back
+    stop_s: float
+    start_s: float
+    sync_s: float | None  # seconds after its start until the node held a full copy
+
+    @property
+    def holds_copy(self) -> bool:
+        """Whether the rejoined node holds a full copy of the queue."""
+        return self.node in self.in_sync_after
+
+
+def _publish(url: str, queue: str, count: int, persistent: bool, tag: str) -> tuple[int, str]:
+    """``count`` messages to ``queue`` through the default exchange with publisher confirms;
+    return how many were confirmed and the first error."""
+    from kombu import Connection, Producer
+
+    confirmed, error = 0, ""
+    try:
+        with Connection(url, connect_timeout=3, transport_options={"confirm_publish": True}) as c:
+            c.ensure_connection(max_retries=3)
+            producer = Producer(c.default_channel)
+            for i in range(count):
+                try:
+                    producer.publish(
+                        {"n": i, "tag": tag},
+                        routing_key=queue,
+                        delivery_mode=2 if persistent else 1,
+                        mandatory=True,
+                    )
+                    confirmed += 1
+                except Exception as exc:  # noqa: BLE001 - counted, the rest is not tried
+                    return confirmed, _short(exc)
+    except Exception as exc:  # noqa: BLE001
+        error = error or _short(exc)
+    return confirmed, error
+
+
+def _depth(url: str, queue: str) -> int | None:
+    """Messages in ``queue`` (a passive declare through ``url``), None if it cannot be read."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=2)
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+    except Exception:  # noqa: BLE001 - a queue whose node is down cannot be read
+        return None
+
+
+def _in_sync(info: Mapping[str, Any]) -> tuple[str, ...]:
+    if info.get("members"):
+        return tuple(sorted(info.get("online") or []))
+    return tuple(sorted([info["node"], *(info.get("synchronised_slave_nodes") or [])]))
+
+
+def rejoin(
+    cluster: Cluster,
+    config: QueueConfig,
+    vhost: str,
+    *,
+    messages: int = 50,
+    timeout: float = 60.0,
+) -> Rejoin:
+    """In ``vhost`` (``config``'s policy already set): declare :data:`REJOIN_QUEUE` with
+    ``config``'s arguments, publish ``messages`` persistent and ``messages`` transient messages,
+    stop its leader (a classic queue's home) cleanly, publish ``messages`` more through another
+    node, start the node again and read what the queue and the rejoined node hold."""
+    from kombu import Connection, Queue
+
+    first = cluster.node_urls(vhost)[0]
+    with Connection(first, connect_timeout=5) as conn:
+        Queue(REJOIN_QUEUE, durable=True, queue_arguments=dict(config.queue_arguments))(
+            conn.default_channel
+        ).declare()
+    persistent, _ = _publish(first, REJOIN_QUEUE, messages, True, "before")
+    transient, _ = _publish(first, REJOIN_QUEUE, messages, False, "before")
+    node = cluster.queue_leader(REJOIN_QUEUE, vhost)
+    other = next(u for n, u in zip(cluster.nodes, cluster.node_urls(vhost)) if n.nodename != node)
+    t0 = time.monotonic()
+    cluster.stop_node(node)
+    stop_s = time.monotonic() - t0
+    try:
+        down, error = _publish(other, REJOIN_QUEUE, messages, True, "while down")
+        depth_down = _depth(other, REJOIN_QUEUE)
+    finally:
+        t0 = time.monotonic()
+        cluster.start_node(node, timeout=timeout)
+        start_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    sync_s = None
+    while time.monotonic() - t0 < 10:
+        info = cluster.queue(REJOIN_QUEUE, vhost)
+        if node in _in_sync(info):
+            sync_s = time.monotonic() - t0
+            break
+        time.sleep(0.2)
+    info = cluster.queue(REJOIN_QUEUE, vhost)
+    return Rejoin(
+        node=node,
+        published_before=persistent,
+        transient_before=transient,
+        published_while_down=down,
+        failed_while_down=messages - down,
+        first_error=error,
+        in_queue_while_down=depth_down,
+        in_queue_after=_depth(first, REJOIN_QUEUE) or 0,
+        leader_after=info.get("leader") or info["node"],
+        replicas_after=tuple(cluster.queue_replicas(REJOIN_QUEUE, vhost)),
+        in_sync_after=_in_sync(info),
+        stop_s=stop_s,
+        start_s=start_s,
+        sync_s=sync_s,
+    )
