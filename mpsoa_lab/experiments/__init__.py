@@ -54,7 +54,6 @@ _EXPORTS = {
     "thin_edge_error": "sync_calls",
     "alternate": "sync_calls",
     "BROKER_COUNTERS": "sync_calls",
-    "broker_counts": "sync_calls",
     "counted_by_broker": "sync_calls",
     # notebook 05 (async tasks, round robin and prefetch)
     "overhead_report": "tracing_cost",

@@ -14,8 +14,9 @@ block; the asserts) and hands the plumbing to these functions:
   :func:`plot_ecdfs`: the figures of each setting, from the callers' samples and the services'
   execution logs;
 * :func:`thin_edge_error`: a failing call made from a process that never imported the service;
-* :func:`alternate` and :func:`counted_by_broker`: two edge settings in alternating blocks, and what the
-  broker itself counted (connections, channels, queue declarations) while a run was made.
+* :func:`alternate` and :func:`counted_by_broker`: two edge settings in alternating blocks, and what
+  each run cost the broker in this process's space (connections, channels and queues created,
+  from the broker's events; queue declarations it answered).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..observe.events import DECLARED, SpaceEvents
 from ..observe.latency import PERCENTILES, CallerRun, ecdf, max_overlap, summarize
-from ..plumbing.management import Management
 from ..plumbing.util import wait_until
 from ..running.workers import Worker, start_worker, stop_all
 
@@ -42,7 +43,6 @@ __all__ = [
     "Block",
     "CpuUse",
     "alternate",
-    "broker_counts",
     "consume_with",
     "consumers",
     "counted_by_broker",
@@ -62,8 +62,10 @@ __all__ = [
 T = TypeVar("T")
 Key = tuple[int, int]  # (callers, workers per service)
 
-#: The broker's cumulative counters (``churn_rates`` in ``/api/overview``) that :func:`counted_by_broker` reads.
-BROKER_COUNTERS = ("connection_created", "channel_created", "queue_declared")
+#: What :func:`counted_by_broker` counts: the broker's events of this process's space (new
+#: connections, channels and queues), then the declarations the broker answered (a queue declared
+#: again is no event: its ``declare-ok`` is a round trip all the same).
+BROKER_COUNTERS = ("connection.created", "channel.created", "queue.created", DECLARED)
 
 
 # -- workers ------------------------------------------------------------------------------------
@@ -421,38 +423,20 @@ def alternate(
     return samples, medians
 
 
-def broker_counts(broker: Any) -> dict[str, int]:
-    """The broker's cumulative :data:`BROKER_COUNTERS`, once they include everything done
-    before this call. The management API refreshes them every few seconds: one connection
-    is opened first, and the reading waits until the broker's count includes it."""
-    from kombu import Connection
-
-    mgmt = Management.for_broker(broker)
-
-    def churn() -> dict[str, int]:
-        return mgmt.overview()["churn_rates"]
-
-    with Connection(broker.url) as marker:  # one connection opened now, counted by the broker
-        marker.connect()
-    seen = churn().get("connection_created", 0)
-    with contextlib.suppress(TimeoutError):  # a refresh came and went: `seen` included it
-        wait_until(lambda: churn().get("connection_created", 0) > seen, timeout=7, interval=0.25)
-    counts = churn()
-    return {key: counts.get(key, 0) for key in BROKER_COUNTERS}
-
-
 def counted_by_broker(
     broker: Any, runs: Mapping[Any, Callable[[], Any]]
 ) -> dict[Any, dict[str, int]]:
-    """Run each of ``runs`` in turn and return, for each, what the broker counted meanwhile
-    (:data:`BROKER_COUNTERS`), without the marker connection of :func:`broker_counts`. Nothing
-    else may use the broker meanwhile."""
+    """Run each of ``runs`` in turn and return, for each, what it cost the broker: the
+    connections, channels and queues the broker created in this process's space (its vhost),
+    from the broker's own events, and the queue declarations it answered on this process's
+    channels (:class:`~mpsoa_lab.observe.events.SpaceEvents`). Other processes' work on the
+    same node, in spaces of their own, is not in these counts."""
     found: dict[Any, dict[str, int]] = {}
-    before = broker_counts(broker)
-    for name, run in runs.items():
-        run()
-        after = broker_counts(broker)
-        found[name] = {key: after[key] - before[key] for key in BROKER_COUNTERS}
-        found[name]["connection_created"] -= 1  # the reading's own marker connection
-        before = after
+    with SpaceEvents(broker, BROKER_COUNTERS) as events:
+        before = events.counts()
+        for name, run in runs.items():
+            run()
+            after = events.counts()
+            found[name] = {key: after[key] - before[key] for key in BROKER_COUNTERS}
+            before = after
     return found

@@ -31,6 +31,8 @@ _EXPORTS = {
     "rate_over_time": "latency",
     "run_callers": "latency",
     "summarize": "latency",
+    "SpaceEvents": "events",
+    "DECLARED": "events",
     "QueueMonitor": "monitor",
     "plot_depth": "monitor",
     "plot_timeline": "timeline",

@@ -2,7 +2,7 @@
 
 Each node gets its own directory (config, data, logs), its own ports (AMQP, management HTTP,
 Erlang distribution) reserved on the machine-wide allocator, and its own node name, with the
-management plugin on. Nodes of one lab share an ``epmd`` on a port of the lab's and one Erlang
+management and event exchange plugins on. Nodes of one lab share an ``epmd`` on a port of the lab's and one Erlang
 cookie, so they can be clustered. Both run on the lab's one component life cycle
 (:mod:`mpsoa_lab.plumbing.component`).
 
@@ -102,6 +102,8 @@ class RabbitMQNode(Component):
     STOP_ORDER = 5
     START_ERROR = NodeStartError
     PORT_RETRIES = 3
+    # A node of one process's own that it killed or stopped is still its node (to start again).
+    KEEP_WHEN_STOPPED = True
 
     def __init__(
         self,
@@ -116,11 +118,17 @@ class RabbitMQNode(Component):
         dist_port: int | None = None,
         server: str | None = None,
         process: ManagedProcess | None = None,
+        owner: int | None = None,
         mark: str | None = None,
     ):
         given = {"amqp": amqp_port, "management": management_port, "dist": dist_port}
         super().__init__(
-            name, base_dir, ports={k: v for k, v in given.items() if v}, process=process, mark=mark
+            name,
+            base_dir,
+            ports={k: v for k, v in given.items() if v},
+            process=process,
+            owner=owner,
+            mark=mark,
         )
         self.epmd_port = epmd_port
         self.erlang_home = Path(erlang_home)
@@ -200,7 +208,8 @@ class RabbitMQNode(Component):
         for sub in ("mnesia", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         (d / "rabbitmq-env.conf").write_text("# the lab passes every setting in the environment\n")
-        (d / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        # The event exchange: a notebook counts what the broker created in its own vhost.
+        (d / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_event_exchange].\n")
         (d / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
             f"management.tcp.ip = 127.0.0.1\n"

@@ -80,8 +80,53 @@ def test_counted_reads_what_the_broker_counted_for_each_run(lab):
     def connect(n):
         for _ in range(n):
             with Connection(lab.sync.url) as conn:
-                conn.default_channel.queue_declare("mpsoa.counted.probe", auto_delete=True)
+                conn.default_channel.queue_declare("mpsoa.counted.probe", auto_delete=False)
+        with Connection(lab.sync.url) as conn:
+            conn.default_channel.queue_delete("mpsoa.counted.probe")
 
     found = counted_by_broker(lab.sync, {"one": lambda: connect(1), "three": lambda: connect(3)})
-    assert found["one"] == {"connection_created": 1, "channel_created": 1, "queue_declared": 1}
-    assert found["three"] == {"connection_created": 3, "channel_created": 3, "queue_declared": 3}
+    # one queue created per run (deleted at its end), declared once per connection
+    assert found["one"] == {
+        "connection.created": 2,
+        "channel.created": 2,
+        "queue.created": 1,
+        "queue.declare-ok": 1,
+    }
+    assert found["three"] == {
+        "connection.created": 4,
+        "channel.created": 4,
+        "queue.created": 1,
+        "queue.declare-ok": 3,
+    }
+
+
+def test_counts_are_the_space_s_own_while_another_space_works(lab):
+    """What another vhost does on the same node at the same time is not in the counts."""
+    import threading
+
+    other = lab.sync.node_url  # the node's default vhost: another space than this process's
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            with Connection(other) as conn:
+                conn.default_channel.queue_declare("", exclusive=True)
+
+    def mine():
+        for _ in range(5):
+            with Connection(lab.sync.url) as conn:
+                conn.default_channel.queue_declare("", exclusive=True)
+
+    beside = threading.Thread(target=churn, daemon=True)
+    beside.start()
+    try:
+        found = counted_by_broker(lab.sync, {"mine": mine})
+    finally:
+        stop.set()
+        beside.join(timeout=10)
+    assert found["mine"] == {
+        "connection.created": 5,
+        "channel.created": 5,
+        "queue.created": 5,
+        "queue.declare-ok": 5,
+    }

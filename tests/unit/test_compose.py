@@ -168,14 +168,17 @@ def test_install_hint_environment_finds_the_published_management_api(compose, ro
     assert management.port == _published(compose["services"][BROKERS[role]])[MANAGEMENT][1]
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tmp_path):
-    """Queue depths over time are read from the management API: same interval everywhere."""
+def _broker_mounts(compose: dict, role: str) -> dict[str, str]:
+    """Where in the container each file the compose broker mounts goes -> the file here."""
+    service = compose["services"][f"rabbitmq-{role}"]
+    return {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+
+
+@pytest.fixture
+def lab_node_files(tmp_path):
+    """The folder where a lab node wrote its configuration files (nothing started)."""
     from mpsoa_lab.plumbing.node import RabbitMQNode
 
-    service = compose["services"][f"rabbitmq-{role}"]
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
-    conf_d = mounts["/etc/rabbitmq/conf.d/20-mpsoa.conf"]
     node = RabbitMQNode(
         "x",
         tmp_path,
@@ -186,6 +189,13 @@ def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tm
         dist_port=3,
     )
     node.write_config()
+    return tmp_path
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, lab_node_files):
+    """Queue depths over time are read from the management API: same interval everywhere."""
+    conf_d = _broker_mounts(compose, role)["/etc/rabbitmq/conf.d/20-mpsoa.conf"]
 
     def settings(text: str) -> set[str]:
         return {
@@ -198,7 +208,20 @@ def test_compose_brokers_refresh_statistics_like_the_lab_nodes(compose, role, tm
 
     docker = settings((ROOT / conf_d).read_text())
     assert "collect_statistics_interval = 1000" in docker
-    assert docker == settings((tmp_path / "rabbitmq.conf").read_text())
+    assert docker == settings((lab_node_files / "rabbitmq.conf").read_text())
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_compose_brokers_enable_every_plugin_of_the_lab_nodes(compose, role, lab_node_files):
+    """The management API and the event exchange: what the notebooks read a broker with."""
+    mounts = _broker_mounts(compose, role)
+
+    def plugins(text: str) -> set[str]:
+        return set(re.findall(r"\w+", text.strip().rstrip(".")))
+
+    lab = plugins((lab_node_files / "enabled_plugins").read_text())
+    assert {"rabbitmq_management", "rabbitmq_event_exchange"} <= lab
+    assert lab <= plugins((ROOT / mounts["/etc/rabbitmq/enabled_plugins"]).read_text())
 
 
 def test_edge_service_is_optional_serves_the_edge_on_localhost_and_waits_for_brokers(compose):
