@@ -20,7 +20,7 @@ from . import settings as settings_mod
 from .processes import ManagedProcess
 from .settings import Settings, with_vhost
 
-__all__ = ["StateFile", "running_lab_urls"]
+__all__ = ["StateFile", "running_lab_urls", "space_brokers", "space_nodes"]
 
 
 class StateFile:
@@ -81,6 +81,18 @@ class StateFile:
         return alive
 
 
+def space_nodes(state: dict[str, Any], space: str) -> dict[str, str]:
+    """The component key of each role's node for ``space``: its own nodes, or the shared ones."""
+    own = state.get("spaces", {}).get(space, {}).get("nodes")
+    return own or state.get("nodes", {})
+
+
+def space_brokers(state: dict[str, Any], space: str) -> dict[str, dict[str, Any]]:
+    """Each role's broker (``url`` at vhost ``/``, ``management_url``) for ``space``."""
+    own = state.get("spaces", {}).get(space, {}).get("brokers")
+    return own or state["brokers"]
+
+
 def running_lab_urls(settings: Settings | None = None) -> dict[str, str] | None:
     """The broker URLs of the lab running under ``MPSOA_LAB_HOME``, in the settings' space, or
     None."""
@@ -92,5 +104,5 @@ def running_lab_urls(settings: Settings | None = None) -> dict[str, str] | None:
         role: with_vhost(broker["url"], settings.vhost)
         if not state.get("external")
         else broker["url"]
-        for role, broker in state["brokers"].items()
+        for role, broker in space_brokers(state, settings.space).items()
     }

@@ -16,7 +16,7 @@ _EXPORTS = {
     "check_broker": "lab",
     "running_lab_urls": "lab",
     "teardown": "lab",
-    "close_spaces": "lab",
+    "close_spaces": "spaces",
     "Worker": "workers",
     "start_worker": "workers",
     "start_workers": "workers",

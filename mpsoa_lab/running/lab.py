@@ -27,8 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ..plumbing import settings as settings_mod
 from ..plumbing.component import Component, component_from_dict, stop_components
 from ..plumbing.errors import BrokerUnreachable, NeedsLabNode
@@ -43,7 +41,8 @@ from ..plumbing.settings import (
     strip_credentials,
     with_vhost,
 )
-from ..plumbing.state import StateFile, running_lab_urls
+from ..plumbing.state import StateFile, running_lab_urls, space_brokers, space_nodes
+from .spaces import close_spaces, open_own_nodes, open_space
 
 __all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls", "teardown", "close_spaces"]
 
@@ -133,6 +132,7 @@ class Lab:
         self.nodes: dict[str, RabbitMQNode] = {}
         self._load_nodes(state)
         vhost = settings.vhost
+        brokers = space_brokers(state, settings.space)
         self.brokers: dict[str, Broker] = {
             role: Broker(
                 role,
@@ -142,11 +142,11 @@ class Lab:
                 vhost=None if self.external else vhost,
                 node_url=b["url"],
             )
-            for role, b in state["brokers"].items()
+            for role, b in brokers.items()
         }
 
     def _load_nodes(self, state: dict[str, Any]) -> None:
-        for role, key in state.get("nodes", {}).items():
+        for role, key in space_nodes(state, self.settings.space).items():
             data = state.get("components", {}).get(key)
             if data is None:
                 continue
@@ -549,54 +549,24 @@ def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
     return not state.get("external") and _epmd_alive(state)
 
 
-# -- spaces: one vhost on each node and one storage folder per process -------------------------
-def _open_space(settings: Settings, state: dict[str, Any]) -> None:
-    """Create this process's space on the lab's nodes (its vhost on each, its folder)."""
-    if settings.external or settings.space == DEFAULT_SPACE:
-        return
-    spaces = state.setdefault("spaces", {})
-    if settings.space in spaces and (settings.home / "spaces" / settings.space).exists():
-        return
-    from ..plumbing.management import Management
-
-    for broker in state["brokers"].values():
-        with Management(broker["management_url"]) as api:
-            api.create_vhost(settings.space)
-    (settings.home / "spaces" / settings.space).mkdir(parents=True, exist_ok=True)
-    spaces[settings.space] = {"owner": os.getpid(), "create_time": psutil.Process().create_time()}
-
-
-def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
-    """Delete the spaces whose owner is gone (their vhosts and storage); True if any was."""
-    from ..plumbing.management import Management
-
-    gone = [
-        name
-        for name, space in state.get("spaces", {}).items()
-        if space["owner"] not in live
-        and not ManagedProcess("space", space["owner"], space["create_time"]).is_running()
-    ]
-    closed = []
-    for name in gone:
-        try:  # a node that is down (a fault scenario) keeps the space until it is back
-            for broker in state["brokers"].values():
-                with Management(broker["management_url"], timeout=2.0) as api:
-                    api.delete_vhost(name)
-        except Exception:  # noqa: BLE001 - tried again at the reaper's next look
-            continue
-        shutil.rmtree(home / "spaces" / name, ignore_errors=True)
-        del state["spaces"][name]
-        closed.append(name)
-    return bool(closed)
-
-
-def up(settings: Settings | None = None, *, hold: bool = True, space: str | None = None) -> Lab:
+def up(
+    settings: Settings | None = None,
+    *,
+    hold: bool = True,
+    space: str | None = None,
+    own_nodes: bool = False,
+) -> Lab:
     """Attach to the running lab, or start one; the calling process becomes one of its holders.
 
     Each process gets a *space* of its own on the lab's shared nodes: a vhost on each node and
     a folder for its services' storage, so that notebooks open side by side never see each
     other's messages or rows. ``space="default"`` (or ``MPSOA_SPACE=default``) uses vhost ``/``
     instead, shared with terminals (``python -m mpsoa_lab up`` and workers started by hand).
+
+    ``own_nodes=True`` gives the space two RabbitMQ nodes of its own instead of a vhost on the
+    shared ones, for a notebook that restarts, stops, kills or floods its brokers: whatever it
+    does to them, the notebooks beside it never notice. Its process owns them; the reaper stops
+    them when that process is gone. Brokers given by URL have no nodes to give: it is ignored.
 
     With ``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL`` set, the lab uses those
     brokers as they are (after checking that each accepts a connection) and starts no node:
@@ -634,7 +604,9 @@ def up(settings: Settings | None = None, *, hold: bool = True, space: str | None
             else:
                 state = _start(settings, state_file)
             started_here = True
-        _open_space(settings, state)
+        open_space(settings, state)
+        if own_nodes:
+            open_own_nodes(settings, state)
         if hold:
             state_file.add_holder(os.getpid())
         state_file.write(state)

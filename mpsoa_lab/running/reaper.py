@@ -18,7 +18,8 @@ from pathlib import Path
 from ..plumbing import settings as settings_mod
 from ..plumbing.component import component_from_dict, stop_components
 from ..plumbing.state import StateFile
-from .lab import close_spaces, teardown
+from .lab import teardown
+from .spaces import close_spaces
 
 __all__ = ["main"]
 

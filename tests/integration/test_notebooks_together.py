@@ -38,8 +38,12 @@ def execute(path: Path, outcome: dict, key: str) -> None:
         ("01_architecture", "01_architecture"),
         # Two different notebooks that publish to and consume the same service queues.
         ("01_architecture", "03_router_and_config"),
+        # Two notebooks that measure: what each reads from the broker (its counters, rates,
+        # queues and connections) must be its own while the other one works beside it.
+        ("04_sync_calls", "09_rest_against_amqp"),
+        ("05_async_tasks_and_fairness", "07_faults"),
     ],
-    ids=["01 twice", "01 and 03"],
+    ids=["01 twice", "01 and 03", "04 and 09", "05 and 07"],
 )
 def test_notebooks_at_once_on_one_lab(lab, names):
     outcome: dict = {}
@@ -50,6 +54,6 @@ def test_notebooks_at_once_on_one_lab(lab, names):
     for run in runs:
         run.start()
     for run in runs:
-        run.join(timeout=400)
+        run.join(timeout=840)
     assert sorted(outcome) == sorted(f"{i} {name}" for i, name in enumerate(names))
     assert all(result == "ok" for result, _ in outcome.values()), outcome
