@@ -29,6 +29,7 @@ from .plumbing.errors import (
     RoutingError,
     SettingsError,
     UnknownService,
+    UnsupportedRabbitMQ,
 )
 from .plumbing.versions import versions
 from .running.lab import Broker, Lab, up
@@ -54,6 +55,7 @@ __all__ = [
     "MalformedTaskName",
     "UnknownService",
     "NeedsLabNode",
+    "UnsupportedRabbitMQ",
     "ComponentStartError",
     "SettingsError",
     "PortsExhausted",

@@ -17,6 +17,7 @@ _EXPORTS = {
     "ComponentStartError": "errors",
     "NodeStartError": "errors",
     "NeedsLabNode": "errors",
+    "UnsupportedRabbitMQ": "errors",
     "SettingsError": "errors",
     "PortsExhausted": "errors",
     "ManagementAPIUnavailable": "errors",

@@ -21,6 +21,7 @@ __all__ = [
     "HAProxyCommandError",
     "ClusterSizeError",
     "NodeNameInUse",
+    "UnsupportedRabbitMQ",
 ]
 
 
@@ -30,6 +31,11 @@ class LabError(RuntimeError):
 
 class RabbitMQNotInstalled(LabError):
     """``rabbitmq-server`` (or ``epmd``) cannot be found on this machine."""
+
+
+class UnsupportedRabbitMQ(LabError):
+    """A RabbitMQ server the lab cannot run with: older than it needs, or one that denies what
+    the lab relies on (:data:`mpsoa_lab.plumbing.versions.SUPPORTED`)."""
 
 
 class BrokerUnreachable(LabError):

@@ -1,4 +1,12 @@
-"""The versions that matter to what the lab measures, for a notebook's first cell."""
+"""The versions that matter to what the lab measures, for a notebook's first cell, and the
+RabbitMQ releases the lab runs on.
+
+:data:`SUPPORTED` is the range the lab's own nodes may run: from 3.10 (Debian 12's package, what
+the notebooks were written on), through 4.0 (Debian 13's; ``make test-rabbitmq4`` runs the suite
+on it), up to but not including 4.3, which by default denies what the lab still uses (queues
+both non-durable and non-exclusive, ``basic.qos`` with ``global``, ``x-queue-mode``: RabbitMQ
+4.3's release notes). :func:`check_supported` refuses any other with one line saying why.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,56 @@ import platform
 import re
 import sys
 
-__all__ = ["versions", "rabbitmq_server_version"]
+__all__ = [
+    "versions",
+    "rabbitmq_server_version",
+    "SUPPORTED",
+    "RUN_HERE",
+    "parse_version",
+    "supported_note",
+    "check_supported",
+]
+
+#: [lowest, first refused): the RabbitMQ releases the lab starts nodes of.
+SUPPORTED = ((3, 10), (4, 3))
+#: The releases the whole suite was run on (make test; make test-rabbitmq4).
+RUN_HERE = ("3.10.8", "4.0.5")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"4.0.5"`` (or ``"3.13.7+rc.1"``) as numbers: ``(4, 0, 5)``."""
+    return tuple(int(p) for p in text.split("+")[0].split("-")[0].split(".") if p.isdigit())
+
+
+def supported_note() -> str:
+    """One line: which RabbitMQ releases the lab runs on, and which it was run on."""
+    (lo_major, lo_minor), (hi_major, hi_minor) = SUPPORTED
+    return (
+        f"mpsoa-lab runs its own nodes on RabbitMQ {lo_major}.{lo_minor} up to (not including) "
+        f"{hi_major}.{hi_minor}; its suite was run on {' and '.join(RUN_HERE)}"
+    )
+
+
+def check_supported(version: str, where: str = "the installed rabbitmq-server") -> None:
+    """Raise :class:`~mpsoa_lab.plumbing.errors.UnsupportedRabbitMQ` unless ``version`` is in
+    :data:`SUPPORTED`."""
+    from .errors import UnsupportedRabbitMQ
+
+    found = parse_version(version)[:2]
+    low, high = SUPPORTED
+    if low <= found < high:
+        return
+    why = (
+        "it is older than the lab needs"
+        if found < low
+        else "from 4.3 on RabbitMQ denies by default queues both non-durable and non-exclusive, "
+        "global basic.qos and x-queue-mode, which the lab still uses"
+    )
+    raise UnsupportedRabbitMQ(
+        f"{where} is RabbitMQ {version}: {why}. {supported_note()}. Install a release in that "
+        "range (Debian 12 and 13 package one), set MPSOA_RABBITMQ_SERVER to its rabbitmq-server, "
+        "or point the lab at brokers given by URL (README, 'Brokers the lab did not start')."
+    )
 
 
 def rabbitmq_server_version(lab=None) -> str:

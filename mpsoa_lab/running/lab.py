@@ -469,6 +469,7 @@ def _start(settings: Settings, state_file: StateFile) -> dict[str, Any]:
         for role, node in nodes.items():
             node.wait_ready(settings.start_timeout)
             _node_state(state, role, node)  # its ports may have moved ("address in use")
+        _check_server(nodes["sync"], settings)
         state["brokers"] = {
             role: {"url": n.url, "management_url": n.management_url} for role, n in nodes.items()
         }
@@ -479,6 +480,18 @@ def _start(settings: Settings, state_file: StateFile) -> dict[str, Any]:
         teardown(state)
         state_file.remove()
         raise
+
+
+def _check_server(node: RabbitMQNode, settings: Settings) -> None:
+    """Refuse a server outside the versions the lab supports, read from the node itself."""
+    from ..plumbing.management import Management
+    from ..plumbing.versions import check_supported
+
+    with Management(node.management_url) as api:
+        version = api.overview()["rabbitmq_version"]
+    check_supported(
+        version, f"the rabbitmq-server the lab ran ({settings.rabbitmq_server or 'found on PATH'})"
+    )
 
 
 def _spawn_reaper(home: Path, lab_id: str) -> ManagedProcess:
