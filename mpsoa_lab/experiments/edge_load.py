@@ -37,6 +37,7 @@ __all__ = [
     "edge_and_direct",
     "Request",
     "open_loop",
+    "open_loop_mix",
     "summary",
     "amqp_connections",
     "tcp_connections",
@@ -75,27 +76,40 @@ def open_loop(
 ) -> list[Request]:
     """``rate`` GETs of ``url + path`` per second for ``duration`` seconds (``rate * duration``
     requests, at most), each given up ``deadline`` seconds after it was due."""
+    return [r for _, r in open_loop_mix([url + path], rate, duration, deadline)]
+
+
+def open_loop_mix(
+    urls: Sequence[str], rate: float, duration: float, deadline: float = 10.0
+) -> list[tuple[int, Request]]:
+    """An open loop over several targets in turn: request *i* is a GET of ``urls[i % n]``, so
+    that every target is asked at the same moments of the run, and a slow moment of a shared
+    machine hits them alike; ``(target index, Request)`` for each. Otherwise :func:`open_loop`."""
     import httpx
 
     if rate <= 0 or duration <= 0 or deadline <= 0:
         raise ValueError("rate, duration and deadline must be positive")
+    if not urls:
+        raise ValueError("give at least one URL")
     n = int(rate * duration)
 
-    async def main() -> list[Request]:
+    async def main() -> list[tuple[int, Request]]:
         loop = asyncio.get_running_loop()
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=n)
-        async with httpx.AsyncClient(base_url=url, limits=limits, trust_env=False) as client:
+        async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
             start = loop.time() + 0.05
 
-            async def one(i: int) -> Request:
+            async def one(i: int) -> tuple[int, Request]:
                 due = start + i / rate
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 try:
-                    answer = await asyncio.wait_for(client.get(path, timeout=None), deadline)
+                    answer = await asyncio.wait_for(
+                        client.get(urls[i % len(urls)], timeout=None), deadline
+                    )
                     status = answer.status_code
                 except (asyncio.TimeoutError, httpx.HTTPError):
                     status = 0
-                return Request(due - start, loop.time() - start, status)
+                return i % len(urls), Request(due - start, loop.time() - start, status)
 
             return list(await asyncio.gather(*(one(i) for i in range(n))))
 

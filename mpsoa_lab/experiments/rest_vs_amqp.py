@@ -317,13 +317,14 @@ def paused(pid: int, after: float, seconds: float) -> Iterator[None]:
 def table(runs: Mapping[str, SideRun]) -> str:
     """One line per side: wrk's requests/s and closed-loop p50/p99, the open loop's p50/p99
     and failures, and the CPU of each process during the open loop."""
-    head = f"{'side':<16} {'wrk req/s':>9} {'wrk p50':>8} {'wrk p99':>8} | {'p50 ms':>7}"
+    width = max(16, *(len(name) for name in runs))
+    head = f"{'side':<{width}} {'wrk req/s':>9} {'wrk p50':>8} {'wrk p99':>8} | {'p50 ms':>7}"
     lines = [head + f" {'p99 ms':>7} {'failed':>6} | CPU (cores) during the open loop"]
     for name, run in runs.items():
         r = run.row()
         cpu = ", ".join(f"{n} {v:.2f}" for n, v in r["cpu"].items())
         lines.append(
-            f"{name:<16} {r['wrk_rps']:>9.0f} {r['wrk_p50_ms']:>8.1f} {r['wrk_p99_ms']:>8.1f} | "
+            f"{name:<{width}} {r['wrk_rps']:>9.0f} {r['wrk_p50_ms']:>8.1f} {r['wrk_p99_ms']:>8.1f} | "
             f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['requests'] - r['ok']:>6} | {cpu}"
         )
     return "\n".join(lines)

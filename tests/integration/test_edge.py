@@ -57,6 +57,16 @@ def test_sync_endpoints_register_log_in_and_deposit(platform):
     assert platform.get(f"/wallets/{user_id}/balance").json()["balance_cents"] == 250
 
 
+def test_echo_answers_through_a_worker_and_the_service_logs_nothing(platform):
+    from mpsoa_lab.design.services import mpwallet
+
+    before = len(mpwallet.service.storage.executions())
+    assert platform.get("/wallets/7/balance").status_code == 404  # a service call: logged
+    answer = platform.get("/wallets/7/echo")
+    assert answer.status_code == 200 and answer.json() == {"user_id": 7, "echoed": 7}
+    assert len(mpwallet.service.storage.executions()) == before + 1  # the balance, not the echo
+
+
 def test_concurrent_sync_calls_each_get_their_own_reply(platform):
     """20 deposits of 1 cent from 8 threads: each reply is its own, so the balances the
     callers see are exactly 1..20 (a reply given to the wrong caller repeats or skips one)."""
@@ -340,6 +350,10 @@ def test_the_edge_calls_rest_services_through_haproxy_with_the_same_answers(lab)
             deposit = http.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 5})
             assert deposit.json()["balance_cents"] == 5
             assert http.get(f"/wallets/{10**9}/balance").status_code == 404
+            assert http.get(f"/wallets/{user_id}/echo").json() == {
+                "user_id": user_id,
+                "echoed": user_id,
+            }
             entry = {"entry_id": username, "account": username, "amount_cents": 3}
             assert http.post("/ledger/entries", json=entry).status_code == 202
             assert http.get(f"/ledger/accounts/{username}/balance").json()["balance_cents"] == 3

@@ -34,9 +34,11 @@ class StandIn:
         self.running = self.most = 0
         self._lock = threading.Lock()
 
-    def execute(self, task_name, kwargs, *, task_id=None, hostname=None, delay=0.0):
+    def execute(self, task_name, kwargs, *, task_id=None, hostname=None, delay=0.0, record=True):
         with self._lock:
-            self.calls.append((task_name, kwargs, task_id, hostname))
+            self.calls.append(
+                (task_name, kwargs, task_id, hostname) + (() if record else ("unrecorded",))
+            )
             self.running += 1
             self.most = max(self.most, self.running)
         try:
@@ -67,6 +69,16 @@ def test_every_edge_endpoint_has_the_same_path_on_its_service():
     for (method, path), task in EDGE_ROUTES.items():
         service = parse_task_name(task).service
         assert ROUTES[service].get((method, path)) == task, (method, path)
+
+
+def test_echo_runs_the_task_alone_unrecorded():
+    standin = StandIn({"mpwallet.sync.echo": 7})
+    resp = client("mpwallet", standin, delay_ms=500).get("/wallets/7/echo")
+    assert resp.status_code == 200 and resp.json() == {"user_id": 7, "echoed": 7}
+    assert (
+        resp.elapsed.total_seconds() < 0.5
+    )  # the instance's delay is the service's work: not here
+    assert standin.calls == [("mpwallet.sync.echo", {"user_id": 7}, None, None, "unrecorded")]
 
 
 def test_a_call_runs_the_task_under_the_request_id_and_the_instance_name():

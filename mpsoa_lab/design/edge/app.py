@@ -26,6 +26,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/wallets/{user_id}"): "mpwallet.sync.open_wallet",
     ("GET", "/wallets/{user_id}/balance"): "mpwallet.sync.get_balance",
     ("POST", "/wallets/{user_id}/deposits"): "mpwallet.sync.deposit",
+    ("GET", "/wallets/{user_id}/echo"): "mpwallet.sync.echo",
     ("POST", "/ledger/entries"): "mpledger.async.record_entry",
     ("GET", "/ledger/accounts/{account}/balance"): "mpledger.sync.balance",
 }
@@ -146,6 +147,12 @@ def create_app(config: EdgeConfig | None = None, platform: Platform | None = Non
     async def balance(user_id: int) -> dict:
         route = ROUTES["GET", "/wallets/{user_id}/balance"]
         return {"user_id": user_id, "balance_cents": await platform.acall(route, user_id=user_id)}
+
+    @app.get("/wallets/{user_id}/echo")
+    async def echo(user_id: int) -> dict:
+        """The wallet service answers at once, touching nothing: the middleware's own cost."""
+        route = ROUTES["GET", "/wallets/{user_id}/echo"]
+        return {"user_id": user_id, "echoed": await platform.acall(route, user_id=user_id)}
 
     @app.post("/wallets/{user_id}/deposits")
     async def deposit(user_id: int, body: Amount) -> dict:

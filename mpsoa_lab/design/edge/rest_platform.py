@@ -39,6 +39,7 @@ REST_CALLS: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
         "balance_cents",
         ("amount_cents",),
     ),
+    "mpwallet.sync.echo": ("GET", "/wallets/{user_id}/echo", "echoed", ()),
     "mpledger.sync.balance": ("GET", "/ledger/accounts/{account}/balance", "balance_cents", ()),
     "mpledger.async.record_entry": (
         "POST",

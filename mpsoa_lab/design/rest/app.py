@@ -46,6 +46,7 @@ ROUTES: dict[str, dict[tuple[str, str], str]] = {
         ("PUT", "/wallets/{user_id}"): "mpwallet.sync.open_wallet",
         ("GET", "/wallets/{user_id}/balance"): "mpwallet.sync.get_balance",
         ("POST", "/wallets/{user_id}/deposits"): "mpwallet.sync.deposit",
+        ("GET", "/wallets/{user_id}/echo"): "mpwallet.sync.echo",
     },
     "mpledger": {
         ("GET", "/ledger/accounts/{account}/balance"): "mpledger.sync.balance",
@@ -213,6 +214,15 @@ def _mpwallet(app: FastAPI, calls: Calls) -> None:
     def balance(request: Request, user_id: int) -> dict:
         cents = calls.run(request, routes["GET", "/wallets/{user_id}/balance"], user_id=user_id)
         return {"user_id": user_id, "balance_cents": cents}
+
+    @app.get("/wallets/{user_id}/echo")
+    def echo(user_id: int) -> dict:
+        # The task's function alone: no delay, no slot, no execution log, as the worker's echo.
+        route = routes["GET", "/wallets/{user_id}/echo"]
+        return {
+            "user_id": user_id,
+            "echoed": calls.service.execute(route, {"user_id": user_id}, record=False),
+        }
 
     @app.post("/wallets/{user_id}/deposits")
     def deposit(request: Request, user_id: int, body: Amount) -> dict:

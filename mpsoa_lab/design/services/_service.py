@@ -175,11 +175,14 @@ class Service:
         task_id: str | None = None,
         hostname: str | None = None,
         delay: float = 0.0,
+        record: bool = True,
     ) -> Any:
         """Run a task's function in this process, no broker involved (what a REST instance
         does for a request), recorded in the execution log as a worker's run would be, under
         ``task_id`` (a request id) and ``hostname`` (the instance's name). ``delay`` seconds
-        are waited inside the recorded run, where a worker waits ``MPSOA_SERVICE_DELAY_MS``."""
+        are waited inside the recorded run, where a worker waits ``MPSOA_SERVICE_DELAY_MS``.
+        ``record=False`` runs the function alone, as a worker runs a task that is not the
+        service's recording kind (``mpwallet.sync.echo``)."""
         if self._by_name is None:  # every task is defined once the service module is loaded
             self._by_name = self.tasks()
         task = self._by_name.get(task_name)
@@ -189,6 +192,8 @@ class Service:
             raise RoutingError(
                 f"{self.name} has no task {task_name!r}; its tasks: {', '.join(self._by_name)}"
             )
+        if not record:
+            return task.run(**kwargs)
         with self.recorded(task_name, lambda: (task_id, hostname)):
             if delay:
                 time.sleep(delay)

@@ -7,7 +7,11 @@ Task                           Kind   What it does
 ``mpwallet.sync.get_balance``  sync   the wallet's balance in cents
 ``mpwallet.sync.deposit``      sync   adds money; returns the new balance
 ``mpwallet.async.credit``      async  adds money, fire and forget
+``mpwallet.sync.echo``         sync   answers at once: no storage, no execution log
 =============================  =====  =================================================
+
+``echo`` is the lab's own, not the 2014 design's: a call with no service work at all, so that
+what the middleware itself costs per call shows (notebook 09 puts it beside ``get_balance``).
 
 ``deposit`` and ``credit`` are *not* idempotent: run twice, they add twice. The ledger
 (:mod:`mpsoa_lab.design.services.mpledger`) shows the idempotent way.
@@ -16,6 +20,8 @@ Task                           Kind   What it does
 from __future__ import annotations
 
 import time
+
+from celery import Task
 
 from ._service import Service
 
@@ -27,6 +33,7 @@ __all__ = [
     "get_balance",
     "deposit",
     "credit",
+    "echo",
     "WalletNotFound",
 ]
 
@@ -102,3 +109,9 @@ def deposit(user_id: int, amount_cents: int) -> int:
 @async_app.task(name="mpwallet.async.credit")
 def credit(user_id: int, amount_cents: int) -> None:
     _add(user_id, amount_cents, "credit")
+
+
+# A plain Celery task, not the service's recording one: nothing is stored, not even the run.
+@sync_app.task(name="mpwallet.sync.echo", base=Task)
+def echo(user_id: int) -> int:
+    return user_id
