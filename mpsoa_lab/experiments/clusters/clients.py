@@ -11,6 +11,7 @@ one HAProxy address in front of the cluster, and the prefetch the broker reports
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +20,7 @@ from ...design import rpc_backend as _rpc_backend
 from ...design.naming import queue_name
 from ...plumbing.cluster import Cluster
 from ...running.cluster import proxy_url, start_broker_proxy
+from ...running.haproxy import stop_haproxy
 from ...running.lab import Lab
 from .queues import SERVICE, QueueConfig, celery_queues
 
@@ -109,3 +111,14 @@ def _qos(
         if set(expected) <= set(found) or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def _stop_clients(lab: Lab, apps: Iterable[Any], workers: Iterable[Any], proxy: Any) -> None:
+    """Close a run's Celery apps, kill its workers and stop its HAProxy, whatever happened."""
+    for app in apps:
+        with contextlib.suppress(Exception):
+            app.close()
+    for worker in workers:
+        worker.kill()
+    if proxy is not None:
+        stop_haproxy(lab, proxy)

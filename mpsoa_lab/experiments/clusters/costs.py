@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +16,9 @@ from ...design.naming import KINDS, queue_name
 from ...observe.latency import percentile
 from ...plumbing.cluster import Cluster
 from ...plumbing.util import wait_until
-from ...running.haproxy import stop_haproxy
 from ...running.lab import Lab
 from ...running.workers import Worker, start_worker
-from .clients import _declare, _edge, _one_address, _qos
+from .clients import _declare, _edge, _one_address, _qos, _stop_clients
 from .queues import (
     ASYNC_TASK,
     CONFIGS,
@@ -140,13 +138,7 @@ def cost(
             memory = _memory(cluster)
             qos = _qos(cluster, vhost, [queue_name(SERVICE, "async")])  # an undisturbed worker
         finally:
-            for app in apps:
-                with contextlib.suppress(Exception):
-                    app.close()
-            for worker in workers:
-                worker.kill()
-            if proxy is not None:
-                stop_haproxy(lab, proxy)
+            _stop_clients(lab, apps, workers, proxy)
     name = config.name + ("+proxy" if one_address else "")
     return CostRun(name, calls, tuple(seconds), tasks, publish_s, drain_s, memory, qos)
 

@@ -12,7 +12,6 @@ whatever happened; the node it killed is started again.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,12 +19,11 @@ from typing import Any
 from ...design.naming import KINDS, queue_name
 from ...plumbing.cluster import Cluster
 from ...plumbing.errors import LabError
-from ...running.haproxy import stop_haproxy
 from ...running.lab import Lab
 from ...running.workers import Worker, start_worker
 from ..faults import tally
 from .clean_stop import rejoin
-from .clients import TRANSIENT_REPLY_BACKEND, _declare, _edge, _one_address, _qos
+from .clients import TRANSIENT_REPLY_BACKEND, _declare, _edge, _one_address, _qos, _stop_clients
 from .load import _Load
 from .node_loss_run import NodeLossRun
 from .queues import (
@@ -286,13 +284,7 @@ def node_loss(
                 )
                 timings["rejoin"] = time.monotonic() - t1
         finally:
-            for app in apps:
-                with contextlib.suppress(Exception):
-                    app.close()
-            for worker in workers:
-                worker.kill()
-            if proxy is not None:
-                stop_haproxy(lab, proxy)
+            _stop_clients(lab, apps, workers, proxy)
             if killed is not None and not cluster.node(killed).is_running():
                 cluster.start_node(killed, timeout=timeout)
             for node in cluster.nodes:
