@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ..plumbing.errors import LabError
+from ..plumbing.errors import EventExchangeMissing
 
 __all__ = ["EVENT_EXCHANGE", "COUNTED_EVENTS", "DECLARED", "SpaceEvents"]
 
@@ -44,10 +44,6 @@ DECLARED = "queue.declare-ok"
 
 
 MARKER = "mpsoa.events.marker."
-
-
-class EventExchangeMissing(LabError):
-    """The broker does not publish its events (the plugin is off, or not reachable)."""
 
 
 class SpaceEvents:

@@ -18,6 +18,7 @@ _EXPORTS = {
     "NodeStartError": "errors",
     "NeedsLabNode": "errors",
     "UnsupportedRabbitMQ": "errors",
+    "EventExchangeMissing": "errors",
     "SettingsError": "errors",
     "PortsExhausted": "errors",
     "ManagementAPIUnavailable": "errors",

@@ -22,6 +22,7 @@ __all__ = [
     "ClusterSizeError",
     "NodeNameInUse",
     "UnsupportedRabbitMQ",
+    "EventExchangeMissing",
 ]
 
 
@@ -36,6 +37,11 @@ class RabbitMQNotInstalled(LabError):
 class UnsupportedRabbitMQ(LabError):
     """A RabbitMQ server the lab cannot run with: older than it needs, or one that denies what
     the lab relies on (:data:`mpsoa_lab.plumbing.versions.SUPPORTED`)."""
+
+
+class EventExchangeMissing(LabError):
+    """A broker that does not publish its events (rabbitmq_event_exchange off or unreachable),
+    asked what it created in one space."""
 
 
 class BrokerUnreachable(LabError):
