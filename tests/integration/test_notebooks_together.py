@@ -5,6 +5,7 @@ never see each other's rows or messages."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+# Each run is kept whole, outputs included: after a failure, the numbers beside the failing
+# assert; after a pass, the figures each notebook measured with the other one beside it.
+KEPT = Path(__file__).resolve().parents[2] / ".pytest_cache" / "notebooks-together"
 
 
 def execute(path: Path, outcome: dict, key: str) -> None:
@@ -26,7 +30,20 @@ def execute(path: Path, outcome: dict, key: str) -> None:
         client.execute()
         outcome[key] = ("ok", time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - the failure is the observation
-        outcome[key] = ("failed", f"{type(exc).__name__}: {exc}"[-3000:])
+        outcome[key] = ("failed", failing_line(f"{type(exc).__name__}: {exc}"))
+    finally:
+        nbformat.write(nb, KEPT / f"{key.replace(' ', '-')}.ipynb")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failing_line(error: str) -> str:
+    """The line IPython marks with its arrow and the error's last line: pytest shortens a long
+    message in the middle, which is where the failing line of a cell of asserts is."""
+    lines = ANSI.sub("", error).splitlines()
+    marked = [line.strip() for line in lines if line.lstrip().startswith("---->")]
+    return " | ".join(marked[-1:] + [line.strip() for line in lines if line.strip()][-1:])
 
 
 @pytest.mark.parametrize(
@@ -46,6 +63,7 @@ def execute(path: Path, outcome: dict, key: str) -> None:
     ids=["01 twice", "01 and 03", "04 and 09", "05 and 07"],
 )
 def test_notebooks_at_once_on_one_lab(lab, names):
+    KEPT.mkdir(parents=True, exist_ok=True)
     outcome: dict = {}
     runs = [
         threading.Thread(target=execute, args=(NOTEBOOKS / f"{name}.ipynb", outcome, f"{i} {name}"))
