@@ -46,7 +46,6 @@ _EXPORTS = {
     "Block": "sync_calls",
     "take_turns": "sync_calls",
     "setting_logs": "sync_calls",
-    "idle_gaps": "sync_calls",
     "setting_rows": "sync_calls",
     "round_ratios": "sync_calls",
     "format_table": "sync_calls",

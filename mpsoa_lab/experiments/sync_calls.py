@@ -22,7 +22,6 @@ block; the asserts) and hands the plumbing to these functions:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import statistics
@@ -47,7 +46,6 @@ __all__ = [
     "consumers",
     "counted_by_broker",
     "format_table",
-    "idle_gaps",
     "measure_cpu",
     "plot_ecdfs",
     "round_ratios",
@@ -210,26 +208,15 @@ def setting_logs(
     return logs
 
 
-def idle_gaps(log: Iterable[Mapping[str, Any]]) -> list[float]:
-    """Seconds each worker (``hostname``) sat idle between two of its consecutive tasks."""
-    by_host: dict[str, list[Mapping[str, Any]]] = {}
-    for entry in log:
-        by_host.setdefault(entry["hostname"], []).append(entry)
-    return [
-        b["started"] - a["finished"]
-        for entries in by_host.values()
-        for a, b in itertools.pairwise(sorted(entries, key=lambda e: e["started"]))
-    ]
-
-
 def setting_rows(
     blocks: Sequence[Block], logs: Mapping[Key, Mapping[str, Sequence[Mapping[str, Any]]]]
 ) -> dict[Key, dict[str, float]]:
     """One row per setting, all its blocks together: ``calls``, percentiles (ms), ``calls/s``;
     ``at once`` (most tasks of one service running at one instant), ``in task`` (share of the
-    callers' waiting spent in the tasks), ``idle ms`` (median gap between two tasks of one
-    worker, within a block), ``cpu`` and ``caller cpu`` (medians over the blocks, see
-    :class:`CpuUse`); ``p50/1w`` and ``calls/s/1w`` against 1 worker per service, same callers."""
+    callers' waiting spent in the tasks), ``idle`` (share of the workers' time in the blocks
+    with no task running: every worker of every service, ``workers`` per service), ``cpu``
+    and ``caller cpu`` (medians over the blocks, see :class:`CpuUse`); ``p50/1w`` and
+    ``calls/s/1w`` against 1 worker per service, same callers."""
     rows: dict[Key, dict[str, float]] = {}
     for key in dict.fromkeys(b.key for b in blocks):
         mine = [b for b in blocks if b.key == key]
@@ -242,10 +229,8 @@ def setting_rows(
         row["in task"] = sum(
             e["finished"] - e["started"] for log in logs[key].values() for e in log
         ) / sum(samples)
-        gaps = [
-            g for b in mine for log in logs[key].values() for g in idle_gaps(_in_window(log, b.run))
-        ]
-        row["idle ms"] = 1e3 * statistics.median(gaps) if gaps else float("nan")
+        busy = sum(e["finished"] - e["started"] for log in logs[key].values() for e in log)
+        row["idle"] = 1 - busy / (sum(b.run.wall_s for b in mine) * key[1] * len(logs[key]))
         row["cpu"] = statistics.median(b.cpu.machine for b in mine)
         row["caller cpu"] = statistics.median(b.cpu.here for b in mine)
         rows[key] = row
@@ -292,17 +277,17 @@ _COLUMNS = (
     ("calls/s/1w", 11, "calls/s/1w", ".2f"),
     ("at once", 8, "at once", ".0f"),
     ("in task", 8, "in task", ".0%"),
-    ("idle ms", 8, "idle ms", ".1f"),
+    ("idle", 6, "idle", ".0%"),
     ("cpu", 6, "cpu", ".0%"),
     ("caller cpu", 11, "caller cpu", ".2f"),
 )
 _LEGEND = """\
 workers: sync workers per service consuming; p50/1w, calls/s/1w: against 1 worker per service, same callers;
 at once: most tasks of one service running at the same instant; in task: share of the callers' waiting
-spent in the tasks themselves (the rest is publishing, queueing, delivery, reply); idle ms: median time a
-worker sat idle between two of its tasks; cpu: share of the machine's cores busy during the blocks (every
-process on it); caller cpu: cores used by the callers' process (1.00 = one core); cpu figures are medians
-over the rounds"""
+spent in the tasks themselves (the rest is publishing, queueing, delivery, reply); idle: share of the
+workers' time with no task running (every worker of the three services, during the blocks); cpu: share
+of the machine's cores busy during the blocks (every process on it); caller cpu: cores used by the
+callers' process (1.00 = one core); cpu figures are medians over the rounds"""
 
 
 def format_table(rows: Mapping[Key, Mapping[str, float]]) -> str:

@@ -26,7 +26,7 @@ import requests
 from .errors import EntityNotFound, LabError, ManagementAPIUnavailable
 from .settings import redact_url
 
-__all__ = ["Management", "EntityNotFound", "is_builtin"]
+__all__ = ["Management", "EntityNotFound", "is_builtin", "declared"]
 
 #: Seconds to wait for the API to accept a connection, and again for it to answer.
 DEFAULT_TIMEOUT = 5.0
@@ -37,6 +37,18 @@ _MISSING = object()
 def is_builtin(name: str) -> bool:
     """True for the default exchange (``""``) and RabbitMQ's own ``amq.*`` exchanges and queues."""
     return name == "" or name.startswith("amq.")
+
+
+def declared(queue: dict[str, Any]) -> dict[str, Any]:
+    """A queue of the API with ``arguments`` as its client declared them: RabbitMQ 4 lists
+    ``x-queue-type: classic`` among every classic queue's arguments, filled in by the server
+    whether or not the client sent it, where 3.x lists none; the queue's ``type`` says the same.
+    The API's own list stays under ``server_arguments``."""
+    arguments = queue.get("arguments") or {}
+    if arguments.get("x-queue-type") != "classic":
+        return queue
+    client = {k: v for k, v in arguments.items() if k != "x-queue-type"}
+    return {**queue, "arguments": client, "server_arguments": arguments}
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -248,17 +260,20 @@ class Management:
 
     def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """Every queue of ``vhost``, as the API returns it (message counts lag up to one
-        statistics interval behind the queue)."""
-        return self._request(
+        statistics interval behind the queue), ``arguments`` as declared (:func:`declared`)."""
+        found = self._request(
             "GET", f"queues/{self._q(self._vh(vhost))}", what=f"vhost {self._vh(vhost)!r}"
         )
+        return [declared(q) for q in found]
 
     def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
-        """One queue, or :class:`EntityNotFound`."""
-        return self._request(
-            "GET",
-            f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
-            what=f"queue {name!r} in vhost {self._vh(vhost)!r}",
+        """One queue, or :class:`EntityNotFound`; ``arguments`` as declared (:func:`declared`)."""
+        return declared(
+            self._request(
+                "GET",
+                f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
+                what=f"queue {name!r} in vhost {self._vh(vhost)!r}",
+            )
         )
 
     def bindings(self, vhost: str | None = None) -> list[dict[str, Any]]:

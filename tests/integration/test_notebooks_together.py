@@ -42,7 +42,7 @@ def failing_line(error: str) -> str:
     """The line IPython marks with its arrow and the error's last line: pytest shortens a long
     message in the middle, which is where the failing line of a cell of asserts is."""
     lines = ANSI.sub("", error).splitlines()
-    marked = [line.strip() for line in lines if line.lstrip().startswith("---->")]
+    marked = [line.strip() for line in lines if re.match(r"-+> ", line.lstrip())]
     return " | ".join(marked[-1:] + [line.strip() for line in lines if line.strip()][-1:])
 
 

@@ -1,9 +1,8 @@
-"""The pure parts of notebook 04's harness: idle gaps, each setting's row, round-by-round ratios,
+"""The pure parts of notebook 04's harness: each setting's row, round-by-round ratios,
 the table, alternating blocks, the CPU meter and the plot; no broker."""
 
 from __future__ import annotations
 
-import math
 import time
 
 import matplotlib
@@ -14,7 +13,6 @@ from mpsoa_lab.experiments.sync_calls import (
     CpuUse,
     alternate,
     format_table,
-    idle_gaps,
     measure_cpu,
     plot_ecdfs,
     round_ratios,
@@ -32,17 +30,6 @@ def _entry(host: str, started: float, finished: float, task_id: str = "") -> dic
 
 def _block(callers: int, workers: int, rnd: int, samples: list[float], start: float, wall: float):
     return Block(callers, workers, rnd, CallerRun(samples, wall, start), CpuUse(0.5, 0.25))
-
-
-def test_idle_gaps_are_per_worker_and_in_start_order():
-    log = [
-        _entry("a", 3.0, 3.5),
-        _entry("b", 0.0, 1.0),
-        _entry("a", 0.0, 1.0),
-        _entry("b", 1.25, 2.0),
-    ]
-    assert sorted(idle_gaps(log)) == [0.25, 2.0]  # b: 1.0 -> 1.25; a: 1.0 -> 3.0
-    assert idle_gaps([_entry("a", 0, 1)]) == []
 
 
 def test_setting_logs_keep_only_the_tasks_inside_each_settings_blocks():
@@ -66,9 +53,9 @@ def test_setting_rows_pool_the_blocks_and_compare_with_one_worker():
     ]
     log = [
         _entry("a", 0.1, 0.102),
-        _entry("a", 0.2, 0.202),  # idle 98 ms on worker a, within block 0
+        _entry("a", 0.2, 0.202),  # worker a busy 4 ms of the setting's 2 s
         _entry("a", 10.1, 10.101),
-        _entry("b", 10.1005, 10.1015),  # two at once, on two workers
+        _entry("b", 10.1005, 10.1015),  # two at once, on two workers: 2 ms of 2 x 1 s
     ]
     rows = setting_rows(blocks, setting_logs(blocks, {"mpledger": log}))
     one, two = rows[1, 1], rows[1, 2]
@@ -76,8 +63,8 @@ def test_setting_rows_pool_the_blocks_and_compare_with_one_worker():
     assert one["calls/s"] == pytest.approx(2.0) and two["calls/s"] == pytest.approx(4.0)
     assert two["p50/1w"] == pytest.approx(0.5) and two["calls/s/1w"] == pytest.approx(2.0)
     assert one["at once"] == 1 and two["at once"] == 2
-    assert one["idle ms"] == pytest.approx(98.0)
-    assert math.isnan(two["idle ms"])  # no worker ran two tasks in one block
+    assert one["idle"] == pytest.approx(1 - 0.004 / 2.0)
+    assert two["idle"] == pytest.approx(1 - 0.002 / 2.0)  # two workers: twice the time to fill
     assert one["in task"] == pytest.approx(0.004 / 0.04)
     assert (one["cpu"], one["caller cpu"]) == (0.5, 0.25)
 
