@@ -62,6 +62,11 @@ EOF
 }
 
 mount_all() {
+    # The folder resolves names with the machine's own hosts file. Without the machine's name
+    # in it, 4 of 300 AMQP connections opened one after another to a 4.0.5 node in the folder
+    # took 6.0 s each (a lookup of the machine's name the folder could not answer); with it,
+    # none over 52 ms.
+    cp /etc/hosts "$ROOT/etc/hosts"
     mountpoint -q "$ROOT/tmp" || mount --bind /tmp "$ROOT/tmp"
     mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 }

@@ -22,7 +22,8 @@ from typing import Any
 from celery.app.defaults import _OLD_SETTING_KEYS, _TO_NEW_KEY, SETTING_KEYS
 
 from . import design2014 as legacy
-from .audit import _amqp_backend, _app, _sentence
+from .audit import _amqp_backend, _app
+from .observed import _sentence
 
 __all__ = ["run_celery_upgrade_settings", "legacy_settings_source"]
 
