@@ -3,9 +3,12 @@ RabbitMQ releases the lab runs on.
 
 :data:`SUPPORTED` is the range the lab's own nodes may run: from 3.10 (Debian 12's package, what
 the notebooks were written on), through 4.0 (Debian 13's; ``make test-rabbitmq4`` runs the suite
-on it), up to but not including 4.3, which by default denies what the lab still uses (queues
-both non-durable and non-exclusive, ``basic.qos`` with ``global``, ``x-queue-mode``: RabbitMQ
-4.3's release notes). :func:`check_supported` refuses any other with one line saying why.
+on it), up to but not including 4.3, which by default denies queues that are neither durable
+nor exclusive (RabbitMQ 4.3's release notes): Celery declares such queues for its remote control
+(``<hostname>.celery.pidbox``) and the lab for replies that are not durable. (Global
+``basic.qos``, denied from 4.3 too, is what Celery asks of RabbitMQ 3.x for classic queues;
+kombu asks a 4.x server for prefetch per consumer instead.) :func:`check_supported` refuses
+any other with one line saying why.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ def check_supported(version: str, where: str = "the installed rabbitmq-server") 
     why = (
         "it is older than the lab needs"
         if found < low
-        else "from 4.3 on RabbitMQ denies by default queues both non-durable and non-exclusive, "
-        "global basic.qos and x-queue-mode, which the lab still uses"
+        else "from 4.3 on RabbitMQ denies by default queues that are neither durable nor "
+        "exclusive, which Celery declares for its remote control and the lab for replies"
     )
     raise UnsupportedRabbitMQ(
         f"{where} is RabbitMQ {version}: {why}. {supported_note()}. Install a release in that "

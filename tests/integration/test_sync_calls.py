@@ -3,6 +3,7 @@ a thin edge's view of a service's error, and the broker's own counters."""
 
 from __future__ import annotations
 
+import pytest
 from kombu import Connection
 
 import mpsoa_lab
@@ -15,7 +16,9 @@ from mpsoa_lab.experiments.sync_calls import (
     thin_edge_error,
     worker_settings,
 )
+from mpsoa_lab.observe.events import SpaceEvents
 from mpsoa_lab.observe.latency import run_callers
+from mpsoa_lab.plumbing.errors import EventExchangeMissing
 from mpsoa_lab.plumbing.processes import managed_processes
 
 
@@ -130,3 +133,19 @@ def test_counts_are_the_space_s_own_while_another_space_works(lab):
         "queue.created": 5,
         "queue.declare-ok": 5,
     }
+
+
+def test_a_broker_without_the_event_exchange_is_told_how_to_enable_it(lab):
+    class NoEvents:
+        """A broker whose events would be read in the space's own vhost: the plugin declares
+        its exchange in the node's default vhost only, so there it is missing, as on a broker
+        without the plugin."""
+
+        url = node_url = lab.sync.url
+        vhost = lab.sync.vhost
+
+    with pytest.raises(
+        EventExchangeMissing, match="rabbitmq-plugins enable rabbitmq_event_exchange"
+    ):
+        with SpaceEvents(NoEvents()):
+            pass
