@@ -5,13 +5,8 @@ from __future__ import annotations
 from kombu import Connection
 
 from mpsoa_lab.design import declare, platform_queues
-from mpsoa_lab.experiments.two_brokers import (
-    alarm_phases,
-    node_memory,
-    reset_storage,
-    run_alarm,
-    run_flood,
-)
+from mpsoa_lab.experiments.memory_alarm import alarm_phases, node_memory, run_alarm
+from mpsoa_lab.experiments.two_brokers import reset_storage, run_flood
 from mpsoa_lab.plumbing.processes import managed_processes
 
 

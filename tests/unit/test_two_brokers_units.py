@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from mpsoa_lab.experiments.memory_alarm import alarm_phases
 from mpsoa_lab.experiments.two_brokers import (
     PHASES,
     FloodRun,
-    alarm_phases,
     broker_rows,
     entry_kwargs,
     latency_table,
