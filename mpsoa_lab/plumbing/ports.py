@@ -47,9 +47,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .errors import LabError, PortsExhausted
+from .processes import process_started, same_start
 
 __all__ = [
     "PortAllocator",
@@ -110,16 +109,8 @@ def _bindable(port: int) -> bool:
 
 
 def _started(pid: int) -> float | None:
-    """The start time of a running process, or None if it is gone (a zombie is gone)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc.create_time()
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:  # cannot tell: keep its ports
-        return float("nan")
+    """The start time of a running process (:func:`process_started`), or None if it is gone."""
+    return process_started(pid)
 
 
 class PortAllocator:
@@ -292,9 +283,7 @@ class PortAllocator:
             if pid not in started:
                 started[pid] = _started(pid)
             running = started[pid]
-            # NaN: not allowed to look; keep. Start times are compared with a margin, as psutil
-            # derives them from the boot time, which the kernel may report a second apart.
-            if running is None or (running == running and abs(running - created) > 1.0):
+            if running is None or not same_start(created, pid):
                 continue
             live[port] = entry
         return live

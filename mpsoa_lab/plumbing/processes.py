@@ -19,6 +19,8 @@ import psutil
 
 __all__ = [
     "ManagedProcess",
+    "process_started",
+    "same_start",
     "MANAGED_MARK",
     "clean_env",
     "managed_processes",
@@ -28,6 +30,55 @@ __all__ = [
 
 #: Set in the environment of every process the lab starts, so a leak can be found by it.
 MANAGED_MARK = "MPSOA_LAB_MANAGED"
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: A start time above this is seconds since the epoch (a state file written before start times
+#: were counted from boot): a machine would have to be up for 31 years to count this far.
+_EPOCH_FROM = 1e9
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started, as a number that never changes while it runs; None if it
+    is gone (a zombie is gone).
+
+    On Linux: seconds since boot, from the start time the kernel keeps in ``/proc/<pid>/stat``
+    (in clock ticks). Not psutil's ``create_time()``, which adds the boot time to it, and
+    recomputes the boot time from the wall clock at every call: a clock that is stepped or
+    slewed across a second (NTP, a virtual machine resumed) moved every create time by a
+    second, every process the lab started looked like another one, and the reaper stopped
+    the lab under its holders. Elsewhere (macOS keeps the start time as a fixed timestamp),
+    psutil's ``create_time()``.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:  # no such process, or no /proc (macOS): ask psutil
+        if os.path.isdir("/proc/self"):
+            return None
+        try:
+            proc = psutil.Process(pid)
+            return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+        except psutil.NoSuchProcess:
+            return None
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19]) / _CLOCK_TICKS  # field 22: starttime
+
+
+def same_start(recorded: float, pid: int) -> bool:
+    """Whether process ``pid`` runs now and is the one that started at ``recorded`` (a value of
+    :func:`process_started`), not another that reuses its pid."""
+    if recorded > _EPOCH_FROM and os.path.isdir("/proc/self"):  # an older state file's value
+        try:
+            return abs(psutil.Process(pid).create_time() - recorded) <= 1.0
+        except psutil.Error:
+            return False
+    started = process_started(pid)
+    return started is not None and abs(started - recorded) < 0.01
 
 
 def clean_env(home: Path | str | None = None) -> dict[str, str]:
@@ -92,7 +143,8 @@ def process_kind(proc: psutil.Process) -> str:
 
 @dataclass
 class ManagedProcess:
-    """A process the lab started: pid plus start time, so a reused pid is never mistaken for it."""
+    """A process the lab started: pid plus start time (:func:`process_started`, kept as
+    ``create_time`` in state files), so a reused pid is never mistaken for it."""
 
     name: str
     pid: int
@@ -103,17 +155,16 @@ class ManagedProcess:
     def from_popen(
         cls, name: str, proc: subprocess.Popen, owner: int | None = None
     ) -> ManagedProcess:
-        return cls(name, proc.pid, psutil.Process(proc.pid).create_time(), owner)
+        started = process_started(proc.pid)
+        if started is None:  # it ended already: nothing that runs now can be mistaken for it
+            started = -1.0
+        return cls(name, proc.pid, started, owner)
 
     def process(self) -> psutil.Process | None:
+        if not same_start(self.create_time, self.pid):
+            return None
         try:
-            proc = psutil.Process(self.pid)
-            if (
-                abs(proc.create_time() - self.create_time) > 0.5
-                or proc.status() == psutil.STATUS_ZOMBIE
-            ):
-                return None
-            return proc
+            return psutil.Process(self.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 

@@ -14,10 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from . import settings as settings_mod
-from .processes import ManagedProcess
+from .processes import ManagedProcess, process_started
 from .settings import Settings, with_vhost
 
 __all__ = ["StateFile", "running_lab_urls", "space_brokers", "space_nodes"]
@@ -58,7 +56,10 @@ class StateFile:
     # -- holders: processes that use the lab -------------------------------------------------
     def add_holder(self, pid: int) -> None:
         self.holders.mkdir(parents=True, exist_ok=True)
-        (self.holders / str(pid)).write_text(str(psutil.Process(pid).create_time()))
+        started = process_started(pid)
+        if started is None:
+            raise ProcessLookupError(f"process {pid} is not running: it cannot hold the lab")
+        (self.holders / str(pid)).write_text(repr(started))
 
     def remove_holder(self, pid: int) -> None:
         (self.holders / str(pid)).unlink(missing_ok=True)

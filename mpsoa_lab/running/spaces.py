@@ -21,11 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ..plumbing.component import component_from_dict
 from ..plumbing.node import RabbitMQNode
-from ..plumbing.processes import ManagedProcess
+from ..plumbing.processes import ManagedProcess, process_started
 from ..plumbing.settings import DEFAULT_SPACE, ROLES, Settings
 from ..plumbing.state import space_brokers, space_nodes
 
@@ -45,7 +43,7 @@ def open_space(settings: Settings, state: dict[str, Any]) -> None:
         with Management(broker["management_url"]) as api:
             api.create_vhost(settings.space)
     (settings.home / "spaces" / settings.space).mkdir(parents=True, exist_ok=True)
-    spaces[settings.space] = {"owner": os.getpid(), "create_time": psutil.Process().create_time()}
+    spaces[settings.space] = {"owner": os.getpid(), "create_time": process_started(os.getpid())}
 
 
 def open_own_nodes(settings: Settings, state: dict[str, Any]) -> bool:
