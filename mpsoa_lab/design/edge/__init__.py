@@ -18,12 +18,16 @@ blocking ``.get()`` in uvicorn's threadpool (a plain ``def`` endpoint); ``event-
 Each (service, kind) keeps one long-lived connection and producer (the fastest correct way
 ``make bench`` found), behind a lock; after any publish error it is dropped and made again.
 
-Status codes: 422 invalid JSON or a field of the wrong type (the field is named in ``loc``);
-413 a body over :data:`DEFAULT_BODY_LIMIT` bytes (counted as it arrives, chunked or not);
-404 an unknown resource (or a wallet that does not exist); 409 a username already taken;
-401 wrong credentials; 503 with ``Retry-After`` when the broker cannot be reached; 504 a sync
-call with no reply in time; 502 a message that no queue took (a broker-side routing fault the
-client cannot fix). Never a 500 with a traceback.
+Status codes: 422 invalid JSON, a field of the wrong type or past its bound, in the body or the
+path (the field is named in ``loc``; what each field accepts is :mod:`mpsoa_lab.design.values`;
+a NaN or Infinity is told JSON has none), or a value the service itself refuses
+(``InvalidInput``); 400 a body that is not UTF-8; 413 a body over :data:`DEFAULT_BODY_LIMIT`
+bytes (counted as it arrives, chunked or not); 404 an unknown resource (or a wallet that does
+not exist); 409 a username already taken, or a deposit that would take a balance past 2**53 - 1
+(``LimitReached``: refused, the balance unchanged); 401 wrong credentials; 503 with
+``Retry-After`` when the broker cannot be reached; 504 a sync call with no reply in time; 502 a
+message that no queue took (a broker-side routing fault the client cannot fix). Never a 500
+with a traceback.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel
 
-from .errors import EdgeError
+from ..values import AccountName, AmountCents, EntryCents, EntryId, Password, UserId, Username
+from .errors import EdgeError, validation_details
 from .publishing import DEFAULT_BODY_LIMIT, EdgeConfig, Platform
 from .waiting import platform_for
 
@@ -70,25 +72,31 @@ async def _json(send: Any, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-# The request bodies (the REST alternative's services take the same ones).
+# The request bodies (the REST alternative's services take the same ones); what each field
+# accepts is defined once, for the services' tasks too, in mpsoa_lab.design.values.
 class Credentials(BaseModel):
-    username: str = Field(min_length=1, max_length=150)
-    password: str = Field(min_length=1, max_length=200)
+    username: Username
+    password: Password
 
 
 class Amount(BaseModel):
-    amount_cents: StrictInt = Field(gt=0)
+    amount_cents: AmountCents
 
 
 class Entry(BaseModel):
-    entry_id: str = Field(min_length=1, max_length=200)
-    account: str = Field(min_length=1, max_length=200)
-    amount_cents: StrictInt
+    entry_id: EntryId
+    account: AccountName
+    amount_cents: EntryCents
 
 
 def answer_errors(app: FastAPI) -> None:
-    """An :class:`EdgeError` answers with its status; anything else a 500 without a traceback
-    (the traceback goes to the log)."""
+    """An :class:`EdgeError` answers with its status; a request that does not validate a 422
+    listing each error (never echoing an input JSON cannot hold, such as NaN); anything else a
+    500 without a traceback (the traceback goes to the log)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, 422)
 
     @app.exception_handler(EdgeError)
     async def _edge_error(request: Request, exc: EdgeError) -> JSONResponse:
@@ -140,28 +148,28 @@ def create_app(config: EdgeConfig | None = None, platform: Platform | None = Non
         return await platform.acall(ROUTES["POST", "/sessions"], **body.model_dump())
 
     @app.put("/wallets/{user_id}")
-    async def open_wallet(user_id: int) -> dict:
+    async def open_wallet(user_id: UserId) -> dict:
         return await platform.acall(ROUTES["PUT", "/wallets/{user_id}"], user_id=user_id)
 
     @app.get("/wallets/{user_id}/balance")
-    async def balance(user_id: int) -> dict:
+    async def balance(user_id: UserId) -> dict:
         route = ROUTES["GET", "/wallets/{user_id}/balance"]
         return {"user_id": user_id, "balance_cents": await platform.acall(route, user_id=user_id)}
 
     @app.get("/wallets/{user_id}/echo")
-    async def echo(user_id: int) -> dict:
+    async def echo(user_id: UserId) -> dict:
         """The wallet service answers at once, touching nothing: the middleware's own cost."""
         route = ROUTES["GET", "/wallets/{user_id}/echo"]
         return {"user_id": user_id, "echoed": await platform.acall(route, user_id=user_id)}
 
     @app.post("/wallets/{user_id}/deposits")
-    async def deposit(user_id: int, body: Amount) -> dict:
+    async def deposit(user_id: UserId, body: Amount) -> dict:
         route = ROUTES["POST", "/wallets/{user_id}/deposits"]
         cents = await platform.acall(route, user_id=user_id, **body.model_dump())
         return {"user_id": user_id, "balance_cents": cents}
 
     @app.get("/ledger/accounts/{account}/balance")
-    async def ledger_balance(account: str) -> dict:
+    async def ledger_balance(account: AccountName) -> dict:
         route = ROUTES["GET", "/ledger/accounts/{account}/balance"]
         return {"account": account, "balance_cents": await platform.acall(route, account=account)}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from ..naming import parse_task_name
 from .errors import RETRY_AFTER, EdgeError
@@ -83,7 +84,8 @@ class RestPlatform(Platform):
         if service not in self._clients:
             raise EdgeError(503, f"no REST URL for {service}", {"Retry-After": str(RETRY_AFTER)})
         method, template, field, body_keys = REST_CALLS[name]
-        path = template.format(**kwargs)
+        # A path parameter is one segment: "?", "#" or "%" in an account must not end it.
+        path = template.format(**{k: quote(str(v), safe="") for k, v in kwargs.items()})
         body = {k: kwargs[k] for k in body_keys} if body_keys else None
         try:
             with self.counted():

@@ -11,14 +11,17 @@ Endpoints (the task each runs in-process, its answer):
 * ``POST /sessions``: ``mplogin.sync.authenticate``, 201; 401 wrong credentials
 * ``PUT /wallets/{user_id}``: ``mpwallet.sync.open_wallet``, 200
 * ``GET /wallets/{user_id}/balance``: ``mpwallet.sync.get_balance``, 200; 404 no wallet
-* ``POST /wallets/{user_id}/deposits``: ``mpwallet.sync.deposit``, 200; 404, 422
+* ``POST /wallets/{user_id}/deposits``: ``mpwallet.sync.deposit``, 200; 404, 422; 409 a balance
+  that would go past 2**53 - 1
 * ``GET /ledger/accounts/{account}/balance``: ``mpledger.sync.balance``, 200
 * ``GET /ledger/entries/count?account=``: ``mpledger.sync.entry_count``, 200
-* ``POST /ledger/entries``: ``mpledger.async.record_entry``, 201 stored, 200 already stored
+* ``POST /ledger/entries``: ``mpledger.async.record_entry``, 201 stored, 200 already stored;
+  409 an account's sum that would go past ±(2**53 - 1)
 * ``GET /health`` on every instance: 200 with its service, instance name, pid and knobs
 
-422 for a body or path that does not validate, 413 for a body over the limit (the edge's
-middleware), 503 with ``Retry-After`` when the storage is locked, never a traceback.
+422 for a body or path that does not validate (the edge's models and path types, from
+:mod:`mpsoa_lab.design.values`), 413 for a body over the limit (the edge's middleware), 503
+with ``Retry-After`` when the storage is locked, never a traceback.
 """
 
 from __future__ import annotations

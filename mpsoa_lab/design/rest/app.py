@@ -30,6 +30,7 @@ from ...plumbing.settings import env_float
 from ..edge.app import Amount, BodyLimit, Credentials, Entry, answer_errors
 from ..edge.publishing import DEFAULT_BODY_LIMIT
 from ..naming import SERVICES
+from ..values import AccountName, UserId
 from .errors import rest_error
 
 __all__ = ["ROUTES", "RestConfig", "create_app", "instance_app", "INSTANCE_HEADER", "REQUEST_ID"]
@@ -207,16 +208,16 @@ def _mpwallet(app: FastAPI, calls: Calls) -> None:
     routes = ROUTES["mpwallet"]
 
     @app.put("/wallets/{user_id}")
-    def open_wallet(request: Request, user_id: int) -> dict:
+    def open_wallet(request: Request, user_id: UserId) -> dict:
         return calls.run(request, routes["PUT", "/wallets/{user_id}"], user_id=user_id)
 
     @app.get("/wallets/{user_id}/balance")
-    def balance(request: Request, user_id: int) -> dict:
+    def balance(request: Request, user_id: UserId) -> dict:
         cents = calls.run(request, routes["GET", "/wallets/{user_id}/balance"], user_id=user_id)
         return {"user_id": user_id, "balance_cents": cents}
 
     @app.get("/wallets/{user_id}/echo")
-    def echo(user_id: int) -> dict:
+    def echo(user_id: UserId) -> dict:
         # The task's function alone: no delay, no slot, no execution log, as the worker's echo.
         route = routes["GET", "/wallets/{user_id}/echo"]
         return {
@@ -225,7 +226,7 @@ def _mpwallet(app: FastAPI, calls: Calls) -> None:
         }
 
     @app.post("/wallets/{user_id}/deposits")
-    def deposit(request: Request, user_id: int, body: Amount) -> dict:
+    def deposit(request: Request, user_id: UserId, body: Amount) -> dict:
         route = routes["POST", "/wallets/{user_id}/deposits"]
         cents = calls.run(request, route, user_id=user_id, **body.model_dump())
         return {"user_id": user_id, "balance_cents": cents}
@@ -235,12 +236,12 @@ def _mpledger(app: FastAPI, calls: Calls) -> None:
     routes = ROUTES["mpledger"]
 
     @app.get("/ledger/accounts/{account}/balance")
-    def balance(request: Request, account: str) -> dict:
+    def balance(request: Request, account: AccountName) -> dict:
         route = routes["GET", "/ledger/accounts/{account}/balance"]
         return {"account": account, "balance_cents": calls.run(request, route, account=account)}
 
     @app.get("/ledger/entries/count")
-    def entry_count(request: Request, account: str | None = None) -> dict:
+    def entry_count(request: Request, account: AccountName | None = None) -> dict:
         route = routes["GET", "/ledger/entries/count"]
         return {"account": account, "entries": calls.run(request, route, account=account)}
 

@@ -1,11 +1,12 @@
 """What a REST instance answers when a service call fails: the edge's statuses, less the broker.
 
 A service's own exception is mapped by class name with the edge's table
-(:data:`mpsoa_lab.design.edge.errors.SERVICE_ERRORS`: 409 a username taken, 401 wrong
-credentials, 404 no wallet, 422 a value the service refuses), so a client sees the same status
-whichever way the call went. There is no broker here to be unreachable (the edge's 503) or late
-(504): a busy SQLite file is a 503 with ``Retry-After``, anything else a 500 without a traceback
-(the traceback goes to the instance's log).
+(:data:`mpsoa_lab.design.edge.errors.SERVICE_ERRORS`: 409 a username taken or a balance at its
+bound (``LimitReached``), 401 wrong credentials, 404 no wallet, 422 a value the service refuses
+(``InvalidInput``)), so a client sees the same status whichever way the call went. There is no
+broker here to be unreachable (the edge's 503) or late (504): a busy SQLite file is a 503 with
+``Retry-After``, anything else a 500 without a traceback (the traceback goes to the instance's
+log).
 """
 
 from __future__ import annotations

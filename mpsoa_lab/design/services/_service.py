@@ -19,6 +19,11 @@ the same execution log a worker keeps.
 factory's configuration: that is how the lab starts one worker with late acks and another
 without, from the same service module.
 
+A task of the async app that fails is kept in the service's storage with its arguments and
+its error (:meth:`Storage.failed_tasks`, through Celery's ``Task.on_failure``): nobody waits
+for its result, so the worker's log line alone would be the only trace of a task the edge
+had answered 202 for.
+
 ``MPSOA_SERVICE_DELAY_MS`` (milliseconds, default 0) makes every task of this process wait that
 long before it runs: a service that waits on something slow (a database, another API), the
 load notebook 08 puts behind the edge, or one slow instance among several.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -52,6 +58,8 @@ __all__ = [
     "task_delay",
     "DELAY_ENV",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Environment variable holding Celery settings (JSON) applied on top of the factory's.
 CONFIG_ENV = "MPSOA_CELERY_CONFIG"
@@ -137,10 +145,12 @@ class Service:
         connect_worker_from_env()
 
     def _task_class(self, app: Celery) -> type[Task]:
-        recorded, delay = self.recorded, task_delay()
+        recorded, delay, storage = self.recorded, task_delay(), self.storage
+        fire_and_forget = app is self.async_app
 
         class ServiceTask(app.Task):  # type: ignore[name-defined,misc]
-            """Records every execution in the service's storage."""
+            """Records every execution in the service's storage, and every failure of an async
+            task (no caller waits for its error) in its failed tasks."""
 
             abstract = True
 
@@ -150,6 +160,17 @@ class Service:
                     if delay:  # a slow service (MPSOA_SERVICE_DELAY_MS)
                         time.sleep(delay)
                     return super().__call__(*args, **kwargs)
+
+            def on_failure(
+                self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+            ) -> None:
+                super().on_failure(exc, task_id, args, kwargs, einfo)
+                if not fire_and_forget:  # a sync task's caller gets the error itself
+                    return
+                try:
+                    storage.record_failure(task_id, self.name, args, kwargs, exc)
+                except Exception:  # noqa: BLE001 - the worker's log keeps it then
+                    logger.exception("could not keep the failure of %s %s", self.name, task_id)
 
         return ServiceTask
 

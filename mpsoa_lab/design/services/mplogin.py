@@ -8,6 +8,11 @@ Task                           Kind   What it does
 ``mplogin.async.record_login`` async  appends a login attempt to the audit log
 =============================  =====  =================================================
 
+Usernames and passwords follow :data:`mpsoa_lab.design.values.TEXT_RULES` (a username: 1 to
+150 characters, no control, format or separator characters, no whitespace around it; a
+password: 1 to 200, no control characters or lone surrogates); anything else is
+:class:`~mpsoa_lab.design.values.InvalidInput`.
+
 Run its daemons from a terminal (the lab must be up, or the broker URLs exported)::
 
     celery -A mpsoa_lab.design.services.mplogin.sync_app worker -Q mplogin.sync -n mplogin-sync@%h
@@ -21,6 +26,7 @@ import secrets
 import sqlite3
 import time
 
+from ..values import InvalidInput, check_text, describe
 from ._service import Service
 
 __all__ = [
@@ -70,8 +76,8 @@ def _hash(password: str, salt: str) -> str:
 @sync_app.task(name="mplogin.sync.register")
 def register(username: str, password: str) -> dict:
     """Create a user; a username can be registered once."""
-    if not username or not password:
-        raise ValueError("username and password are required")
+    check_text(username, "username")
+    check_text(password, "password")
     salt = secrets.token_hex(8)
     try:
         with service.storage.connect() as db:
@@ -87,6 +93,8 @@ def register(username: str, password: str) -> dict:
 @sync_app.task(name="mplogin.sync.authenticate")
 def authenticate(username: str, password: str) -> dict:
     """Check a password and open a session."""
+    check_text(username, "username")
+    check_text(password, "password")
     with service.storage.connect() as db:
         row = db.execute(
             "SELECT id, salt, password_hash FROM users WHERE username = ?", (username,)
@@ -104,8 +112,11 @@ def authenticate(username: str, password: str) -> dict:
 @async_app.task(name="mplogin.async.record_login")
 def record_login(username: str, succeeded: bool) -> None:
     """Fire and forget: keep an audit trail of login attempts."""
+    check_text(username, "username")
+    if not isinstance(succeeded, bool):
+        raise InvalidInput(f"succeeded must be true or false, not {describe(succeeded)}")
     with service.storage.connect() as db:
         db.execute(
             "INSERT INTO login_events (username, succeeded, at) VALUES (?, ?, ?)",
-            (username, int(bool(succeeded)), time.time()),
+            (username, int(succeeded), time.time()),
         )

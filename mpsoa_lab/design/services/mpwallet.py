@@ -13,6 +13,12 @@ Task                           Kind   What it does
 ``echo`` is the lab's own, not the 2014 design's: a call with no service work at all, so that
 what the middleware itself costs per call shows (notebook 09 puts it beside ``get_balance``).
 
+Ids and amounts are integers from 1 to 2**53 - 1 (:mod:`mpsoa_lab.design.values`; anything
+else is :class:`~mpsoa_lab.design.values.InvalidInput`), and a balance never goes past 2**53 - 1:
+a deposit or credit that would take it there raises
+:class:`~mpsoa_lab.design.values.LimitReached` and changes nothing (checked and written in one
+transaction).
+
 ``deposit`` and ``credit`` are *not* idempotent: run twice, they add twice. The ledger
 (:mod:`mpsoa_lab.design.services.mpledger`) shows the idempotent way.
 """
@@ -23,6 +29,7 @@ import time
 
 from celery import Task
 
+from ..values import check_amount, check_id, check_total
 from ._service import Service
 
 __all__ = [
@@ -55,33 +62,30 @@ class WalletNotFound(LookupError):
     """The user has no wallet."""
 
 
-def _check_amount(amount_cents: int) -> None:
-    if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or amount_cents <= 0:
-        raise ValueError(f"amount_cents must be a positive integer, not {amount_cents!r}")
-
-
 def _add(user_id: int, amount_cents: int, via: str) -> int:
-    _check_amount(amount_cents)
+    """Add to a wallet in one transaction: refused, balance unchanged, past the bound."""
+    check_id(user_id)
+    check_amount(amount_cents)
     with service.storage.connect() as db:
-        cur = db.execute(
-            "UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?",
-            (amount_cents, user_id),
-        )
-        if cur.rowcount == 0:
+        row = db.execute(
+            "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        if row is None:
             raise WalletNotFound(
                 f"user {user_id} has no wallet; call mpwallet.sync.open_wallet first"
             )
+        balance = check_total(row[0], amount_cents, f"the wallet of user {user_id}")
+        db.execute("UPDATE wallets SET balance_cents = ? WHERE user_id = ?", (balance, user_id))
         db.execute(
             "INSERT INTO movements (user_id, amount_cents, via, at) VALUES (?, ?, ?, ?)",
             (user_id, amount_cents, via, time.time()),
         )
-        return db.execute(
-            "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
-        ).fetchone()[0]
+        return balance
 
 
 @sync_app.task(name="mpwallet.sync.open_wallet")
 def open_wallet(user_id: int) -> dict:
+    check_id(user_id)
     with service.storage.connect() as db:
         db.execute(
             "INSERT OR IGNORE INTO wallets (user_id, balance_cents, created) VALUES (?, 0, ?)",
@@ -95,6 +99,7 @@ def open_wallet(user_id: int) -> dict:
 
 @sync_app.task(name="mpwallet.sync.get_balance")
 def get_balance(user_id: int) -> int:
+    check_id(user_id)
     rows = service.storage.query("SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,))
     if not rows:
         raise WalletNotFound(f"user {user_id} has no wallet")
@@ -114,4 +119,4 @@ def credit(user_id: int, amount_cents: int) -> None:
 # A plain Celery task, not the service's recording one: nothing is stored, not even the run.
 @sync_app.task(name="mpwallet.sync.echo", base=Task)
 def echo(user_id: int) -> int:
-    return user_id
+    return check_id(user_id)

@@ -3,20 +3,28 @@
 The execution log is how the lab counts, instead of estimating, what a service processed:
 one row per run of a task, with the task id, the worker's hostname and pid, and the start
 and end times. A message processed twice shows up as two rows with the same task id.
+
+The failed tasks are kept too (:meth:`Storage.failed_tasks`): an async task has no caller
+waiting for its error, so when one fails its name, its arguments (as JSON) and the error are
+stored where a person can find and count them, not only logged by the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..values import json_safe
+
 __all__ = ["Storage"]
 
-_EXECUTIONS = """
+_LOGS = """
 CREATE TABLE IF NOT EXISTS executions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT,
@@ -27,6 +35,15 @@ CREATE TABLE IF NOT EXISTS executions (
     finished REAL NOT NULL,
     succeeded INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failed_tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT,
+    task_name TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -35,7 +52,7 @@ class Storage:
 
     def __init__(self, path: Path, schema: str):
         self.path = Path(path)
-        self.schema = schema + _EXECUTIONS
+        self.schema = schema + _LOGS
         self._ready = False
         # One transaction at a time per process: threads of one worker (a ``threads`` pool of
         # 100) queue here, in order, instead of in SQLite's busy handler, which sleeps up to
@@ -114,3 +131,28 @@ class Storage:
         if task_name is None:
             return self.query("SELECT * FROM executions ORDER BY id")
         return self.query("SELECT * FROM executions WHERE task_name = ? ORDER BY id", (task_name,))
+
+    def record_failure(
+        self,
+        task_id: str | None,
+        task_name: str,
+        args: Any,
+        kwargs: Any,
+        exc: BaseException,
+    ) -> None:
+        """Keep a failed task: its arguments as strict JSON (a NaN or a lone surrogate a
+        publisher sent is written as text), the error's type and message."""
+        arguments = json.dumps(json_safe({"args": args, "kwargs": kwargs}), allow_nan=False)
+        error = json_safe(str(exc))
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT INTO failed_tasks (task_id, task_name, arguments, error_type, error, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (json_safe(task_id), task_name, arguments, type(exc).__name__, error, time.time()),
+            )
+
+    def failed_tasks(self, task_name: str | None = None) -> list[dict[str, Any]]:
+        """The failed tasks kept so far, oldest first, each with its ``arguments`` parsed."""
+        where, params = ("WHERE task_name = ?", (task_name,)) if task_name else ("", ())
+        rows = self.query(f"SELECT * FROM failed_tasks {where} ORDER BY id", params)
+        return [{**row, "arguments": json.loads(row["arguments"])} for row in rows]
