@@ -18,8 +18,9 @@ import time
 
 from .plumbing import settings as settings_mod
 from .plumbing.errors import LabError
-from .plumbing.state import StateFile
-from .running.lab import up
+from .plumbing.settings import redact_url, with_vhost
+from .plumbing.state import StateFile, space_brokers
+from .running.lab import Lab, up
 
 __all__ = ["main"]
 
@@ -70,47 +71,27 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     if args.command == "status":
-        state = StateFile(settings.home).read()
-        if settings.external:
-            print("Brokers given by URL (MPSOA_SYNC_BROKER_URL, MPSOA_ASYNC_BROKER_URL).")
-        elif not state:
-            print(f"No lab is running under {settings.home}.")
-            return 1
-        lab = up(settings, hold=False)
-        _print_lab(lab)
-        if not lab.external:
-            print(f"holders: {StateFile(settings.home).live_holders()}")
-        state = StateFile(settings.home).read() or {}
-        spaces = state.get("spaces", {})
-        listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
-        print(f"spaces: {listed or 'default only'}")
-        for component in lab.components():
-            ports = " ".join(f"{k}={v}" for k, v in component.ports.items())
-            status = "running" if component.is_running() else "stopped"
-            owner = f" owner {component.owner}" if component.owner else ""
-            print(f"  {component.TYPE:<13}{component.name:<36}{status:<8}{ports}{owner}")
-        return 0
+        return _status(settings)
     if args.command == "env":
-        lab = up(settings, hold=False)
-        print(f"export MPSOA_SYNC_BROKER_URL={lab.sync.url}")
-        print(f"export MPSOA_ASYNC_BROKER_URL={lab.async_.url}")
-        return 0
+        return _env(settings)
     if args.command == "down":
         state = StateFile(settings.home).read()
         if not state:
             print(f"No lab is running under {settings.home}.")
             return 0
-        up(settings, hold=False).down()
+        # The lab found, whatever its kind: down never starts or heals one on the way.
+        Lab(settings, state, started_here=False).down()
         print("Lab stopped.")
         return 0
+    _signals_interrupt()
     lab = up(settings)
-    print("The lab is up." if lab.started_here else "Attached to the running lab.")
-    _print_lab(lab)
-    try:
+    try:  # from here on, whatever ends this command (a signal included) stops what it started
+        print("The lab is up." if lab.started_here else "Attached to the running lab.")
+        _print_lab(lab)
         if args.command == "edge":
             return _serve_edge(lab, settings, args)
         if args.command == "up":
-            print("Ctrl-C stops it.", flush=True)
+            print("Ctrl-C stops it." if lab.started_here else "Ctrl-C detaches.", flush=True)
             return _hold(lab, settings)
         cmd = [c for c in args.cmd if c != "--"]
         if not cmd:
@@ -118,11 +99,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "run needs a command, e.g. python -m mpsoa_lab run -- jupyter lab", file=sys.stderr
             )
             return 2
-        child = subprocess.Popen(cmd)
+        child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
         try:
             return child.wait()
         except KeyboardInterrupt:
-            # Ctrl-C: let the command (JupyterLab) shut down its kernels, then stop the lab.
+            # Ctrl-C, SIGTERM or SIGHUP: let the command (JupyterLab) shut down its kernels, then
+            # stop the lab.
+            print(f"Stopping {cmd[0]} (pid {child.pid}) ...", flush=True)
             child.send_signal(signal.SIGTERM)
             try:
                 child.wait(30)
@@ -139,9 +122,74 @@ def _dispatch(args: argparse.Namespace) -> int:
             lab.release()
 
 
+def _signals_interrupt() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) end a command that started something as Ctrl-C
+    does: its ``finally`` blocks stop what it started."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+
+
+def _die_with_parent() -> None:
+    """In the child of ``run``, before it executes: SIGTERM when this process dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so a command never outlives the lab that holds it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+def _status(settings) -> int:
+    """What runs where, read from the state file: never starts, stops or replaces anything."""
+    state = StateFile(settings.home).read()
+    if settings.external:
+        urls = ", ".join(redact_url(settings.broker_url(role)) for role in ("sync", "async"))
+        print(f"The environment gives brokers by URL ({urls}).")
+    if not state:
+        print(f"No lab is running under {settings.home}. Start one that stays up with")
+        print("  python -m mpsoa_lab up     (in a terminal of its own), or make lab")
+        return 1
+    if settings.external != bool(state.get("external")):
+        print(
+            "The lab running under this home "
+            + ("uses brokers given by URL" if state.get("external") else "runs its own nodes")
+            + "; that is what is listed (nothing was started or stopped)."
+        )
+    lab = Lab(settings, state, started_here=False)
+    _print_lab(lab)
+    if not lab.external:
+        print(f"holders: {StateFile(settings.home).live_holders()}")
+    spaces = state.get("spaces", {})
+    listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
+    print(f"spaces: {listed or 'default only'}")
+    for component in lab.components():
+        ports = " ".join(f"{k}={v}" for k, v in component.ports.items())
+        status = "running" if component.is_running() else "stopped"
+        owner = f" owner {component.owner}" if component.owner else ""
+        print(f"  {component.TYPE:<13}{component.name:<36}{status:<8}{ports}{owner}")
+    return 0
+
+
+def _env(settings) -> int:
+    """The running lab's URLs as shell exports, for clients outside the lab (a worker started by
+    hand, a script): read from the state file, refused when no lab is up."""
+    state = StateFile(settings.home).read()
+    if not state:
+        print(
+            f"mpsoa-lab: no lab is running under {settings.home}: start one that stays up with "
+            "`python -m mpsoa_lab up` in a terminal of its own (or `make lab`), then run env again.",
+            file=sys.stderr,
+        )
+        return 1
+    for role, broker in space_brokers(state, settings.space).items():
+        url = broker["url"] if state.get("external") else with_vhost(broker["url"], settings.vhost)
+        print(f"export MPSOA_{role.upper()}_BROKER_URL={url}")
+        if broker.get("management_url"):
+            print(f"export MPSOA_{role.upper()}_MANAGEMENT_URL={broker['management_url']}")
+    return 0
+
+
 def _hold(lab, settings) -> int:
-    """Until Ctrl-C, SIGTERM, or the lab stopped from elsewhere."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    """Until Ctrl-C, SIGTERM, SIGHUP, or the lab stopped from elsewhere."""
     lab_id = (StateFile(settings.home).read() or {}).get("id")
     while (StateFile(settings.home).read() or {}).get("id") == lab_id:
         time.sleep(1)

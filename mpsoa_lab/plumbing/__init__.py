@@ -17,6 +17,7 @@ _EXPORTS = {
     "ComponentStartError": "errors",
     "NodeStartError": "errors",
     "NeedsLabNode": "errors",
+    "LabInUse": "errors",
     "UnsupportedRabbitMQ": "errors",
     "EventExchangeMissing": "errors",
     "SettingsError": "errors",

@@ -10,6 +10,7 @@ __all__ = [
     "ComponentStartError",
     "NodeStartError",
     "NeedsLabNode",
+    "LabInUse",
     "SettingsError",
     "PortsExhausted",
     "ManagementAPIUnavailable",
@@ -63,6 +64,11 @@ class NodeStartError(ComponentStartError):
 class NeedsLabNode(LabError):
     """The operation restarts, stops, kills or reconfigures a broker node, which only a node
     the lab runs allows: with brokers given by URL, the lab has no node to act on."""
+
+
+class LabInUse(LabError):
+    """A lab that other processes hold runs under this home, and this process asked for another
+    kind of lab: nothing is stopped; the message says what runs and what to do."""
 
 
 class SettingsError(LabError, ValueError):

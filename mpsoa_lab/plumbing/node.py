@@ -32,6 +32,8 @@ from .processes import ManagedProcess, clean_env
 __all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie", "log_excerpt"]
 
 GUEST = ("guest", "guest")
+#: Erlang's flag that binds the distribution listener to 127.0.0.1 (not every interface).
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
 def free_port(low: int = SERVICE_PORTS[0], high: int = SERVICE_PORTS[1]) -> int:
@@ -190,9 +192,11 @@ class RabbitMQNode(Component):
             RABBITMQ_DIST_PORT=str(self.dist_port),
             ERL_EPMD_PORT=str(self.epmd_port),
             ERL_EPMD_ADDRESS="127.0.0.1",
-            # Never let a node start a daemon epmd of its own: it would outlive the lab.
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-start_epmd false",
-            RABBITMQ_CTL_ERL_ARGS="-start_epmd false",
+            # Never let a node start a daemon epmd of its own: it would outlive the lab. The
+            # Erlang distribution (node and CLI) listens on 127.0.0.1 only, as everything the lab
+            # starts: by default it listens on every interface, guarded only by the cookie.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-start_epmd false {LOOPBACK_DIST}",
+            RABBITMQ_CTL_ERL_ARGS=f"-start_epmd false {LOOPBACK_DIST}",
         )
         return env
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..plumbing import settings as settings_mod
 from ..plumbing.component import Component, component_from_dict, stop_components
-from ..plumbing.errors import BrokerUnreachable, NeedsLabNode
+from ..plumbing.errors import BrokerUnreachable, LabInUse, NeedsLabNode
 from ..plumbing.install import find_rabbitmq_server
 from ..plumbing.node import Epmd, RabbitMQNode
 from ..plumbing.processes import MANAGED_MARK, ManagedProcess
@@ -562,6 +562,29 @@ def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
     return not state.get("external") and _epmd_alive(state)
 
 
+def _refuse_if_held(state: dict[str, Any], settings: Settings, state_file: StateFile) -> None:
+    """Raise :class:`LabInUse` if other processes hold the lab this process cannot use: a lab
+    in use is never torn down by another process (only ``down`` and its holders' exit stop it)."""
+    holders = [pid for pid in state_file.live_holders() if pid != os.getpid()]
+    if not holders:
+        return  # nobody holds it: what is left of a lab that crashed
+    running = "brokers given by URL" if state.get("external") else "RabbitMQ nodes of its own"
+    if settings.external:
+        asked = "brokers given by URL (MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL are set)"
+        fix = "unset MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL to use the running lab"
+    else:
+        asked = "the lab's own nodes"
+        fix = "set the same MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL as its holders"
+    if bool(state.get("external")) == settings.external:
+        asked += ", and the lab found cannot be used as it is (its epmd is gone, or other URLs)"
+    raise LabInUse(
+        f"A lab with {running} runs under {settings.home}, held by pid "
+        f"{', '.join(map(str, sorted(holders)))}; this process asked for {asked}. Nothing was "
+        f"stopped. Either {fix}, or give this process a lab home of its own (MPSOA_LAB_HOME), "
+        "or stop the running lab first (python -m mpsoa_lab down)."
+    )
+
+
 def up(
     settings: Settings | None = None,
     *,
@@ -608,6 +631,7 @@ def up(
             state = _heal(settings, state, state_file)
         else:
             if state:  # a lab that crashed half way, or one of another kind: clean up what it left
+                _refuse_if_held(state, settings, state_file)
                 teardown(state)
                 state_file.remove()
             if settings.external:

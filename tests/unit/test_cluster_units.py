@@ -30,6 +30,7 @@ from mpsoa_lab.plumbing.cluster import (
     epmd_names,
 )
 from mpsoa_lab.plumbing.component import component_from_dict
+from mpsoa_lab.plumbing.node import LOOPBACK_DIST
 from mpsoa_lab.plumbing.settings import Settings
 from mpsoa_lab.running.cluster import start_cluster
 from mpsoa_lab.running.lab import Broker
@@ -170,7 +171,9 @@ def test_a_members_config_and_environment(tmp_path):
     conf = (tmp_path / "n1" / "rabbitmq.conf").read_text()
     assert "listeners.tcp.1 = 127.0.0.1:22003" in conf  # a lab node's own settings first
     assert conf.endswith(cluster_config("mpsoa-sync", NAMES, 1, node.extra))
-    assert node.env()["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] == f"-start_epmd false {ERL_ARGS}"
+    assert node.env()["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] == (
+        f"-start_epmd false {LOOPBACK_DIST} {ERL_ARGS}"
+    )
 
 
 def test_a_cluster_names_its_members_by_index_or_name_and_joins_their_urls(tmp_path):
