@@ -24,7 +24,9 @@ Environment variable            Meaning
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,8 @@ ROLES = ("sync", "async")
 #: The space of a process that did not ask for one of its own: vhost ``/``, storage in the home.
 DEFAULT_SPACE = "default"
 
+_SPACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
 #: The space :func:`mpsoa_lab.up` chose for this process (``MPSOA_SPACE`` overrides it).
 _process_space: str | None = None
 
@@ -68,18 +72,61 @@ def with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + (quote(vhost, safe="") if vhost != "/" else "/")))
 
 
-def env_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
-    """``env[name]`` as a number, ``default`` when unset; a clear SettingsError when it is not one."""
+def env_float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    unit: str = "seconds",
+    *,
+    least: float | None = None,
+    positive: bool = False,
+) -> float:
+    """``env[name]`` as a finite number, ``default`` when unset; a clear SettingsError when it is
+    not one, or is below ``least``, or is not above 0 with ``positive``."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        problem = "is not a number of " + unit
+    elif positive and value <= 0:
+        problem = f"must be more than 0 {unit}"
+    elif least is not None and value < least:
+        problem = f"must be at least {least:g} {unit}"
+    else:
+        return value
+    raise SettingsError(
+        f"{name}={raw!r} {problem}; set it to a number such as {default:g}, or unset it for the "
+        "default"
+    )
+
+
+def _checked_home(raw: str) -> Path:
+    """The lab home: a folder, or a path where one can be made (checked when the lab starts)."""
+    home = Path(raw).expanduser().resolve()
+    for path in (home, *home.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SettingsError(
+                    f"MPSOA_LAB_HOME={raw!r}: {path} is a file, not a folder; point "
+                    "MPSOA_LAB_HOME at a folder (it is made if missing), or unset it for "
+                    "~/.cache/mpsoa-lab"
+                )
+            break
+    return home
+
+
+def _checked_space(raw: str) -> str:
+    """A space name: its vhost on each node and a folder under the home."""
+    if not _SPACE_NAME.fullmatch(raw):
         raise SettingsError(
-            f"{name}={raw!r} is not a number of {unit}; set it to a number "
-            f"such as {default:g}, or unset it for the default"
-        ) from None
+            f"MPSOA_SPACE={raw!r} is not a space name: use letters, digits, '_', '-' and '.' "
+            "(at most 100, not starting with '.' or '-'), e.g. 'default' or 'nb-1'"
+        )
+    return raw
 
 
 def redact_url(url: str) -> str:
@@ -180,16 +227,16 @@ def load(env: dict[str, str] | None = None) -> Settings:
         env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mpsoa-lab"
     )
     return Settings(
-        home=Path(home).expanduser().resolve(),
+        home=_checked_home(home),
         sync_broker_url=sync_url,
         async_broker_url=async_url,
         sync_management_url=env.get("MPSOA_SYNC_MANAGEMENT_URL") or None,
         async_management_url=env.get("MPSOA_ASYNC_MANAGEMENT_URL") or None,
         rabbitmq_server=env.get("MPSOA_RABBITMQ_SERVER") or None,
-        start_timeout=env_float(env, "MPSOA_START_TIMEOUT", 90.0),
-        connect_timeout=env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0),
-        grace=env_float(env, "MPSOA_LAB_GRACE", 5.0),
-        space=(
+        start_timeout=env_float(env, "MPSOA_START_TIMEOUT", 90.0, positive=True),
+        connect_timeout=env_float(env, "MPSOA_CONNECT_TIMEOUT", 5.0, positive=True),
+        grace=env_float(env, "MPSOA_LAB_GRACE", 5.0, least=0),
+        space=_checked_space(
             env.get("MPSOA_SPACE") or (_process_space if from_process else None) or DEFAULT_SPACE
         ),
         env=env,

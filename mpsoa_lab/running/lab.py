@@ -29,7 +29,7 @@ from typing import Any
 
 from ..plumbing import settings as settings_mod
 from ..plumbing.component import Component, component_from_dict, stop_components
-from ..plumbing.errors import BrokerUnreachable, LabInUse, NeedsLabNode
+from ..plumbing.errors import BrokerUnreachable, LabInUse, NeedsLabNode, SettingsError
 from ..plumbing.install import find_rabbitmq_server
 from ..plumbing.node import Epmd, RabbitMQNode
 from ..plumbing.processes import MANAGED_MARK, ManagedProcess
@@ -562,6 +562,20 @@ def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
     return not state.get("external") and _epmd_alive(state)
 
 
+def _make_home(home: Path) -> None:
+    """The lab home, made if missing, or one clear line saying why it cannot be used."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not os.access(home, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise SettingsError(
+            f"MPSOA_LAB_HOME={home}: the lab cannot keep its files there "
+            f"({exc.strerror or exc}); point MPSOA_LAB_HOME at a folder you can write, or unset "
+            "it for ~/.cache/mpsoa-lab"
+        ) from None
+
+
 def _refuse_if_held(state: dict[str, Any], settings: Settings, state_file: StateFile) -> None:
     """Raise :class:`LabInUse` if other processes hold the lab this process cannot use: a lab
     in use is never torn down by another process (only ``down`` and its holders' exit stop it)."""
@@ -623,6 +637,7 @@ def up(
         for role in ROLES:
             check_broker(settings.broker_url(role), settings.connect_timeout)
 
+    _make_home(settings.home)
     state_file = StateFile(settings.home)
     with state_file.lock():
         state = state_file.read()

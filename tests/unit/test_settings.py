@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from mpsoa_lab import RabbitMQNotInstalled
+from mpsoa_lab import RabbitMQNotInstalled, SettingsError
 from mpsoa_lab.plumbing import install as install_mod
 from mpsoa_lab.plumbing.node import free_port
 from mpsoa_lab.plumbing.settings import load, management_url_for, redact_url, strip_credentials
+from mpsoa_lab.running.lab import _make_home
 
 
 def test_defaults_start_own_nodes(tmp_path):
@@ -126,3 +129,39 @@ def test_cli_says_what_setting_is_wrong_in_one_line(tmp_path, env, says, command
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and lines[0].startswith("mpsoa-lab: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MPSOA_LAB_GRACE", "-1", "must be at least 0 seconds"),
+        ("MPSOA_LAB_GRACE", "nan", "is not a number of seconds"),
+        ("MPSOA_START_TIMEOUT", "0", "must be more than 0 seconds"),
+        ("MPSOA_START_TIMEOUT", "inf", "is not a number of seconds"),
+        ("MPSOA_CONNECT_TIMEOUT", "-5", "must be more than 0 seconds"),
+        ("MPSOA_CONNECT_TIMEOUT", "soon", "is not a number of seconds"),
+        ("MPSOA_SPACE", "../elsewhere", "is not a space name"),
+        ("MPSOA_SPACE", "nb 1", "is not a space name"),
+    ],
+)
+def test_a_bad_setting_gets_one_line_naming_it_and_a_value_that_works(tmp_path, name, value, says):
+    with pytest.raises(SettingsError) as info:
+        load({"MPSOA_LAB_HOME": str(tmp_path), name: value})
+    message = str(info.value)
+    assert f"{name}={value!r}" in message and says in message and "\n" not in message
+    assert "such as" in message or "e.g." in message  # a value that works
+
+
+def test_a_lab_home_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for home in (afile, afile / "below"):
+        with pytest.raises(SettingsError, match="is a file, not a folder"):
+            load({"MPSOA_LAB_HOME": str(home)})
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    settings = load({"MPSOA_LAB_HOME": str(locked / "home")})
+    if os.geteuid() == 0:  # root writes anywhere: a read-only folder stops nobody
+        return
+    with pytest.raises(SettingsError, match="cannot keep its files there"):
+        _make_home(settings.home)
