@@ -3,9 +3,10 @@
 #   make test   set everything up, then run unit tests, integration tests and every notebook (nbval)
 # Both are idempotent and quick when nothing is missing. Also: make quick (unit tests, the
 # component life cycle and the three short notebooks: a minute or two, for everyday loops),
-# make bench (Celery against raw kombu, a couple of minutes), make unit / integration /
-# notebooks, make status / down, make lint (ruff and the layer contract; also part of the unit
-# tests) and make format (ruff format and ruff's safe fixes).
+# make bench (Celery against raw kombu, a couple of minutes), make notebook NB=04 (one
+# notebook, as make test runs it), make unit / integration / notebooks, make status / down,
+# make lint (ruff and the layer contract; also part of the unit tests) and make format (ruff
+# format and ruff's safe fixes).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test quick setup rabbitmq haproxy unit integration notebooks status down clean lint format test-rabbitmq4
+.PHONY: lab test quick setup rabbitmq haproxy unit integration notebook notebooks status down clean lint format test-rabbitmq4
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
@@ -53,6 +54,13 @@ quick: $(STAMP) rabbitmq
 	$(BIN)/python -m pytest tests/unit tests/integration/test_components.py \
 		notebooks/01_architecture.ipynb notebooks/02_exchanges_queues_bindings.ipynb \
 		notebooks/03_router_and_config.ipynb --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# make notebook NB=04   one notebook under nbval, as make test runs it
+notebook: $(STAMP) rabbitmq
+	@test -n "$(NB)" || { echo "make notebook: say which, e.g. make notebook NB=04 (the numbers: ls notebooks/*.ipynb)" >&2; exit 2; }
+	@set -- notebooks/$(NB)_*.ipynb; test -e "$$1" || { echo "make notebook: no notebook numbered '$(NB)' in notebooks/ (ls notebooks/*.ipynb)" >&2; exit 2; }; \
+	echo $(BIN)/python -m pytest "$$@" --nbval-lax --nbval-current-env $(PYTEST_ARGS); \
+	$(BIN)/python -m pytest "$$@" --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,12 +1,5 @@
-"""``python -m mpsoa_lab``: bring the lab up or down from a terminal.
-
-python -m mpsoa_lab up        start (or attach to) the lab and keep it up until Ctrl-C
-python -m mpsoa_lab status    what runs where
-python -m mpsoa_lab env       the broker URLs as shell exports
-python -m mpsoa_lab down      stop everything the lab started
-python -m mpsoa_lab run -- CMD...   hold the lab while CMD runs (``make lab`` runs JupyterLab so)
-python -m mpsoa_lab edge      the HTTP edge and a worker per service queue, until Ctrl-C
-"""
+"""python -m mpsoa_lab: the lab from a terminal (each command's line is :data:`COMMANDS`, the
+same text as the README's and as ``--help``)."""
 
 from __future__ import annotations
 
@@ -20,9 +13,21 @@ from .plumbing import settings as settings_mod
 from .plumbing.errors import LabError
 from .plumbing.settings import redact_url, with_vhost
 from .plumbing.state import StateFile, space_brokers
+from .running import lifecycle
 from .running.lab import Lab, up
+from .running.lifecycle import Command, Step
 
-__all__ = ["main"]
+__all__ = ["main", "COMMANDS"]
+
+#: Each command and what it does, in one line: the text of ``--help`` and of the README's list.
+COMMANDS = {
+    "up": "start the lab (or attach to the running one) and hold it until Ctrl-C",
+    "status": "what runs where: brokers, management UIs, holders, spaces, processes (only reads)",
+    "env": "the running lab's broker and management URLs as shell exports (only reads)",
+    "down": "stop everything the lab started, now, whoever holds it",
+    "run": "hold the lab while a command runs: run -- CMD (make lab runs JupyterLab so)",
+    "edge": "the HTTP edge and a worker per service queue on the lab, until Ctrl-C",
+}
 
 
 def _print_lab(lab) -> None:
@@ -39,17 +44,17 @@ def _print_lab(lab) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mpsoa_lab",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The mpsoa-lab from a terminal: RabbitMQ nodes of its own (or brokers "
+        "given by MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL), under MPSOA_LAB_HOME "
+        "(default ~/.cache/mpsoa-lab).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start or attach, and hold until Ctrl-C")
-    sub.add_parser("status", help="what runs where")
-    sub.add_parser("env", help="print the broker URLs as shell exports")
-    sub.add_parser("down", help="stop everything the lab started")
-    run = sub.add_parser("run", help="hold the lab while a command runs")
-    run.add_argument("cmd", nargs=argparse.REMAINDER)
-    edge = sub.add_parser("edge", help="start the HTTP edge and the services, until Ctrl-C")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = {
+        name: sub.add_parser(name, help=line, description=line[0].upper() + line[1:] + ".")
+        for name, line in COMMANDS.items()
+    }
+    commands["run"].add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    edge = commands["edge"]
     edge.add_argument(
         "--wait",
         choices=("shared", "threadpool", "event-loop"),
@@ -75,13 +80,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "env":
         return _env(settings)
     if args.command == "down":
-        state = StateFile(settings.home).read()
-        if not state:
+        state_file = StateFile(settings.home)
+        state = state_file.read()
+        if lifecycle.step(Command.DOWN, lifecycle.find(state, settings, state_file)) is Step.STOP:
+            assert state is not None  # the lab found, whatever its kind: never started or healed
+            Lab(settings, state, started_here=False).down()
+            print("Lab stopped.")
+        else:
             print(f"No lab is running under {settings.home}.")
-            return 0
-        # The lab found, whatever its kind: down never starts or heals one on the way.
-        Lab(settings, state, started_here=False).down()
-        print("Lab stopped.")
         return 0
     _signals_interrupt()
     lab = up(settings)
@@ -140,11 +146,13 @@ def _die_with_parent() -> None:
 
 def _status(settings) -> int:
     """What runs where, read from the state file: never starts, stops or replaces anything."""
-    state = StateFile(settings.home).read()
+    state_file = StateFile(settings.home)
+    state = state_file.read()
+    found = lifecycle.find(state, settings, state_file, prune=False)
     if settings.external:
         urls = ", ".join(redact_url(settings.broker_url(role)) for role in ("sync", "async"))
         print(f"The environment gives brokers by URL ({urls}).")
-    if not state:
+    if lifecycle.step(Command.STATUS, found) is Step.SAY_NONE or not state:
         print(f"No lab is running under {settings.home}. Start one that stays up with")
         print("  python -m mpsoa_lab up     (in a terminal of its own), or make lab")
         return 1
@@ -157,7 +165,7 @@ def _status(settings) -> int:
     lab = Lab(settings, state, started_here=False)
     _print_lab(lab)
     if not lab.external:
-        print(f"holders: {StateFile(settings.home).live_holders()}")
+        print(f"holders: {state_file.live_holders(prune=False) or 'none (it is reaped soon)'}")
     spaces = state.get("spaces", {})
     listed = ", ".join(f"{name} (pid {space['owner']})" for name, space in spaces.items())
     print(f"spaces: {listed or 'default only'}")
@@ -171,12 +179,15 @@ def _status(settings) -> int:
 
 def _env(settings) -> int:
     """The running lab's URLs as shell exports, for clients outside the lab (a worker started by
-    hand, a script): read from the state file, refused when no lab is up."""
-    state = StateFile(settings.home).read()
-    if not state:
+    hand, a script): read from the state file, refused when no lab is up or nobody holds it
+    (a lab nobody holds is reaped within seconds)."""
+    state_file = StateFile(settings.home)
+    state = state_file.read()
+    found = lifecycle.find(state, settings, state_file, prune=False)
+    if lifecycle.step(Command.ENV, found) is Step.SAY_NONE or not state:
         print(
-            f"mpsoa-lab: no lab is running under {settings.home}: start one that stays up with "
-            "`python -m mpsoa_lab up` in a terminal of its own (or `make lab`), then run env again.",
+            f"mpsoa-lab: no lab that stays up is running under {settings.home}: start one with "
+            "python -m mpsoa_lab up in a terminal of its own (or make lab), then run env again.",
             file=sys.stderr,
         )
         return 1

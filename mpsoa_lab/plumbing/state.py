@@ -64,8 +64,9 @@ class StateFile:
     def remove_holder(self, pid: int) -> None:
         (self.holders / str(pid)).unlink(missing_ok=True)
 
-    def live_holders(self) -> list[int]:
-        """Holders still running; files of dead ones are removed on the way."""
+    def live_holders(self, prune: bool = True) -> list[int]:
+        """Holders still running; files of dead ones are removed on the way unless ``prune`` is
+        False (a command that only reads)."""
         alive = []
         if not self.holders.exists():
             return alive
@@ -73,11 +74,12 @@ class StateFile:
             try:
                 pid, created = int(entry.name), float(entry.read_text() or 0)
             except (ValueError, OSError):
-                entry.unlink(missing_ok=True)
+                if prune:
+                    entry.unlink(missing_ok=True)
                 continue
             if ManagedProcess("holder", pid, created).is_running():
                 alive.append(pid)
-            else:
+            elif prune:
                 entry.unlink(missing_ok=True)
         return alive
 

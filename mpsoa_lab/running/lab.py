@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..plumbing import settings as settings_mod
 from ..plumbing.component import Component, component_from_dict, stop_components
@@ -42,11 +42,11 @@ from ..plumbing.settings import (
     with_vhost,
 )
 from ..plumbing.state import StateFile, running_lab_urls, space_brokers, space_nodes
+from . import lifecycle
+from .lifecycle import STATE_VERSION, Command, Step, external_brokers
 from .spaces import close_spaces, open_own_nodes, open_space
 
 __all__ = ["Broker", "Lab", "up", "check_broker", "running_lab_urls", "teardown", "close_spaces"]
-
-STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -526,40 +526,16 @@ def _heal(settings: Settings, state: dict[str, Any], state_file: StateFile) -> d
     return state
 
 
-def _epmd_alive(state: dict[str, Any]) -> bool:
-    return any(
-        data.get("type") == "epmd" and component_from_dict(data).is_running()
-        for data in state.get("components", {}).values()
-    )
-
-
 def _external_state(settings: Settings) -> dict[str, Any]:
     return {
         "version": STATE_VERSION,
         "id": secrets.token_hex(3),
         "external": True,
-        "brokers": {
-            role: {
-                "url": settings.broker_url(role),
-                "management_url": settings.management_url(role),
-            }
-            for role in ROLES
-        },
+        "brokers": external_brokers(settings),
         "nodes": {},
         "components": {},
         "spaces": {},
     }
-
-
-def _usable(state: dict[str, Any] | None, settings: Settings) -> bool:
-    """Whether a lab found in the state file can be attached to with these settings."""
-    if not state or state.get("version") != STATE_VERSION or not state.get("brokers"):
-        return False
-    if settings.external:
-        return (
-            bool(state.get("external")) and state["brokers"] == _external_state(settings)["brokers"]
-        )
-    return not state.get("external") and _epmd_alive(state)
 
 
 def _make_home(home: Path) -> None:
@@ -576,12 +552,11 @@ def _make_home(home: Path) -> None:
         ) from None
 
 
-def _refuse_if_held(state: dict[str, Any], settings: Settings, state_file: StateFile) -> None:
-    """Raise :class:`LabInUse` if other processes hold the lab this process cannot use: a lab
-    in use is never torn down by another process (only ``down`` and its holders' exit stop it)."""
+def _refuse(state: dict[str, Any], settings: Settings, state_file: StateFile) -> NoReturn:
+    """:class:`LabInUse` for a lab that other processes hold and this process cannot use: a
+    lab in use is never torn down by another process (only ``down`` and its holders' exit
+    stop it)."""
     holders = [pid for pid in state_file.live_holders() if pid != os.getpid()]
-    if not holders:
-        return  # nobody holds it: what is left of a lab that crashed
     running = "brokers given by URL" if state.get("external") else "RabbitMQ nodes of its own"
     if settings.external:
         asked = "brokers given by URL (MPSOA_SYNC_BROKER_URL and MPSOA_ASYNC_BROKER_URL are set)"
@@ -641,25 +616,30 @@ def up(
     state_file = StateFile(settings.home)
     with state_file.lock():
         state = state_file.read()
-        started_here = False
-        if _usable(state, settings):
+        found = lifecycle.find(state, settings, state_file)
+        action = lifecycle.step(Command.UP, found)
+        if action is Step.REFUSE:
+            assert state is not None
+            _refuse(state, settings, state_file)
+        if action is Step.ATTACH:
+            assert state is not None
             state = _heal(settings, state, state_file)
-        else:
-            if state:  # a lab that crashed half way, or one of another kind: clean up what it left
-                _refuse_if_held(state, settings, state_file)
-                teardown(state)
-                state_file.remove()
+        if action is Step.CLEAR_AND_START:  # a lab that crashed half way, or an unheld other kind
+            assert state is not None
+            teardown(state)
+            state_file.remove()
+        if action in (Step.START, Step.CLEAR_AND_START):
             if settings.external:
                 state = _external_state(settings)
                 state["reaper"] = _spawn_reaper(settings.home, state["id"]).to_dict()
                 state_file.write(state)
             else:
                 state = _start(settings, state_file)
-            started_here = True
+        assert state is not None
         open_space(settings, state)
         if own_nodes:
             open_own_nodes(settings, state)
         if hold:
             state_file.add_holder(os.getpid())
         state_file.write(state)
-    return Lab(settings, state, started_here)
+    return Lab(settings, state, started_here=action is not Step.ATTACH)

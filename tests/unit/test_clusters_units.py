@@ -158,6 +158,37 @@ def test_a_run_counts_failed_calls_and_the_seconds_nothing_succeeded():
     assert summary["async send errors"] == 1 and summary["down s"] == 2.5
 
 
+def test_an_outage_that_lasts_to_the_end_of_the_run_is_cut_off():
+    from mpsoa_lab.experiments.clusters import runs_to_end
+
+    assert runs_to_end([1.0, 2.0], 0.0, 9.0)  # nothing after 2.0: still out at 9.0
+    assert not runs_to_end([1.0, 2.0, 6.0, 8.9], 0.0, 9.0)  # back at 6.0
+    assert runs_to_end([], 0.0, 3.0)  # never served after the start
+    assert not runs_to_end([1.0, 8.5], 0.0, 9.0)  # a last gap shorter than a second
+    run = _run()
+    assert run.cut_off == [] and run.summary()["cut off"] == "-"
+    run.calls = [c for c in run.calls if c.sent < 3]  # no sync answer after the kill
+    assert run.cut_off == ["sync"] and run.summary()["cut off"] == "sync"
+
+
+def test_the_single_copy_outcome_is_told_from_the_run():
+    from mpsoa_lab.experiments.clusters import single_copy_outcome
+
+    run = _run("2014")
+    run.alive = {"sync worker": False, "async worker": True}
+    run.worker_errors = {"sync worker": "Unrecoverable error: NotFound(404)", "async worker": ""}
+    run.recovered = {"async worker": True, "sync worker (a new caller)": False}
+    text = single_copy_outcome(run)
+    assert text.startswith("RabbitMQ 3.10.8: sync worker exited") and "NotFound(404)" in text
+    assert text.endswith("served again once the node was back: async worker.")
+    run.alive = {"sync worker": True, "async worker": True}
+    run.worker_errors, run.version = {}, (4, 0, 5)
+    run.recovered = {"async worker": True}
+    text = single_copy_outcome(run)
+    assert text.startswith("RabbitMQ 4.0.5: every worker stayed up")
+    assert "2 sync calls failed and 1 async publishes" in text and text.endswith("True.")
+
+
 def test_loss_table_has_a_row_per_configuration():
     table = loss_table([_run("2014"), _run("quorum")]).splitlines()
     assert len(table) == 3
@@ -196,4 +227,5 @@ def test_rejoin_table_shows_what_the_rejoined_node_holds():
         "yes",
         "node",
         "2",
+        "-",  # nothing refused
     ]

@@ -41,7 +41,7 @@ from .costs import CostRun, confirm_latency, cost
 from .ha_setting import HaSetting, ha_setting_2014
 from .load import Call
 from .node_loss_driver import node_loss
-from .node_loss_run import NodeLossRun, longest_gap
+from .node_loss_run import NodeLossRun, longest_gap, runs_to_end
 from .queues import (
     ASYNC_TASK,
     CONFIGS,
@@ -52,7 +52,7 @@ from .queues import (
     configs_for,
 )
 from .quorum import quorum_specifics
-from .reporting import cost_table, loss_table, plot_node_loss, rejoin_table
+from .reporting import cost_table, loss_table, plot_node_loss, rejoin_table, single_copy_outcome
 from .versions import MirroringUnavailable, check_mirroring, mirroring_note, server_version
 
 __all__ = [
@@ -78,6 +78,8 @@ __all__ = [
     "TransientReplyRPC",
     "TRANSIENT_REPLY_BACKEND",
     "longest_gap",
+    "runs_to_end",
+    "single_copy_outcome",
     "loss_table",
     "CostRun",
     "cost",

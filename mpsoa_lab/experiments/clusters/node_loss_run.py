@@ -17,7 +17,7 @@ from .clean_stop import Rejoin
 from .load import Call
 from .queues import ASYNC_TASK
 
-__all__ = ["longest_gap", "NodeLossRun"]
+__all__ = ["longest_gap", "runs_to_end", "NodeLossRun"]
 
 
 def longest_gap(times: Iterable[float], start: float, end: float) -> float:
@@ -28,6 +28,15 @@ def longest_gap(times: Iterable[float], start: float, end: float) -> float:
     inside = sorted(t for t in times if start <= t <= end)
     edges = [start, *inside, end]
     return max(b - a for a, b in zip(edges, edges[1:]))
+
+
+def runs_to_end(times: Iterable[float], start: float, end: float, least: float = 1.0) -> bool:
+    """Whether the longest stretch of ``[start, end]`` without ``times`` (of at least
+    ``least`` seconds) is the one that reaches ``end``: the stream had not come back when the
+    window closed, so its gap is a lower bound."""
+    inside = sorted(t for t in times if start <= t <= end)
+    final = end - (inside[-1] if inside else start)
+    return final >= least and final >= longest_gap(inside, start, end) - 1e-9
 
 
 @dataclass
@@ -93,6 +102,18 @@ class NodeLossRun:
         return longest_gap(self.finished(ASYNC_TASK), self.killed_at, self.ended_at)
 
     @property
+    def cut_off(self) -> list[str]:
+        """The streams (``sync``, ``async``) whose outage after the kill lasted to the end of
+        the run: their unavailable seconds are a lower bound, the service was not seen back."""
+        answered = [c.ended for c in self.calls if c.ok]
+        streams = {"sync": answered, "async": self.finished(ASYNC_TASK)}
+        return [
+            name
+            for name, times in streams.items()
+            if runs_to_end(times, self.killed_at, self.ended_at)
+        ]
+
+    @property
     def calls_failed(self) -> int:
         return sum(1 for c in self.calls if not c.ok)
 
@@ -111,4 +132,5 @@ class NodeLossRun:
             "sync unavailable s": round(self.sync_unavailable_s, 1),
             "async stopped s": round(self.async_stopped_s, 1),
             "down s": round(self.back_at - self.killed_at, 1),
+            "cut off": "+".join(self.cut_off) or "-",
         }

@@ -1,5 +1,5 @@
-"""The runs as tables and plots: :func:`loss_table`, :func:`rejoin_table`, :func:`cost_table`
-and :func:`plot_node_loss` (pure: no broker)."""
+"""The runs as tables and plots: :func:`loss_table`, :func:`rejoin_table`, :func:`cost_table`,
+:func:`plot_node_loss` and :func:`single_copy_outcome` (pure: no broker)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .costs import CostRun
 from .node_loss_run import NodeLossRun
 from .queues import ASYNC_TASK
 
-__all__ = ["loss_table", "rejoin_table", "cost_table", "plot_node_loss"]
+__all__ = ["loss_table", "rejoin_table", "cost_table", "plot_node_loss", "single_copy_outcome"]
 
 
 def loss_table(runs: Sequence[NodeLossRun]) -> str:
@@ -24,6 +24,30 @@ def loss_table(runs: Sequence[NodeLossRun]) -> str:
     lines = ["  ".join(f"{c:>{width[c]}}" for c in columns)]
     lines += ["  ".join(f"{r[c]!s:>{width[c]}}" for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+def single_copy_outcome(run: NodeLossRun) -> str:
+    """What the clients of a run did while the node holding the only copy of their queues was
+    down, in words built from the run's own records (the server's version decides it: 3.x
+    refuses a declaration of such a queue at once, 4.0 makes it wait for the node)."""
+    version = ".".join(map(str, run.version))
+    down = run.back_at - run.killed_at
+    gone = [w for w, alive in run.alive.items() if not alive or run.worker_errors.get(w)]
+    if gone:
+        first = next((e for e in run.worker_errors.values() if e), "no critical line logged")
+        served = [c for c, ok in run.recovered.items() if ok]
+        return (
+            f"RabbitMQ {version}: {' and '.join(gone)} exited (first critical line: "
+            f"{first[:100]!r}); served again once the node was back: "
+            f"{', '.join(served) or 'nobody'}."
+        )
+    return (
+        f"RabbitMQ {version}: every worker stayed up and logged no critical error; "
+        f"{run.calls_failed} sync calls failed and {len(run.send_errors)} async publishes "
+        f"raised while the node was down for {down:.1f} s; service stopped for "
+        f"{run.sync_unavailable_s:.1f} s (sync) and {run.async_stopped_s:.1f} s (async), "
+        f"and every client was served again: {all(run.recovered.values())}."
+    )
 
 
 def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:
@@ -50,7 +74,7 @@ def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
     leads it then and whether the rejoined node holds a full copy."""
     lines = [
         f"{'config':<10} {'before':>6} {'transient':>9} {'while down':>10} {'refused':>7} "
-        f"{'after':>5} {'copy on it':>10}  leader after"
+        f"{'after':>5} {'copy on it':>10}  leader after  first refusal"
     ]
     for run in runs:
         r = run.rejoin
@@ -60,6 +84,7 @@ def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
             f"{run.config:<10} {r.published_before:>6} {r.transient_before:>9} "
             f"{r.published_while_down:>10} {r.failed_while_down:>7} {r.in_queue_after:>5} "
             f"{'yes' if r.holds_copy else 'no':>10}  node {r.leader_after.split('@')[0][-1]}"
+            f"        {r.first_error[:60] or '-'}"
         )
     return "\n".join(lines)
 
@@ -74,7 +99,11 @@ def plot_node_loss(runs: Sequence[NodeLossRun], axes: Sequence[Any]) -> None:
                 label="async run/s")  # fmt: skip
         ax.axvline(0, color="grey", linestyle=":")
         ax.axvline(run.back_at - run.killed_at, color="green", linestyle="--")
-        ax.set_xlim(run.started_at - run.killed_at, run.ended_at - run.killed_at)
+        end = run.ended_at - run.killed_at
+        ax.set_xlim(run.started_at - run.killed_at, end)
+        if run.cut_off:  # an outage still on when the load stopped: its length is a lower bound
+            ax.text(end, ax.get_ylim()[1] * 0.5, f"no {' or '.join(run.cut_off)} service\n"
+                    "to the end of the run", ha="right", va="center", fontsize=8, color="red")  # fmt: skip
         ax.set_title(run.label, fontsize=10)
         ax.set(xlabel="seconds from the kill")
     axes[0].set(ylabel="per second")
