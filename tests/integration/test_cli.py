@@ -60,7 +60,10 @@ def test_status_and_env_with_no_lab_start_nothing(tmp_path):
     assert "python -m mpsoa_lab up" in status.stdout
     exports = _cli(env, "env")
     assert exports.returncode == 1 and exports.stdout == ""
-    assert "no lab that stays up is running" in exports.stderr and "python -m mpsoa_lab up" in exports.stderr
+    assert (
+        "no lab that stays up is running" in exports.stderr
+        and "python -m mpsoa_lab up" in exports.stderr
+    )
     assert managed_processes(tmp_path) == [] and not (tmp_path / "lab.json").exists()
 
 
