@@ -69,9 +69,25 @@ def render(results: dict[str, Any]) -> str:
             f"`declare` and retry (`celery_stripped`, not recommended) reached "
             f"{pub_ratios['celery_stripped/raw']:.2f}×; a connection per message (what "
             f"`broker_pool_limit = 0` does) {pub_ratios['celery_connection_per_message/raw']:.3f}×.",
+            *_lab_start_line(results.get("lab_start")),
             END,
         ]
     )
+
+
+def _lab_start_line(start: dict[str, Any] | None) -> list[str]:
+    """Part (d), when the run has it: ``up`` against its nodes by hand, with the verdict."""
+    if not start or "skipped" in start:
+        return []
+    verdict = "met" if start["met"] else "**missed**"
+    return [
+        "",
+        f"The lab's start in that run: `python -m mpsoa_lab up` took {start['up_median_s']:.2f} s "
+        f'to "The lab is up" against {start["nodes_median_s"]:.2f} s for the same two nodes '
+        f"started by hand (medians of {start['rounds']} rounds taken in turn), "
+        f"{start['ratio']:.2f}× (rounds: {', '.join(f'{r:.2f}' for r in start['ratios'])}); the "
+        f"target of {start['target']:.2f}× is {verdict}.",
+    ]
 
 
 def block_in(readme: str) -> str:

@@ -123,6 +123,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"{ct.get('stored', 0)} ledger rows"
     )
 
+    out += _lab_start(results.get("lab_start"))
     v, mach, w = cond["versions"], cond["machine"], cond["workers"]
     add("")
     add(
@@ -146,3 +147,22 @@ def format_report(results: dict[str, Any]) -> str:
         add("TARGET MISSED:")
         out += [f"  {note}" for note in results["missed"]]
     return "\n".join(out)
+
+
+def _lab_start(start: dict[str, Any] | None) -> list[str]:
+    """(d): ``python -m mpsoa_lab up`` against its two nodes started by hand, side by side."""
+    if not start:
+        return []
+    if "skipped" in start:
+        return ["", f"(d) the lab's start against its nodes' own boot: skipped, {start['skipped']}"]
+    verdict = "PASS" if start["met"] else "FAIL"
+    return [
+        "",
+        f"(d) the lab's start against its nodes' own boot, {start['rounds']} rounds in turn",
+        f"    python -m mpsoa_lab up, to 'The lab is up'        {start['up_median_s']:8.2f} s"
+        f"   rounds: {', '.join(f'{x:.2f}' for x in start['up_s'])}",
+        f"    the same two nodes by hand, to ready               {start['nodes_median_s']:8.2f} s"
+        f"   rounds: {', '.join(f'{x:.2f}' for x in start['nodes_by_hand_s'])}",
+        f"    target: up at most {start['target']:.2f}x the nodes' boot -> "
+        f"{start['ratio']:.2f}x (median of the rounds' ratios): {verdict}",
+    ]

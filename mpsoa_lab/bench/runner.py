@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .conditions import conditions, load_average, machine
 from .end_to_end import end_to_end
+from .lab_start import lab_start
 from .publish import publish_rates
 from .recommended import RECOMMENDED
 from .session import BenchSession
@@ -55,6 +56,7 @@ def run(
             publish = publish_rates(bench)
             e2e = end_to_end(bench)
             purged_at_start = bench.purged
+        start = lab_start(lab, counts.lab_start_rounds, log)
         conditions_machine["load_average_at_end"] = load_average()
         results: dict[str, Any] = {
             "sync_p50_ratio": _round(sync["ratios"]["celery_prefork/raw"]["p50_ms"]),
@@ -71,6 +73,7 @@ def run(
                 "sync": sync,
                 "async_publish": publish,
                 "end_to_end": e2e,
+                "lab_start": start,
                 "conditions": conditions(
                     lab, counts, e2e_pools, conditions_machine, purged_at_start
                 ),

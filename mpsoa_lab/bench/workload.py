@@ -61,6 +61,7 @@ class Counts:
     e2e_rounds: int
     e2e_tasks: int
     e2e_warmup: int
+    lab_start_rounds: int = 0  # up against the nodes by hand (about 15 s a round)
 
 
 FULL = Counts(
@@ -75,6 +76,7 @@ FULL = Counts(
     e2e_rounds=5,
     e2e_tasks=1000,
     e2e_warmup=100,
+    lab_start_rounds=3,
 )
 QUICK = Counts(
     sync_rounds=3,

@@ -124,3 +124,34 @@ def test_the_benchmark_leaves_nothing_behind(lab, quick_run):
         "SELECT COUNT(*) AS n FROM executions WHERE hostname LIKE 'bench-%'"
     )
     assert rows[0]["n"] == 0
+
+
+def test_a_quick_run_skips_the_lab_start_and_says_so(quick_run):
+    results, stdout = quick_run
+    assert "skipped" in results["lab_start"]
+    assert "(d) the lab's start against its nodes' own boot: skipped" in stdout
+
+
+def test_the_lab_start_is_measured_beside_its_nodes_and_leaves_nothing(lab):
+    import glob
+    import tempfile
+
+    import psutil
+
+    from mpsoa_lab.bench.lab_start import TARGET, lab_start
+
+    before = {c.key for c in lab.components()}
+    logged = []
+    start = lab_start(lab, 1, logged.append)
+    assert start["rounds"] == 1 and len(start["up_s"]) == len(start["nodes_by_hand_s"]) == 1
+    assert 0 < start["nodes_median_s"] and 0 < start["up_median_s"]
+    assert start["ratio"] == pytest.approx(start["up_s"][0] / start["nodes_by_hand_s"][0], 1e-2)
+    assert start["met"] == (start["ratio"] <= TARGET) and logged
+    assert {c.key for c in lab.components()} == before  # the nodes by hand were forgotten
+    hand = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any("mpsoa-hand" in part or "mpsoa-bench-" in part for part in p.info["cmdline"] or [])
+    ]
+    assert hand == []
+    assert glob.glob(f"{tempfile.gettempdir()}/mpsoa-bench-*") == []
