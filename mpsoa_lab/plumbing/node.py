@@ -233,10 +233,27 @@ class RabbitMQNode(Component):
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self, timeout: float = 90.0, wait: bool = True) -> RabbitMQNode:
-        """Start the node (keeping any data it already has) and wait until it accepts AMQP."""
+        """Start the node (keeping any data it already has) and wait until it accepts AMQP.
+
+        Refused while its epmd does not answer: Erlang would then start an ``epmd -daemon`` of
+        its own on that port, a process that no life cycle knows and that outlives the lab."""
         find_rabbitmq_server(self.server)  # a clear error before anything is written
+        if not self.is_running():
+            self._check_epmd()
         super().start(timeout, wait)
         return self
+
+    def _check_epmd(self) -> None:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.epmd_port), timeout=2).close()
+        except OSError:
+            raise NodeStartError(
+                f"RabbitMQ node {self.name}: its epmd (127.0.0.1:{self.epmd_port}) does not "
+                "answer, so the node is not started (Erlang would start a port mapper of its own "
+                "that nothing stops). Stop the lab (python -m mpsoa_lab down) and start it again."
+            ) from None
 
     def probe(self) -> None:
         """Ready: the node accepts an AMQP connection and its management API answers.

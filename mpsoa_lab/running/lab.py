@@ -32,7 +32,7 @@ from ..plumbing.component import Component, component_from_dict, stop_components
 from ..plumbing.errors import BrokerUnreachable, LabInUse, NeedsLabNode, SettingsError
 from ..plumbing.install import find_rabbitmq_server
 from ..plumbing.node import Epmd, RabbitMQNode
-from ..plumbing.processes import MANAGED_MARK, ManagedProcess
+from ..plumbing.processes import MANAGED_MARK, ManagedProcess, managed_processes
 from ..plumbing.settings import (
     DEFAULT_SPACE,
     ROLES,
@@ -95,13 +95,29 @@ def _components(state: dict[str, Any]) -> list[Component]:
     return [component_from_dict(data) for data in state.get("components", {}).values()]
 
 
-def teardown(state: dict[str, Any], timeout: float = 30.0) -> None:
+def teardown(state: dict[str, Any], timeout: float = 30.0, home: Path | None = None) -> None:
     """Stop every component a state file records: workers and apps, then nodes, then epmd.
 
     Each group is asked to stop at once and waited for together (a node takes seconds to
     shut down); whatever is still there at the deadline is killed; their ports are released.
+    With ``home``, every process still carrying the lab's mark after that is killed too (this
+    process aside): what a component started that no state file knows, such as the
+    ``epmd -daemon`` a RabbitMQ node starts on the lab's epmd port (``rabbit_epmd_monitor``,
+    every 60 s) when the lab's own epmd has died.
     """
     stop_components(_components(state), timeout)
+    if home is not None:
+        _sweep(home)
+
+
+def _sweep(home: Path) -> None:
+    import psutil
+
+    left = [p for p in managed_processes(home) if p.pid != os.getpid()]
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=5)
 
 
 def _in_kernel() -> bool:
@@ -270,7 +286,7 @@ class Lab:
             reaper = state.get("reaper")
             if reaper:
                 ManagedProcess.from_dict(reaper).terminate(5.0)
-            teardown(state)
+            teardown(state, home=self.home)
             self._state_file.remove()
             shutil.rmtree(self._state_file.holders, ignore_errors=True)
 
@@ -354,9 +370,17 @@ class Lab:
         node = self.node(role, verb)
         with self.exclusive(f"{verb}s the {role} broker"):
             self.refresh()
+            self._heal_epmd()
             act(node)
             self.save()
         return node
+
+    def _heal_epmd(self) -> None:
+        """Start the lab's epmd again, on its port, if it died: its nodes need it to start."""
+        for epmd in self.components("epmd"):
+            if not epmd.is_running():
+                epmd.start()
+                self.record(epmd)
 
     def restart_node(self, role: str) -> RabbitMQNode:
         """Graceful stop and start of one broker's node (data kept), recorded for every holder."""
@@ -626,7 +650,7 @@ def up(
             state = _heal(settings, state, state_file)
         if action is Step.CLEAR_AND_START:  # a lab that crashed half way, or an unheld other kind
             assert state is not None
-            teardown(state)
+            teardown(state, home=settings.home)
             state_file.remove()
         if action in (Step.START, Step.CLEAR_AND_START):
             if settings.external:

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.ctime()}: no holder left for {grace:.0f} s; stopping lab {lab_id}",
                 flush=True,
             )
-            teardown(state)
+            teardown(state, home=Path(home))
             state_file.remove()
             return 0
 

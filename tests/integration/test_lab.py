@@ -220,6 +220,31 @@ def test_down_stops_everything_at_once(tmp_path):
     assert not (tmp_path / "lab.json").exists()
 
 
+def test_a_node_never_starts_an_epmd_that_nothing_stops(tmp_path):
+    """The lab's epmd killed: a node started on its port is refused with one clear line (Erlang
+    would start an ``epmd -daemon`` of its own), and the lab starts its epmd again, on the same
+    port and on its life cycle, before it restarts a node. Whatever RabbitMQ started meanwhile
+    (its epmd monitor starts an ``epmd -daemon`` when it finds none) is gone after ``down``."""
+    from mpsoa_lab.plumbing.errors import NodeStartError
+
+    lab = mpsoa_lab.up(load({**os.environ, "MPSOA_LAB_HOME": str(tmp_path)}))
+    try:
+        (epmd,) = lab.components("epmd")
+        lab.stop_node("async")
+        epmd.kill()
+        node = lab.node("async")
+        with pytest.raises(NodeStartError, match=f"its epmd \\(127.0.0.1:{epmd.port}\\) does not"):
+            node.start()
+        lab.start_node("async")  # the lab heals its epmd first
+        (healed,) = lab.components("epmd")
+        assert healed.is_running() and healed.port == epmd.port
+        with Connection(lab.async_.url) as conn:
+            conn.connect()
+    finally:
+        lab.down()
+    assert wait_until(lambda: processes_of(tmp_path) == [], 10)
+
+
 def test_two_lab_nodes_form_a_cluster(tmp_path):
     """Nodes that share the lab's epmd and cookie can be clustered (later notebooks need it)."""
     import requests
