@@ -91,6 +91,14 @@ def check_broker(url: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` as a reader can paste it: under the user's home as ``~/...``."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def _components(state: dict[str, Any]) -> list[Component]:
     return [component_from_dict(data) for data in state.get("components", {}).values()]
 
@@ -223,11 +231,7 @@ class Lab:
                     "vhost": broker.vhost or "(the URL's)",
                     "management UI": strip_credentials(mgmt) if mgmt else "-",
                     "node": node.nodename if node else "(not started by the lab)",
-                    "data and logs": (
-                        "$MPSOA_LAB_HOME/" + str(node.base_dir.relative_to(self.home))
-                    )
-                    if node
-                    else "-",
+                    "data and logs": _shown_path(node.base_dir) if node else "-",
                 }
             )
         return rows

@@ -118,8 +118,8 @@ def test_a_newcomer_s_terminals_leave_nothing_and_stop_no_lab_in_use(tmp_path):
     assert _gone(tmp_path) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_up_stops_the_lab_on_sigterm_and_sighup(tmp_path, sig):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_up_stops_the_lab_on_sigterm_sighup_and_sigint(tmp_path, sig):
     holder = _up(_env(tmp_path))
     try:
         holder.send_signal(sig)
@@ -156,3 +156,70 @@ def test_run_stops_its_command_and_the_lab_on_every_signal(tmp_path, sig):
         run.kill()
         run.wait()
     assert _gone(tmp_path, 40) == []
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int]]:
+    return [
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path):
+    edge = subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab", "edge", "--no-workers"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [edge.stdout.readline() for _ in range(12)]
+        assert any("The edge answers on http://127.0.0.1:" in line for line in lines), lines
+        pids = {p.pid for p in managed_processes(tmp_path)}
+        listening = _listening(pids)
+        assert len(listening) >= 8  # the nodes' and epmd's, and the edge's
+        assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
+        edge.send_signal(signal.SIGTERM)
+        out = edge.communicate(timeout=60)[0]
+    finally:
+        edge.kill()
+        edge.wait()
+    assert edge.returncode == 0 and "Lab stopped." in out
+    assert _gone(tmp_path) == [] and _listening(pids) == []
+
+
+def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
+    """The README's command as a newcomer runs it, stopped as a closed session would stop it:
+    JupyterLab (on loopback) and the lab are gone, and nothing listens any more."""
+    from mpsoa_lab.plumbing.node import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    args = f"--allow-root --no-browser --ServerApp.port={port} --ServerApp.port_retries=0"
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "-C", str(repo), "lab", f"JUPYTER_ARGS={args}"],
+        env=_env(tmp_path, MPSOA_LAB_GRACE="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, seen = time.monotonic() + 120, []
+        while time.monotonic() < deadline and f":{port}/lab" not in "".join(seen):
+            seen.append(make.stdout.readline())
+        assert f":{port}/lab" in "".join(seen), "".join(seen)
+        tree = {p.pid for p in psutil.Process(make.pid).children(recursive=True)}
+        lab_and_jupyter = tree | {p.pid for p in managed_processes(tmp_path)}
+        listening = _listening(lab_and_jupyter)
+        assert port in {p for _, p in listening}
+        assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
+        make.send_signal(signal.SIGTERM)
+        out = make.communicate(timeout=90)[0]
+    finally:
+        make.kill()
+        make.wait()
+    assert "Lab stopped." in out, out[-2000:]
+    assert _gone(tmp_path, 40) == []
+    assert [p for p in lab_and_jupyter if psutil.pid_exists(p)] == []
+    assert _listening(lab_and_jupyter) == []
