@@ -5,6 +5,7 @@ Each test runs ``python -m mpsoa_lab`` in a lab home of its own, next to the ses
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -41,9 +42,20 @@ def _gone(home: Path, timeout: float = 30) -> list[str]:
     return [" ".join(p.cmdline())[:100] for p in managed_processes(home)]
 
 
+def _as_at_a_terminal() -> None:
+    """In a child, before it executes: Ctrl-C's signal as a terminal gives it. A background job
+    of a shell without job control inherits SIGINT ignored (a CI runner may be one), and Python
+    then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _up(env: dict[str, str]) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-m", "mpsoa_lab", "up"], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mpsoa_lab", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     assert holder.stdout.readline().strip() == "The lab is up."
     return holder
@@ -176,8 +188,8 @@ def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path)
     try:
         lines = [edge.stdout.readline() for _ in range(12)]
         assert any("The edge answers on http://127.0.0.1:" in line for line in lines), lines
-        pids = {p.pid for p in managed_processes(tmp_path)}
-        listening = _listening(pids)
+        procs = managed_processes(tmp_path)
+        listening = _listening({p.pid for p in procs})
         assert len(listening) >= 8  # the nodes' and epmd's, and the edge's
         assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
         edge.send_signal(signal.SIGTERM)
@@ -186,7 +198,7 @@ def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path)
         edge.kill()
         edge.wait()
     assert edge.returncode == 0 and "Lab stopped." in out
-    assert _gone(tmp_path) == [] and _listening(pids) == []
+    assert _gone(tmp_path) == [] and _left(procs) == []
 
 
 def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
@@ -209,8 +221,9 @@ def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
         while time.monotonic() < deadline and f":{port}/lab" not in "".join(seen):
             seen.append(make.stdout.readline())
         assert f":{port}/lab" in "".join(seen), "".join(seen)
-        tree = {p.pid for p in psutil.Process(make.pid).children(recursive=True)}
-        lab_and_jupyter = tree | {p.pid for p in managed_processes(tmp_path)}
+        # Processes, not pids: pids wrap around at 32768 here, and the suite spawns many.
+        procs = psutil.Process(make.pid).children(recursive=True) + managed_processes(tmp_path)
+        lab_and_jupyter = {p.pid for p in procs}
         listening = _listening(lab_and_jupyter)
         assert port in {p for _, p in listening}
         assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
@@ -221,5 +234,16 @@ def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
         make.wait()
     assert "Lab stopped." in out, out[-2000:]
     assert _gone(tmp_path, 40) == []
-    assert [p for p in lab_and_jupyter if psutil.pid_exists(p)] == []
-    assert _listening(lab_and_jupyter) == []
+    assert _left(procs) == []
+    assert _listening({p.pid for p in procs if p.is_running()}) == []
+
+
+def _left(procs: list[psutil.Process]) -> list[str]:
+    """Which of ``procs`` still run (the same processes: ``is_running`` checks their start time,
+    so a reused pid is not taken for them; zombies aside), with their command lines."""
+    left = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]} (parent {proc.ppid()})")
+    return left
