@@ -143,7 +143,7 @@ def test_up_stops_the_lab_on_sigterm_sighup_and_sigint(tmp_path, sig):
     assert _gone(tmp_path) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL])
 def test_run_stops_its_command_and_the_lab_on_every_signal(tmp_path, sig):
     env = _env(tmp_path, MPSOA_LAB_GRACE="1")
     command = [sys.executable, "-c", "import time; print('child up', flush=True); time.sleep(300)"]
@@ -152,6 +152,7 @@ def test_run_stops_its_command_and_the_lab_on_every_signal(tmp_path, sig):
         env=env,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         lines = []
@@ -178,12 +179,14 @@ def _listening(pids: set[int]) -> list[tuple[str, int]]:
     ]
 
 
-def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_edge_stops_what_it_started_on_every_signal_and_listens_on_loopback(tmp_path, sig):
     edge = subprocess.Popen(
         [sys.executable, "-m", "mpsoa_lab", "edge", "--no-workers"],
         env=_env(tmp_path),
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         lines = [edge.stdout.readline() for _ in range(12)]
@@ -192,7 +195,7 @@ def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path)
         listening = _listening({p.pid for p in procs})
         assert len(listening) >= 8  # the nodes' and epmd's, and the edge's
         assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
-        edge.send_signal(signal.SIGTERM)
+        edge.send_signal(sig)
         out = edge.communicate(timeout=60)[0]
     finally:
         edge.kill()
@@ -201,9 +204,12 @@ def test_edge_stops_what_it_started_on_sigterm_and_listens_on_loopback(tmp_path)
     assert _gone(tmp_path) == [] and _left(procs) == []
 
 
-def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
-    """The README's command as a newcomer runs it, stopped as a closed session would stop it:
-    JupyterLab (on loopback) and the lab are gone, and nothing listens any more."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_make_lab_stops_jupyterlab_and_the_lab_on_every_signal(tmp_path, sig):
+    """The README's command as a newcomer runs it, then stopped: SIGTERM to make (``kill``), and
+    SIGINT and SIGHUP to its whole process group, as a terminal sends Ctrl-C and a hang-up to
+    the job in its foreground. JupyterLab (on loopback) and the lab are gone, and nothing
+    listens any more."""
     from mpsoa_lab.plumbing.node import free_port
 
     repo = Path(__file__).resolve().parents[2]
@@ -215,6 +221,9 @@ def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        stdin=subprocess.DEVNULL,  # JupyterLab asks before it stops on Ctrl-C at a terminal
+        start_new_session=True,  # a process group of its own, as a terminal's job
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         deadline, seen = time.monotonic() + 120, []
@@ -227,7 +236,10 @@ def test_make_lab_stops_jupyterlab_and_the_lab_on_sigterm(tmp_path):
         listening = _listening(lab_and_jupyter)
         assert port in {p for _, p in listening}
         assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
-        make.send_signal(signal.SIGTERM)
+        if sig == signal.SIGTERM:
+            make.send_signal(sig)
+        else:
+            os.killpg(make.pid, sig)
         out = make.communicate(timeout=90)[0]
     finally:
         make.kill()
