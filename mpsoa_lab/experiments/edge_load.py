@@ -6,7 +6,10 @@
 * :func:`summary`: one row per run: offered and answered per second, p50/p99, the statuses;
 * :func:`amqp_connections`: the connections a process holds to a broker, read from the
   process's own sockets (immediate, unlike the management API's statistics);
-* :class:`CpuMeter`: the CPU seconds each named process (and its children) used meanwhile;
+* :class:`CpuMeter` (from :mod:`mpsoa_lab.observe.cpu`): the CPU seconds each named process
+  used meanwhile, with its children that are not named themselves (each process counted once);
+* :func:`plot_answered`: a latency ECDF that draws answered requests only and says how many
+  failed or were given up;
 * :func:`closed_loop`: ``n`` callers in threads, each making calls back to back, for the
   edge against a direct Celery caller at the same concurrency;
 * :func:`run_wait`: one way of waiting (an edge started with ``wait=...``) under an open loop,
@@ -28,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..observe.cpu import CpuMeter
 from ..observe.latency import ecdf, max_overlap, percentile
 
 __all__ = [
@@ -41,12 +45,14 @@ __all__ = [
     "summary",
     "amqp_connections",
     "tcp_connections",
-    "CpuMeter",
     "closed_loop",
     "run_in_own_loop",
     "broker_pid",
     "closed_port_url",
     "ecdf_ms",
+    "plot_answered",
+    "log_ms_axis",
+    "answered",
     "format_waits",
 ]
 
@@ -161,6 +167,40 @@ def ecdf_ms(requests: Sequence[Request]) -> tuple[list[float], list[float]]:
     return ecdf(r.latency * 1e3 for r in requests)
 
 
+def answered(request: Request) -> bool:
+    """Whether a request got a successful answer (2xx): anything else failed or was given up."""
+    return 200 <= request.status < 300
+
+
+def plot_answered(ax: Any, requests: Sequence[Request], label: str, **style: Any) -> None:
+    """The latency ECDF of ``requests`` on ``ax``, drawn from the answered ones only, each
+    rising by 1 / *all* requests: a side where some failed or were given up stops below 1.0,
+    and its legend entry says how many (a failure is never drawn as a latency)."""
+    ok = sorted(r.latency * 1e3 for r in requests if answered(r))
+    failed = len(requests) - len(ok)
+    if failed:
+        label = f"{label}: {failed} of {len(requests)} failed or given up, not drawn"
+    if not ok:
+        ax.plot([], [], label=f"{label} (none answered)", **style)
+        return
+    ys = [(i + 1) / len(requests) for i in range(len(ok))]
+    (line,) = ax.step(ok, ys, where="post", label=label, **style)
+    if failed:  # where the curve stops: the share answered
+        ax.plot([ok[-1]], [ys[-1]], marker="x", color=line.get_color(), markersize=8)
+
+
+def log_ms_axis(ax: Any, label: str = "latency (ms, log)") -> None:
+    """A log x axis of milliseconds whose ticks are plain numbers at 1, 2 and 5 of each decade
+    (matplotlib's default writes 3x10^0 and 4x10^0 over each other)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label)
+
+
 def closed_port_url() -> str:
     """An AMQP URL on a port of 127.0.0.1 where nothing listens (a broker that is down)."""
     import socket
@@ -175,46 +215,6 @@ def broker_pid(broker: Any) -> int | None:
     """The pid of the Erlang VM behind ``broker`` (None for a broker the lab did not start)."""
     beam = broker.node._beam() if broker.node is not None else None
     return beam.pid if beam is not None else None
-
-
-class CpuMeter:
-    """CPU seconds (user + system) that each named process, with its children, used between
-    :meth:`start` and :meth:`stop`; :meth:`share` divides by the wall time (1.0 = one core)."""
-
-    def __init__(self, pids: Mapping[str, int | None]):
-        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
-        self._t0 = 0.0
-        self._before: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
-        self.wall = 0.0
-
-    @staticmethod
-    def _cpu(pid: int) -> float:
-        import psutil
-
-        total = 0.0
-        process = psutil.Process(pid)
-        for proc in [process, *process.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
-
-    def start(self) -> CpuMeter:
-        self._before = {name: self._cpu(pid) for name, pid in self.pids.items()}
-        self._t0 = time.perf_counter()
-        return self
-
-    def stop(self) -> dict[str, float]:
-        self.wall = time.perf_counter() - self._t0
-        self.seconds = {n: self._cpu(p) - self._before[n] for n, p in self.pids.items()}
-        return self.seconds
-
-    def share(self) -> dict[str, float]:
-        """CPU seconds per second of wall time, by process (2.0 would be both cores)."""
-        return {n: s / self.wall for n, s in self.seconds.items()} if self.wall else {}
 
 
 def closed_loop(

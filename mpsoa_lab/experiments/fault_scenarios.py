@@ -24,7 +24,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +75,12 @@ def counted(tracer: Tracer, service: Any, broker: Any, queue: str) -> Tally:
 
 def format_tallies(results: Mapping[str, Tally], names: Iterable[str]) -> str:
     """The tallies of ``names`` as a table: one row per scenario, the five columns of a Tally."""
-    lines = [f"{'scenario':<44}" + "".join(f"{c:>11}" for c in Tally.COLUMNS)]
+    names = list(names)
+    width = max([44, *(len(name) + 2 for name in names)])  # 44 unless a name is longer
+    lines = [f"{'scenario':<{width}}" + "".join(f"{c:>11}" for c in Tally.COLUMNS)]
     for name in names:
-        lines.append(f"{name:<44}" + "".join(f"{v:>11}" for v in results[name].row().values()))
+        values = results[name].row().values()
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>11}" for v in values))
     return "\n".join(lines)
 
 
@@ -351,16 +354,18 @@ class CrashRun:
         """Tasks in the queue whose publish raised (in flight when the node died)."""
         return len(self.kept - set(self.sent))
 
+    def _tally(self, ids: Sequence[str]) -> Tally:
+        lost = sum(1 for tid in ids if tid not in self.kept)
+        return Tally(len(ids), 0, 0, lost=lost, duplicated=0, in_queue=len(ids) - lost)
+
     def tally(self) -> Tally:
         """The tasks published before the kill: the denominator of every fault of notebook 07."""
-        return Tally(
-            published=self.before_kill,
-            delivered=0,
-            processed=0,
-            lost=self.lost_before,
-            duplicated=0,
-            in_queue=self.before_kill - self.lost_before,
-        )
+        return self._tally(self.published_before)
+
+    def tally_after(self) -> Tally:
+        """The tasks 'sent' after the kill (send_task returned without error): counted apart,
+        since no publisher could have kept them; lost is what the node did not have."""
+        return self._tally(self.sent[self.before_kill :])
 
 
 def crash_while_publishing(
@@ -500,21 +505,71 @@ class OnePage:
         return "\n".join(lines)
 
 
-def plot_fault_costs(results: Mapping[str, Tally], ax: Any = None) -> Any:
-    """Lost and duplicated tasks of each scenario, as horizontal bars on a symlog axis; the
-    legend sits outside the axes, so it hides no bar. Returns the axes."""
+def plot_fault_costs(
+    results: Mapping[str, Tally],
+    *,
+    harmless: Iterable[str] = (),
+    no_reply: Mapping[str, int] | None = None,
+    ax: Any = None,
+) -> Any:
+    """What each scenario cost, as horizontal bars on a symlog axis (linear from 0 to 1, log
+    above, so 1 and 1,000 both show), each bar with its count written at its end:
+
+    * lost tasks (red);
+    * duplicated runs (orange), or, for the scenarios in ``harmless``, runs an idempotent task
+      absorbed (its effect stored once: grey, hatched): a re-run is not a double credit;
+    * sync calls that never got a reply (``no_reply``: scenario -> calls; purple): an edge
+      that waits for ever loses nothing on the broker and still fails its user.
+
+    A scenario with none of these has no bar, and says "nothing lost, run twice or unanswered".
+    The legend sits outside the axes, so it hides no bar. Returns the axes."""
     import matplotlib.pyplot as plt
 
+    harmless, no_reply = set(harmless), dict(no_reply or {})
+    unknown = (harmless | set(no_reply)) - set(results)
+    if unknown:
+        raise ValueError(f"no such scenario in the results: {sorted(unknown)}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 4.6), layout="constrained")
+        _, ax = plt.subplots(figsize=(10, 0.42 * len(results) + 1.2), layout="constrained")
     names = list(results)
-    y = range(len(names))
-    for offset, what, color in ((-0.2, "lost", "tab:red"), (0.2, "duplicated", "tab:orange")):
-        values = [getattr(results[n], what) for n in names]
-        ax.barh([i + offset for i in y], values, height=0.4, color=color, label=what)
-    ax.set_yticks(list(y), names)
-    ax.invert_yaxis()
+    series = {  # label -> (colour, hatch, value of each scenario)
+        "lost": ("tab:red", "", [results[n].lost for n in names]),
+        "run twice, effect twice": (
+            "tab:orange",
+            "",
+            [0 if n in harmless else results[n].duplicated for n in names],
+        ),
+        "run twice, effect once (idempotent)": (
+            "lightgrey",
+            "///",
+            [results[n].duplicated if n in harmless else 0 for n in names],
+        ),
+        "sync calls never answered": ("tab:purple", "", [no_reply.get(n, 0) for n in names]),
+    }
+    for i in range(len(names)):  # the bars a row has, side by side around its tick
+        present = [label for label, (*_, values) in series.items() if values[i]]
+        if not present:
+            ax.text(
+                0.05,
+                i,
+                "nothing lost, run twice or unanswered",
+                va="center",
+                fontsize=8,
+                color="tab:green",
+            )
+        height = 0.7 / max(len(present), 1)
+        for k, label in enumerate(present):
+            color, hatch, values = series[label]
+            y = i - 0.35 + height * (k + 0.5)
+            bar = ax.barh([y], [values[i]], height=height, color=color, hatch=hatch)
+            ax.bar_label(bar, labels=[str(values[i])], padding=2, fontsize=8)
+    for label, (color, hatch, _) in series.items():  # legend entries, drawn once each
+        ax.barh([0], [0], color=color, hatch=hatch, label=label)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("tasks (linear from 0 to 1, log scale above)")
+    top = max((max(values) for *_, values in series.values()), default=1)
+    ax.set_xlim(0, max(top, 1) * 4)  # room for the counts at the bars' ends
+    ax.set_xlabel("tasks or calls (linear from 0 to 1, log scale above)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..observe.cpu import CpuMeter
 from ..observe.latency import percentile
 from .edge_load import (
-    CpuMeter,
     Request,
     open_loop,
     run_in_own_loop,
@@ -49,6 +49,7 @@ __all__ = [
     "closed_loop_for",
     "table",
     "plot_latency",
+    "plot_throughput",
     "worker_conf",
     "process_env",
     "haproxy_addresses",
@@ -331,15 +332,32 @@ def table(runs: Mapping[str, SideRun]) -> str:
 
 
 def plot_latency(runs: Mapping[str, SideRun], ax: Any) -> None:
-    """The open loop's latency distribution of each side (ECDF, log x)."""
-    from .edge_load import ecdf_ms
+    """The open loop's latency distribution of each side (ECDF, log x), answered requests
+    only; a side with failures stops below 1.0 (:func:`~.edge_load.plot_answered`)."""
+    from .edge_load import log_ms_axis, plot_answered
 
     for name, run in runs.items():
-        xs, ys = ecdf_ms(run.requests)
-        ax.step(xs, ys, where="post", label=f"{name} (p50 {percentile(xs, 50):.1f} ms)")
-    ax.set(xscale="log", xlabel="latency from when the request was due (ms, log)")
-    ax.set(ylabel="share of requests <= x")
+        plot_answered(ax, run.requests, name)
+    log_ms_axis(ax, "latency from when the request was due (ms, log)")
+    ax.set(ylabel="share of requests answered <= x", ylim=(0, 1.02))
     ax.legend(fontsize=8)
+
+
+def plot_throughput(runs: Mapping[str, SideRun], ax: Any, reference: str = "AMQP") -> None:
+    """What wrk got through on each side, as bars on a linear axis from zero, each labelled
+    with its requests per second and its ratio to the ``reference`` side."""
+    names = list(runs)
+    values = [runs[n].wrk_rps for n in names]
+    base = runs[reference].wrk_rps if reference in runs else None
+    bars = ax.barh(names, values, color="tab:blue")
+    labels = [
+        f"{v:,.0f}/s" + (f" ({v / base:.2f}x {reference})" if base and n != reference else "")
+        for n, v in zip(names, values, strict=True)
+    ]
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
+    ax.set_xlim(0, max(values, default=1) * 1.45)  # from zero, with room for the labels
+    ax.set_xlabel("requests/s under wrk (linear from 0; more is better)")
+    ax.invert_yaxis()
 
 
 # -- what each side is configured with -------------------------------------------------------

@@ -12,6 +12,8 @@ from ..plumbing.exports import lazy_exports
 #: that module on first use only (a worker that needs one module does not load the others).
 _EXPORTS = {
     "progress": "progressbar",
+    "CpuMeter": "cpu",
+    "cpu_by_process": "cpu",
     "TRACE_ENV": "tracing",
     "HEADER": "tracing",
     "EVENTS": "tracing",

@@ -61,4 +61,17 @@ def test_the_cost_chart_keeps_its_legend_off_the_bars():
     assert legend.x0 >= axes.x1  # outside the axes, to their right
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["big", "dup"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lost", "duplicated"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "lost",
+        "run twice, effect twice",
+        "run twice, effect once (idempotent)",
+        "sync calls never answered",
+    ]
+
+
+def test_a_crash_counts_what_was_sent_before_and_after_the_kill_apart():
+    run = CrashRun(sent=("a", "b", "c", "d", "e"), before_kill=3, kept=frozenset({"a", "d", "z"}))
+    assert (run.tally().published, run.tally().lost, run.tally().in_queue) == (3, 2, 1)
+    after = run.tally_after()
+    assert (after.published, after.lost, after.in_queue) == (2, 1, 1)
+    assert run.kept_unsent == 1  # "z": in the queue, though its publish raised
