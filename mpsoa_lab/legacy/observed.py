@@ -124,11 +124,13 @@ def observe_legacy_on_broker(
         obs["subscriber_url"] = sync_app.conf.broker_url
 
         # The queues Celery 5 builds from the 2014 dict, declared as a worker declares them,
-        # and a control queue that asks for mirroring the pre-RabbitMQ-3.0 way, by argument.
+        # and a control queue that asks for mirroring the pre-RabbitMQ-3.0 way, by argument
+        # (durable: RabbitMQ 4.3 refuses a queue that is neither durable nor exclusive, and an
+        # exclusive one would be gone before it is read; the scratch vhost goes afterwards).
         with sync_app.connection_for_write() as conn:
             for queue in sync_app.amqp.queues.values():
                 queue(conn.default_channel).declare()
-            Queue(_HA_CONTROL, durable=False, queue_arguments={"x-ha-policy": "all"})(
+            Queue(_HA_CONTROL, durable=True, queue_arguments={"x-ha-policy": "all"})(
                 conn.default_channel
             ).declare()
         obs["queues"] = {name: _queue(sync_api, s_vhost, name) for name in sync_app.amqp.queues}

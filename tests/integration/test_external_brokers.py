@@ -1,4 +1,4 @@
-"""Brokers given by URL: node operations fail clearly, and the fault notebooks still run.
+"""Brokers given by URL: node operations fail clearly, and the notebooks that act on nodes still run.
 
 With ``MPSOA_SYNC_BROKER_URL`` and ``MPSOA_ASYNC_BROKER_URL`` set (docker compose's brokers, or a
 reviewer's own) the lab runs no node. Acting on a node then raises :class:`NeedsLabNode`, and a
@@ -124,8 +124,10 @@ def _text(cell) -> str:
     )
 
 
-@pytest.mark.parametrize("name", ["06_two_brokers_measured.ipynb", "07_faults.ipynb"])
-def test_fault_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
+@pytest.mark.parametrize(
+    "name", ["06_two_brokers_measured.ipynb", "07_faults.ipynb", "10_clusters_and_node_loss.ipynb"]
+)
+def test_node_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
     saved = nbformat.read(NOTEBOOKS / name, as_version=4)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     env = _external_env(lab, tmp_path / "home")
@@ -161,6 +163,8 @@ def test_fault_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
         assert "split: published 20000" in everything and "shared: published 20000" in everything
         # no CPU time: no process
         assert re.search(r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything)
+    elif name.startswith("10"):  # the whole notebook is its cluster: one line, no verdict
+        assert "No verdict recorded" in everything and labels == ["the cluster"] * len(labels)
     else:
         table = next(_text(c) for c in nb.cells if "\nprint(page)" in c.source)
         assert "worker frozen (SIGSTOP)" in table and "broker restart" not in table
