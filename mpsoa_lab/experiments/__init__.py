@@ -20,6 +20,7 @@ _EXPORTS = {
     "freeze_main_process": "faults",
     "negotiated_heartbeat": "faults",
     # notebook 07: the fault drivers and their reports
+    "NO_REPLY": "fault_scenarios",
     "counted": "fault_scenarios",
     "format_tallies": "fault_scenarios",
     "KillRun": "fault_scenarios",

@@ -43,6 +43,7 @@ from .faults import (
 )
 
 __all__ = [
+    "NO_REPLY",
     "counted",
     "format_tallies",
     "KillRun",
@@ -71,6 +72,12 @@ def counted(tracer: Tracer, service: Any, broker: Any, queue: str) -> Tally:
         traces=tracer.collect(),
         queued=queued_task_ids(broker, queue),
     )
+
+
+#: What a sync caller gets when no reply ever comes: its own time-out, or its reply consumer's
+#: connection lost while it waited (which of the two varies from run to run). An error raised at
+#: once (``OperationalError``) is an answer: the caller knows at once.
+NO_REPLY = ("TimeoutError", "RecoverableConnectionError")
 
 
 def format_tallies(results: Mapping[str, Tally], names: Iterable[str]) -> str:
