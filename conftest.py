@@ -50,9 +50,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _leftovers(home: str) -> list[str]:
     """Processes that the lab under this session's home started and that still run."""
-    from mpsoa_lab.plumbing.processes import managed_processes
+    from mpsoa_lab.plumbing.processes import managed_commands
 
-    return [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in managed_processes(home)]
+    return [f"{pid} {cmd[:120]}" for pid, cmd in managed_commands(home).items()]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -52,6 +52,7 @@ _EXPORTS = {
     "MANAGED_MARK": "processes",
     "clean_env": "processes",
     "managed_processes": "processes",
+    "managed_commands": "processes",
     "process_kind": "processes",
     "spawn": "processes",
     "find_rabbitmq_server": "install",

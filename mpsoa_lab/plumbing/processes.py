@@ -24,6 +24,7 @@ __all__ = [
     "MANAGED_MARK",
     "clean_env",
     "managed_processes",
+    "managed_commands",
     "process_kind",
     "spawn",
 ]
@@ -95,15 +96,38 @@ def clean_env(home: Path | str | None = None) -> dict[str, str]:
 
 
 def managed_processes(home: Path | str) -> list[psutil.Process]:
-    """Processes running now that the lab under ``home`` started (and their children)."""
+    """Processes running now that the lab under ``home`` started (and their children).
+
+    A zombie (exited, not yet waited for by its parent) is not running and is left out. The list
+    is a snapshot: a short-lived helper of a RabbitMQ node (see :func:`process_kind`) may exit
+    right after it, so read anything more from these processes with :func:`managed_commands`
+    or :func:`process_kind`, which take that into account.
+    """
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(MANAGED_MARK) == str(home):
+            if (
+                proc.environ().get(MANAGED_MARK) == str(home)
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def managed_commands(home: Path | str) -> dict[int, str]:
+    """The command line of each process :func:`managed_processes` finds, by pid.
+
+    A process that exits between being found and being read is left out, not an error.
+    """
+    commands = {}
+    for proc in managed_processes(home):
+        try:
+            commands[proc.pid] = " ".join(proc.cmdline())
+        except (psutil.Error, OSError):
+            continue
+    return commands
 
 
 def process_kind(proc: psutil.Process) -> str:

@@ -13,7 +13,7 @@ import sys
 import pytest
 from kombu import Connection
 
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands
 
 
 def numbers(value, path="results"):
@@ -112,7 +112,7 @@ def test_the_conditions_are_written_down(quick_run):
 
 
 def test_the_benchmark_leaves_nothing_behind(lab, quick_run):
-    left = [" ".join(p.cmdline()) for p in managed_processes(lab.home)]
+    left = list(managed_commands(lab.home).values())
     assert not [cmd for cmd in left if "bench-" in cmd or "mpsoa_lab.bench" in cmd]
     lab.prepare_topology(purge=False)  # the queue exists in this space, whatever ran before
     with Connection(lab.async_.url) as conn:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands, managed_processes
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -39,7 +39,7 @@ def _gone(home: Path, timeout: float = 30) -> list[str]:
     deadline = time.monotonic() + timeout
     while managed_processes(home) and time.monotonic() < deadline:
         time.sleep(0.25)
-    return [" ".join(p.cmdline())[:100] for p in managed_processes(home)]
+    return [cmd[:100] for cmd in managed_commands(home).values()]
 
 
 def _as_at_a_terminal() -> None:
@@ -62,7 +62,7 @@ def _up(env: dict[str, str]) -> subprocess.Popen:
 
 
 def _nodes(home: Path) -> set[int]:
-    return {p.pid for p in managed_processes(home) if "rabbit" in " ".join(p.cmdline())}
+    return {pid for pid, cmd in managed_commands(home).items() if "rabbit" in cmd}
 
 
 def test_status_and_env_with_no_lab_start_nothing(tmp_path):

@@ -17,7 +17,7 @@ from mpsoa_lab.experiments.faults import (
     wait_started,
 )
 from mpsoa_lab.observe.tracing import TaskTrace, Tracer
-from mpsoa_lab.plumbing.processes import managed_processes, process_kind
+from mpsoa_lab.plumbing.processes import managed_commands, managed_processes, process_kind
 from mpsoa_lab.plumbing.util import ready_messages, wait_until
 
 
@@ -91,7 +91,7 @@ def test_restored_brings_a_stopped_node_back_after_an_error(tmp_path):
 
 
 def _workers(lab) -> set[int]:
-    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+    return {pid for pid, cmd in managed_commands(lab.home).items() if "worker" in cmd}
 
 
 def test_a_killed_worker_loses_its_acked_task_and_restored_stops_the_rest(lab):

@@ -11,7 +11,7 @@ import time
 
 from kombu import Connection
 
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands
 from mpsoa_lab.plumbing.settings import load
 from mpsoa_lab.plumbing.state import running_lab_urls
 
@@ -36,7 +36,7 @@ sys.stdin.read()
 
 
 def _nodes_running(home: str, nodename: str) -> bool:
-    return any(nodename in " ".join(p.cmdline()) for p in managed_processes(home))
+    return any(nodename in cmd for cmd in managed_commands(home).values())
 
 
 def test_own_nodes_are_the_space_s_alone_and_go_with_its_process(lab):

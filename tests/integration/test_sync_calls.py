@@ -19,11 +19,11 @@ from mpsoa_lab.experiments.sync_calls import (
 from mpsoa_lab.observe.events import SpaceEvents
 from mpsoa_lab.observe.latency import run_callers
 from mpsoa_lab.plumbing.errors import EventExchangeMissing
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands
 
 
 def _workers(lab) -> set[int]:
-    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+    return {pid for pid, cmd in managed_commands(lab.home).items() if "worker" in cmd}
 
 
 def test_settings_take_turns_with_exactly_n_consumers(lab):

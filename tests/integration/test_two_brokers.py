@@ -7,11 +7,11 @@ from kombu import Connection
 from mpsoa_lab.design import declare, platform_queues
 from mpsoa_lab.experiments.memory_alarm import alarm_phases, node_memory, run_alarm
 from mpsoa_lab.experiments.two_brokers import reset_storage, run_flood
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands
 
 
 def _workers(lab) -> set[int]:
-    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+    return {pid for pid, cmd in managed_commands(lab.home).items() if "worker" in cmd}
 
 
 def _shared_queues(lab, declared: bool) -> None:

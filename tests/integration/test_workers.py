@@ -11,12 +11,12 @@ import uuid
 import pytest
 
 from mpsoa_lab.design.services._service import config_overrides
-from mpsoa_lab.plumbing.processes import managed_processes
+from mpsoa_lab.plumbing.processes import managed_commands, managed_processes
 from mpsoa_lab.running.workers import start_worker, start_workers, stop_all
 
 
 def worker_pids(lab) -> set[int]:
-    return {p.pid for p in managed_processes(lab.home) if "worker" in " ".join(p.cmdline())}
+    return {pid for pid, cmd in managed_commands(lab.home).items() if "worker" in cmd}
 
 
 def test_a_sync_worker_answers_calls_and_stops_warm(lab):
