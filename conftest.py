@@ -35,6 +35,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _needs_broker(item):
             item.add_marker(pytest.mark.integration)
+    _leave_out_lone_runs_of_paired_notebooks(config, items)
+
+
+def _leave_out_lone_runs_of_paired_notebooks(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """A notebook that ``test_measuring_notebooks_at_once_under_nbval`` runs under nbval beside
+    another one is not run alone as well in the same session: the pair runs it cell by cell as
+    nbval runs it alone, with the other notebook beside it. Run alone (``make notebook NB=04``,
+    or ``pytest notebooks``) it runs as usual."""
+    paired = set()
+    for item in items:
+        if getattr(item, "originalname", "") == "test_measuring_notebooks_at_once_under_nbval":
+            paired.update(item.module.MEASURING_PAIRS[item.callspec.params["pair"]])
+    if not paired:
+        return
+    lone = [
+        i
+        for i in items
+        if Path(str(i.fspath)).suffix == ".ipynb" and Path(str(i.fspath)).stem in paired
+    ]
+    if lone:
+        config.hook.pytest_deselected(items=lone)
+        items[:] = [i for i in items if i not in lone]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -18,7 +18,7 @@ have_server() {
 # The RabbitMQ releases the lab runs its nodes on: SUPPORTED in mpsoa_lab/plumbing/versions.py
 # (a unit test keeps the two the same). The lab also checks the version its nodes report.
 LOWEST=3.10
-REFUSED_FROM=4.3
+REFUSED_FROM=5.0
 
 # The version of the server have_server found, from its installation's folder (Debian's and
 # the generic layout: bin/rabbitmq-server beside lib/rabbitmq_server-X.Y.Z); empty if unknown.

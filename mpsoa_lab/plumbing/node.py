@@ -6,6 +6,10 @@ management and event exchange plugins on. Nodes of one lab share an ``epmd`` on 
 cookie, so they can be clustered. Both run on the lab's one component life cycle
 (:mod:`mpsoa_lab.plumbing.component`).
 
+Every node runs with what RabbitMQ 4.3 denies by default denied already (:data:`DENIED_AS_IN_4_3`):
+what the lab does on a 4.0 node therefore holds on 4.3 too. 3.x nodes do not know the setting
+and ignore it.
+
 A node runs in a process group of its own; :meth:`RabbitMQNode.stop` shuts it down gracefully
 (SIGTERM to the Erlang VM, which RabbitMQ handles as ``rabbitmqctl stop``),
 :meth:`RabbitMQNode.kill` sends SIGKILL to the whole group, as a crash would.
@@ -29,9 +33,14 @@ from .logs import log_excerpt
 from .ports import PortAllocator
 from .processes import ManagedProcess, clean_env
 
-__all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie", "log_excerpt"]
+__all__ = ["RabbitMQNode", "Epmd", "free_port", "ensure_cookie", "log_excerpt", "DENIED_AS_IN_4_3"]
 
 GUEST = ("guest", "guest")
+#: The deprecated features RabbitMQ 4.3 denies by default and 4.0 permits with a warning in its
+#: log (RabbitMQ's list of deprecated features): queues that are neither durable nor exclusive,
+#: and ``basic.qos`` with ``global=true``. Each lab node denies them as 4.3 does, in its
+#: ``advanced.config`` (``permit_deprecated_features`` of the ``rabbit`` application).
+DENIED_AS_IN_4_3 = ("transient_nonexcl_queues", "global_qos")
 #: Erlang's flag that binds the distribution listener to 127.0.0.1 (not every interface).
 LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
@@ -229,6 +238,10 @@ class RabbitMQNode(Component):
             "management.sample_retention_policies.detailed.10 = 1\n"
             "log.console = false\n"
             "log.file.level = info\n"
+        )
+        denied = ", ".join(f"{feature} => false" for feature in DENIED_AS_IN_4_3)
+        (d / "advanced.config").write_text(
+            f"[{{rabbit, [{{permit_deprecated_features, #{{{denied}}}}}]}}].\n"
         )
 
     # -- life cycle --------------------------------------------------------------------------

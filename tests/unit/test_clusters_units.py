@@ -91,10 +91,11 @@ def test_celery_queues_of_one_kind_and_extra_names():
     assert queues["mpwallet.rejoin"]["binding_key"] == "mpwallet.rejoin"
 
 
-def test_the_transient_reply_queue_is_not_durable():
+def test_the_transient_reply_queue_is_exclusive_as_rabbitmq_4_3_requires():
+    """RabbitMQ 4.3 refuses a queue that is neither durable nor exclusive by default."""
     app = Celery(set_as_current=False, broker="memory://")
-    backend = TransientReplyRPC(app=app)
-    assert backend.binding.durable is False and backend.binding.auto_delete
+    binding = TransientReplyRPC(app=app).binding
+    assert binding.durable is False and binding.exclusive
 
 
 def test_the_transient_reply_backend_names_the_class_on_the_package():

@@ -12,7 +12,7 @@ One module per job, from the bottom up:
 * :mod:`.ha_setting`: the design's six queues declared with the 2014 argument, and what the
   broker says of each (:func:`ha_setting_2014`).
 * :mod:`.clients`: the publisher apps, queue declarations, one HAProxy address and prefetch
-  reads the runs share, and the caller's non-durable reply queue (:class:`TransientReplyRPC`,
+  reads the runs share, and the caller's exclusive reply queue (:class:`TransientReplyRPC`,
   :data:`TRANSIENT_REPLY_BACKEND`).
 * :mod:`.load`: sync calls (:class:`Call`) and async tasks sent in threads during a run.
 * :mod:`.clean_stop`: a queue's leader stopped cleanly and started again (:func:`rejoin`,

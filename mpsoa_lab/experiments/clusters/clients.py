@@ -2,7 +2,7 @@
 one HAProxy address in front of the cluster, and the prefetch the broker reports for them.
 
 * :class:`TransientReplyRPC` (:data:`TRANSIENT_REPLY_BACKEND`): the lab's mended ``rpc://``
-  backend with a reply queue that is not durable, so a caller fails over with its node.
+  backend with an exclusive reply queue, so a caller fails over with its node.
 * The package's own helpers: ``_edge`` (the two publisher apps, publisher confirms on),
   ``_declare`` (a configuration's queues declared through one node), ``_one_address`` (a
   TCP-mode HAProxy whose active server leads the queues), ``_qos`` (each queue's consumer and
@@ -12,9 +12,12 @@ one HAProxy address in front of the cluster, and the prefetch the broker reports
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
+
+from celery._state import task_join_will_block
 
 from ...design import rpc_backend as _rpc_backend
 from ...design.naming import queue_name
@@ -25,6 +28,11 @@ from ...running.lab import Lab
 from .queues import SERVICE, QueueConfig, celery_queues
 
 __all__ = ["TransientReplyRPC", "TRANSIENT_REPLY_BACKEND"]
+
+#: How long the reply consumer's connection is read before each publish, in seconds: long
+#: enough to be a blocking read that times out (a zero timeout makes the socket non-blocking,
+#: and its ``EAGAIN`` would pass for a lost connection), short enough not to show in a call.
+_LIVENESS_READ = 0.001
 
 
 def _short(exc: BaseException) -> str:
@@ -41,20 +49,38 @@ def _declare(url: str, config: QueueConfig, service: str = SERVICE) -> None:
 
 
 class TransientReplyRPC(_rpc_backend.RPCBackend):
-    """The lab's mended ``rpc://`` backend with a non-durable reply queue.
+    """The lab's mended ``rpc://`` backend with an exclusive reply queue.
 
     Celery declares each caller's reply queue durable (and auto-delete) on the node the caller
     is connected to. When that node dies, the queue's record stays and every redeclaration
     through another node fails with ``NOT_FOUND - home node ... is down`` until the node is
-    back: the caller gets no reply for the whole outage. A non-durable queue is dropped with
-    its node, so the caller declares it again on the node it fails over to.
+    back: the caller gets no reply for the whole outage. An exclusive queue (RabbitMQ's own
+    advice for reply queues) is not durable: it goes with its connection and its node, and the
+    caller declares it again on the node it fails over to. A queue that is neither durable nor
+    exclusive would do the same, but RabbitMQ 4.3 refuses those by default.
+
+    An exclusive queue belongs to the connection that declares it, so it is declared by the
+    reply consumer on its own connection, never on the producer's channel as Celery does.
+    Before each publish the consumer's connection is read once without waiting: a connection
+    the broker closed (its node died) is then replaced, and the queue declared on the new
+    node, before the worker can answer to it.
     """
 
     @property
     def binding(self) -> Any:
         return self.Queue(
-            self.oid, self.exchange, self.oid, durable=False, auto_delete=True, expires=self.expires
+            self.oid, self.exchange, self.oid, durable=False, exclusive=True, expires=self.expires
         )
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        if task_join_will_block():
+            return
+        consumer = self.result_consumer
+        if consumer._consumer is None:
+            consumer.start(task_id)  # declares the reply queue on the consumer's connection
+            return
+        with contextlib.suppress(socket.timeout):
+            consumer.drain_events(timeout=_LIVENESS_READ)  # reconnects if the broker closed it
 
 
 #: What ``result_backend`` names to use :class:`TransientReplyRPC`: the package, which exports

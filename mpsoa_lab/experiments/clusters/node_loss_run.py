@@ -69,7 +69,7 @@ class NodeLossRun:
     rejoin: Rejoin | None = None
     timings: dict[str, float] = field(default_factory=dict)
     one_address: bool = False  # every client on one HAProxy address in front of the cluster
-    transient_replies: bool = False  # the caller's reply queue was not durable
+    transient_replies: bool = False  # the caller's reply queue was exclusive (not durable)
 
     @property
     def label(self) -> str:
