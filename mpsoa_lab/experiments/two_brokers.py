@@ -48,6 +48,9 @@ __all__ = [
     "finish_in_hand",
     "latency_table",
     "mem_growth",
+    "GROWTH_LABELS",
+    "backlog_growth",
+    "growth_report",
     "phase_calls",
     "reset_storage",
     "plot_flood",
@@ -339,6 +342,49 @@ def mem_growth(samples: Iterable[Mapping[str, Any]]) -> int:
     memory it used before, e.g. in an earlier run on the same lab, so peaks alone mislead)."""
     used = [x["mem_used"] for x in samples if "error" not in x]
     return max(used) - used[0]
+
+
+#: The three memory growths notebook 06 compares, and how its lines name them.
+GROWTH_LABELS = {
+    "split sync": "split sync broker",
+    "split async": "split async broker",
+    "shared": "shared broker",
+}
+
+
+def backlog_growth(runs: Mapping[str, FloodRun]) -> dict[str, float]:
+    """How much the flood grew each broker's memory, MB: the split set-up's sync and async
+    brokers, and the shared set-up's one broker."""
+    growth = {
+        s: {role: mem_growth(x) / 2**20 for role, x in run.broker.items()}
+        for s, run in runs.items()
+    }
+    return {
+        "split sync": growth["split"]["sync"],
+        "split async": growth["split"]["async"],
+        "shared": growth["shared"]["sync"],
+    }
+
+
+def growth_report(figures: dict[str, float], version: str, conditions: str, path: Any) -> str:
+    """This run's growth, then the growth runs on other server versions recorded in ``path``
+    (:mod:`mpsoa_lab.observe.measured`); this run is added there when recording is on."""
+    from ..observe import measured
+
+    this_run = {
+        "version": version,
+        "date": "this run",
+        "figures": figures,
+        "conditions": conditions,
+    }
+    others = measured.recorded_runs(path, besides=version)
+    measured.record_measured(path, version, figures, conditions)
+    return (
+        "memory growth, "
+        + measured.format_recorded([this_run], GROWTH_LABELS, "MB")
+        + "\nrecorded on other versions:\n"
+        + measured.format_recorded(others, GROWTH_LABELS, "MB")
+    )
 
 
 def broker_rows(run: FloodRun) -> list[str]:

@@ -45,6 +45,9 @@ _EXPORTS = {
     "load_verdicts": "verdicts",
     "verdicts_dir": "verdicts",
     "layout": "diagram",
+    "record_measured": "measured",
+    "recorded_runs": "measured",
+    "format_recorded": "measured",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -159,7 +159,9 @@ class SpaceEvents:
         self._markers.add(marker)
         with Connection(self.url, connect_timeout=5) as conn:
             channel = conn.channel()
-            channel.queue_declare(marker, auto_delete=False)
+            # exclusive: py-amqp declares a queue neither durable nor exclusive by default,
+            # which RabbitMQ 4.3 refuses (and the lab's own 4.x nodes, as 4.3 does)
+            channel.queue_declare(marker, exclusive=True, auto_delete=False)
             channel.queue_delete(marker)
         self._readings += 1  # the marker's connection and channel are the space's events too
         self._drain_until(lambda: marker not in self._markers)

@@ -28,6 +28,7 @@ __all__ = [
     "parse_version",
     "supported_note",
     "check_supported",
+    "installed_server_version",
 ]
 
 #: [lowest, first refused): the RabbitMQ releases the lab starts nodes of.
@@ -82,15 +83,32 @@ def rabbitmq_server_version(lab=None) -> str:
         except Exception:  # noqa: BLE001 - fall back to the installed server's files
             pass
     try:
-        from pathlib import Path
-
-        from .install import find_rabbitmq_server
-
-        path = Path(find_rabbitmq_server()).resolve()
-        match = re.search(r"rabbitmq_server-([0-9.]+)", str(path))
-        return match.group(1) if match else "installed (version unknown)"
+        return installed_server_version()
     except Exception:  # noqa: BLE001
         return "not installed"
+
+
+def installed_server_version() -> str:
+    """The version of the ``rabbitmq-server`` the lab would run (``MPSOA_RABBITMQ_SERVER``, else
+    the one found), read from its installation's folder: ``lib/rabbitmq_server-X.Y.Z`` beside
+    its ``bin`` (Debian's and the generic layout), or inside the folder a wrapper of
+    ``tools/rabbitmq4.sh`` runs it in (``exec chroot "<folder>" ...``)."""
+    import os
+    from pathlib import Path
+
+    from .install import find_rabbitmq_server
+
+    server = Path(find_rabbitmq_server(os.environ.get("MPSOA_RABBITMQ_SERVER"))).resolve()
+    places = [server.parent.parent / "lib"]
+    chroot = re.search(r'exec chroot "([^"]+)"', server.read_text(errors="replace")[:2000])
+    if chroot:
+        places.append(Path(chroot.group(1)) / "usr/lib/rabbitmq/lib")
+    for place in places:
+        found = sorted(place.glob("rabbitmq_server-*"))
+        if found:
+            return found[-1].name.split("-", 1)[1]
+    match = re.search(r"rabbitmq_server-([0-9.]+)", str(server))
+    return match.group(1) if match else "installed (version unknown)"
 
 
 def versions(lab=None) -> dict[str, str]:

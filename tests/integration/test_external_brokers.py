@@ -30,6 +30,7 @@ from traitlets.config import Config
 import mpsoa_lab
 from mpsoa_lab import NeedsLabNode
 from mpsoa_lab.experiments import faults
+from mpsoa_lab.observe.measured import RECORD_ENV
 from mpsoa_lab.plumbing import settings as settings_mod
 from mpsoa_lab.plumbing.processes import managed_processes
 from mpsoa_lab.plumbing.settings import redact_url
@@ -41,7 +42,9 @@ MAGIC = re.compile(r"%%needs_lab_nodes (.+)")
 
 def _external_env(lab, home: Path) -> dict[str, str]:
     """The environment of a lab under ``home`` that uses the session lab's nodes by URL."""
-    env = {k: v for k, v in os.environ.items() if k != "MPSOA_SPACE"}
+    # Its space is its own, and it records no figure for notebooks/measured (the lab's own
+    # nodes' runs do that, once per run).
+    env = {k: v for k, v in os.environ.items() if k not in ("MPSOA_SPACE", RECORD_ENV)}
     env.update(
         {
             "MPSOA_SYNC_BROKER_URL": lab.sync.node_url,

@@ -100,6 +100,14 @@ def _nbval(name: str) -> subprocess.Popen:
     )
 
 
+def _failures(output: str) -> str:
+    """A failed nbval run's report, without colours, from its first failure on (each failing
+    cell's source and traceback), at most 20,000 characters."""
+    text = ANSI.sub("", output)
+    start = text.find("= FAILURES =")
+    return text[max(start, 0) :][:20_000]
+
+
 @pytest.mark.parametrize("pair", list(MEASURING_PAIRS))
 def test_measuring_notebooks_at_once_under_nbval(lab, pair):
     runs = {name: _nbval(name) for name in MEASURING_PAIRS[pair]}
@@ -112,7 +120,7 @@ def test_measuring_notebooks_at_once_under_nbval(lab, pair):
             if run.poll() is None:
                 run.kill()
                 run.wait()
-    failed = {name: outputs[name][-6000:] for name, run in runs.items() if run.returncode != 0}
+    failed = {name: _failures(outputs[name]) for name, run in runs.items() if run.returncode != 0}
     for name, output in outputs.items():  # each notebook's pytest summary, in the test's log
         print(f"--- {name} ---\n" + "\n".join(output.strip().splitlines()[-6:]))
     assert not failed, "\n\n".join(f"--- {name} ---\n{out}" for name, out in failed.items())

@@ -83,7 +83,9 @@ def test_counted_reads_what_the_broker_counted_for_each_run(lab):
     def connect(n):
         for _ in range(n):
             with Connection(lab.sync.url) as conn:
-                conn.default_channel.queue_declare("mpsoa.counted.probe", auto_delete=False)
+                conn.default_channel.queue_declare(
+                    "mpsoa.counted.probe", durable=True, auto_delete=False
+                )
         with Connection(lab.sync.url) as conn:
             conn.default_channel.queue_delete("mpsoa.counted.probe")
 
