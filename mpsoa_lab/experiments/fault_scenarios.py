@@ -117,7 +117,12 @@ def kill_mid_task(
     None is Celery's default of 4; traced, Celery settings ``config``) gets ``tasks``
     ``reconcile(seconds)`` tasks; once the trace shows the first started, the worker and its
     pool get SIGKILL. A fresh worker with the same settings takes what the broker still has;
-    counted when every task that can run has run."""
+    counted when every task that can run has run.
+
+    The kill always lands mid-task: this process holds the service's database from before the
+    tasks are sent until the kill, so the first run cannot write its result (after its
+    ``seconds`` of work) before it dies, however late a loaded machine notices that it started.
+    (Without that, a kill that came after the run had finished was counted as no loss.)"""
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
@@ -125,14 +130,16 @@ def kill_mid_task(
     options = {"config": config, "prefetch_multiplier": prefetch_multiplier, "trace": True}
     with restored(lab) as scenario:
         worker = scenario.start_worker("mpledger", "async", **options)
-        with Tracer(lab) as tracer:
-            for i in range(tasks):
-                edge.send_task(
-                    "mpledger.async.reconcile", kwargs={"batch_id": f"kill-{i}", "seconds": seconds}
-                )
-        first = tracer.task_ids[0]
-        wait_started(lab, [first])
-        worker.kill()
+        with storage.connect():  # no run can store its result until the kill: see above
+            with Tracer(lab) as tracer:
+                for i in range(tasks):
+                    edge.send_task(
+                        "mpledger.async.reconcile",
+                        kwargs={"batch_id": f"kill-{i}", "seconds": seconds},
+                    )
+            first = tracer.task_ids[0]
+            wait_started(lab, [first])
+            worker.kill()
         requeued = tuple(queued_task_ids(lab.async_, ASYNC_QUEUE))
         scenario.start_worker("mpledger", "async", **options)
         can_run = set(tracer.task_ids) - ({first} - set(requeued))  # an acked first task cannot
