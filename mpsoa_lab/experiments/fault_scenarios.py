@@ -39,6 +39,7 @@ from .faults import (
     queued_task_ids,
     restored,
     tally as tally_ids,
+    wait_ready,
     wait_started,
 )
 
@@ -122,7 +123,10 @@ def kill_mid_task(
     The kill always lands mid-task: this process holds the service's database from before the
     tasks are sent until the kill, so the first run cannot write its result (after its
     ``seconds`` of work) before it dies, however late a loaded machine notices that it started.
-    (Without that, a kill that came after the run had finished was counted as no loss.)"""
+    (Without that, a kill that came after the run had finished was counted as no loss.) With
+    early acks and a prefetch multiplier of 1 it also lands after the running task's ack has
+    reached the broker (:func:`~mpsoa_lab.experiments.faults.wait_ready`): the worker's main
+    process sends it once its pool has taken the task, which can come after the task started."""
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
@@ -139,6 +143,9 @@ def kill_mid_task(
                     )
             first = tracer.task_ids[0]
             wait_started(lab, [first])
+            if not config.get("task_acks_late") and prefetch_multiplier == 1:
+                # the early ack has reached the broker: it has handed the worker the next task
+                wait_ready(lab.async_, ASYNC_QUEUE, max(tasks - 2, 0))
             worker.kill()
         requeued = tuple(queued_task_ids(lab.async_, ASYNC_QUEUE))
         scenario.start_worker("mpledger", "async", **options)

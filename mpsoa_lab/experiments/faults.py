@@ -41,6 +41,7 @@ __all__ = [
     "tally",
     "queued_task_ids",
     "wait_started",
+    "wait_ready",
     "freeze_main_process",
     "negotiated_heartbeat",
 ]
@@ -206,6 +207,15 @@ def wait_started(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(seen)} of {need} tasks started within {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def wait_ready(broker: Any, queue: str, ready: int, timeout: float = 20.0) -> None:
+    """Block until ``queue`` holds exactly ``ready`` messages ready (a passive declare: exact).
+    With early acks and a prefetch of one, the broker hands a worker its next message only once
+    the running one's ack has arrived: ``ready`` one lower than before says it has."""
+    from ..plumbing.util import ready_messages, wait_until
+
+    wait_until(lambda: ready_messages(broker.url, queue) == ready, timeout=timeout)
 
 
 def queued_task_ids(broker: Any, queue: str) -> list[str]:

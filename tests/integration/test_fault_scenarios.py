@@ -45,6 +45,8 @@ def test_a_worker_killed_mid_task_loses_it_with_early_acks_only(lab):
     early = kill_mid_task(lab, edge, {}, tasks=2, seconds=2)
     assert early.first not in early.requeued
     assert early.tally.lost == 1 and early.tally.processed == 1
+    # the kill waited for the first task's ack: the worker held the second one, requeued
+    assert len(early.requeued) == 1 and early.tally.deliveries == 3
     late = kill_mid_task(lab, edge, {"task_acks_late": True}, tasks=2, seconds=2)
     assert late.first in late.requeued
     assert late.tally.lost == 0 and late.tally.processed == 2 and late.tally.duplicated == 0
