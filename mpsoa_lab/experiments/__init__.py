@@ -17,7 +17,7 @@ _EXPORTS = {
     "tally": "faults",
     "queued_task_ids": "faults",
     "wait_started": "faults",
-    "wait_ready": "faults",
+    "wait_acked": "faults",
     "freeze_main_process": "faults",
     "negotiated_heartbeat": "faults",
     # notebook 07: the fault drivers and their reports

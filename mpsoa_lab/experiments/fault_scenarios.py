@@ -39,7 +39,7 @@ from .faults import (
     queued_task_ids,
     restored,
     tally as tally_ids,
-    wait_ready,
+    wait_acked,
     wait_started,
 )
 
@@ -124,9 +124,10 @@ def kill_mid_task(
     tasks are sent until the kill, so the first run cannot write its result (after its
     ``seconds`` of work) before it dies, however late a loaded machine notices that it started.
     (Without that, a kill that came after the run had finished was counted as no loss.) With
-    early acks and a prefetch multiplier of 1 it also lands after the running task's ack has
-    reached the broker (:func:`~mpsoa_lab.experiments.faults.wait_ready`): the worker's main
-    process sends it once its pool has taken the task, which can come after the task started."""
+    early acks it also lands after the worker sent the running task's ack
+    (:func:`~mpsoa_lab.experiments.faults.wait_acked`): the worker's main process sends it once
+    its pool has taken the task, which can come after the task started; killed before, the
+    task is requeued instead of lost."""
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
@@ -143,9 +144,8 @@ def kill_mid_task(
                     )
             first = tracer.task_ids[0]
             wait_started(lab, [first])
-            if not config.get("task_acks_late") and prefetch_multiplier == 1:
-                # the early ack has reached the broker: it has handed the worker the next task
-                wait_ready(lab.async_, ASYNC_QUEUE, max(tasks - 2, 0))
+            if not config.get("task_acks_late"):
+                wait_acked(lab, [first])  # the worker sent its early ack: see above
             worker.kill()
         requeued = tuple(queued_task_ids(lab.async_, ASYNC_QUEUE))
         scenario.start_worker("mpledger", "async", **options)

@@ -41,7 +41,7 @@ __all__ = [
     "tally",
     "queued_task_ids",
     "wait_started",
-    "wait_ready",
+    "wait_acked",
     "freeze_main_process",
     "negotiated_heartbeat",
 ]
@@ -191,6 +191,23 @@ def wait_started(
     Reads the worker-side trace (``started`` records from ``task_prerun``); the workers must be
     started with ``trace=True``. Returns the ids seen started.
     """
+    return _wait_records(lab, "started", task_ids, count, timeout)
+
+
+def wait_acked(lab: Lab, task_ids: Iterable[str], timeout: float = 30.0) -> set[str]:
+    """Block until a traced worker has sent the early ack of every one of ``task_ids``.
+
+    A prefork worker acknowledges early from its main process once a pool process has taken
+    the task, which on a loaded machine can come after the task's ``started`` trace: a worker
+    killed in between has its message requeued instead of lost. A kill that is to show what
+    early acks lose waits for this (the ``acked`` records of :mod:`mpsoa_lab.observe.tracing`).
+    """
+    return _wait_records(lab, "acked", task_ids, None, timeout)
+
+
+def _wait_records(
+    lab: Lab, event: str, task_ids: Iterable[str], count: int | None, timeout: float
+) -> set[str]:
     wanted = set(task_ids)
     need = len(wanted) if count is None else count
     directory = trace_dir(lab)
@@ -200,22 +217,13 @@ def wait_started(
         seen = {
             r["id"]
             for r in read_records(directory, modified_since=since)
-            if r.get("e") == "started" and r.get("id") in wanted
+            if r.get("e") == event and r.get("id") in wanted
         }
         if len(seen) >= need:
             return seen
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(seen)} of {need} tasks started within {timeout:.0f} s")
+            raise TimeoutError(f"{len(seen)} of {need} tasks {event} within {timeout:.0f} s")
         time.sleep(0.05)
-
-
-def wait_ready(broker: Any, queue: str, ready: int, timeout: float = 20.0) -> None:
-    """Block until ``queue`` holds exactly ``ready`` messages ready (a passive declare: exact).
-    With early acks and a prefetch of one, the broker hands a worker its next message only once
-    the running one's ack has arrived: ``ready`` one lower than before says it has."""
-    from ..plumbing.util import ready_messages, wait_until
-
-    wait_until(lambda: ready_messages(broker.url, queue) == ready, timeout=timeout)
 
 
 def queued_task_ids(broker: Any, queue: str) -> list[str]:

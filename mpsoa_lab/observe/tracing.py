@@ -16,6 +16,11 @@ Event            Where                    Celery signal
                  call
 ===============  =======================  =====================================================
 
+One more record, not a step of every message's life: ``acked``, written by the worker's main
+process right after it sent an *early* acknowledgement (Celery's ``Request.on_accepted``, once
+a pool process has taken the task; no signal marks it). It can come after ``started``: a fault
+scenario that kills a worker to show what early acks lose waits for it (:func:`acked`).
+
 All times are ``time.time()`` on one machine, so they compare across processes. From them:
 queue wait = received - published (in the broker), prefetch wait = started - received (in the
 worker, behind other tasks), run = finished - started, and for a sync call the round trip =
@@ -66,6 +71,7 @@ __all__ = [
     "connect_worker_from_env",
     "read_records",
     "collect",
+    "acked",
 ]
 
 #: Environment variable naming the trace directory; a worker that has it traces every task.
@@ -168,11 +174,39 @@ def connect_worker(directory: Path | str) -> TraceWriter:
     ) -> None:
         writer.write("finished", task_id, task.name, task.request.hostname, state=state)
 
+    _record_early_acks(writer)
     signals.task_received.connect(on_received, weak=False, dispatch_uid="mpsoa-trace-received")
     signals.task_prerun.connect(on_prerun, weak=False, dispatch_uid="mpsoa-trace-prerun")
     signals.task_postrun.connect(on_postrun, weak=False, dispatch_uid="mpsoa-trace-postrun")
     _worker["writer"] = writer
     return writer
+
+
+def _record_early_acks(writer: TraceWriter) -> None:
+    """Write ``acked`` once Celery's ``Request.on_accepted`` has sent a task's early ack (the
+    frame is written to the socket before it returns)."""
+    from celery.worker.request import Request
+
+    accepted = Request.on_accepted
+    if getattr(accepted, "_mpsoa_traced", False):
+        return
+
+    def on_accepted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = accepted(self, *args, **kwargs)
+        if not self.task.acks_late:
+            writer.write("acked", self.id, self.name, self.hostname)
+        return result
+
+    on_accepted._mpsoa_traced = True  # type: ignore[attr-defined]
+    Request.on_accepted = on_accepted  # type: ignore[method-assign]
+
+
+def acked(directory: Path | str, task_ids: Iterable[str]) -> set[str]:
+    """The ids among ``task_ids`` whose early ack a traced worker has sent (``acked`` records)."""
+    wanted = set(task_ids)
+    return {
+        r["id"] for r in read_records(directory) if r.get("e") == "acked" and r.get("id") in wanted
+    }
 
 
 def connect_worker_from_env() -> TraceWriter | None:
