@@ -25,7 +25,6 @@ _EXPORTS = {
     "connect_worker_from_env": "tracing",
     "read_records": "tracing",
     "collect": "tracing",
-    "acked": "tracing",
     "PERCENTILES": "latency",
     "CallerRun": "latency",
     "ecdf": "latency",

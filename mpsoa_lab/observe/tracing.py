@@ -19,7 +19,8 @@ Event            Where                    Celery signal
 One more record, not a step of every message's life: ``acked``, written by the worker's main
 process right after it sent an *early* acknowledgement (Celery's ``Request.on_accepted``, once
 a pool process has taken the task; no signal marks it). It can come after ``started``: a fault
-scenario that kills a worker to show what early acks lose waits for it (:func:`acked`).
+scenario that kills a worker to show what early acks lose waits for it
+(:func:`mpsoa_lab.experiments.faults.wait_acked`).
 
 All times are ``time.time()`` on one machine, so they compare across processes. From them:
 queue wait = received - published (in the broker), prefetch wait = started - received (in the
@@ -71,7 +72,6 @@ __all__ = [
     "connect_worker_from_env",
     "read_records",
     "collect",
-    "acked",
 ]
 
 #: Environment variable naming the trace directory; a worker that has it traces every task.
@@ -199,14 +199,6 @@ def _record_early_acks(writer: TraceWriter) -> None:
 
     on_accepted._mpsoa_traced = True  # type: ignore[attr-defined]
     Request.on_accepted = on_accepted  # type: ignore[method-assign]
-
-
-def acked(directory: Path | str, task_ids: Iterable[str]) -> set[str]:
-    """The ids among ``task_ids`` whose early ack a traced worker has sent (``acked`` records)."""
-    wanted = set(task_ids)
-    return {
-        r["id"] for r in read_records(directory) if r.get("e") == "acked" and r.get("id") in wanted
-    }
 
 
 def connect_worker_from_env() -> TraceWriter | None:
