@@ -508,7 +508,6 @@ class OnePage:
     lost, and the setting that makes the difference. Rows are added where they are measured."""
 
     HEADERS = ("failure", "2014 configuration", "recommended", "setting")
-    WIDTHS = (40, 36, 50, 40)
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, str, str]] = {}
@@ -518,12 +517,9 @@ class OnePage:
         self.rows[failure] = (old, new, setting)
 
     def __str__(self) -> str:
-        lines = ["".join(f"{h:<{w}}" for h, w in zip(self.HEADERS, self.WIDTHS))]
-        for failure, cells in self.rows.items():
-            lines.append(
-                "".join(f"{c:<{w}}" for c, w in zip((failure, *cells), self.WIDTHS)).rstrip()
-            )
-        return "\n".join(lines)
+        rows = [self.HEADERS, *((failure, *cells) for failure, cells in self.rows.items())]
+        widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(self.HEADERS))]
+        return "\n".join("".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def plot_fault_costs(
