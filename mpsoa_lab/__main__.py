@@ -232,9 +232,12 @@ def _serve_edge(lab, settings, args: argparse.Namespace) -> int:
             url = edge_url(edge)
             print(f"The edge answers on {url} (waits the {args.wait!r} way), with", end=" ")
             print(f"{len(workers)} workers. Try:", flush=True)
-            print(f"  curl -s -X POST {url}/users -H 'content-type: application/json' \\")
-            print('       -d \'{"username": "ada", "password": "pw"}\'')
-            print(f"  curl -s {url}/docs   # every endpoint, from FastAPI")
+            json = "-H 'content-type: application/json'"
+            ada = '\'{"username": "ada", "password": "pw"}\''
+            print(f"  curl -s -X POST {url}/users {json} -d {ada}")
+            print(f"  curl -s -X POST {url}/sessions {json} -d {ada}   # its token:")
+            print(f"  curl -s -X PUT {url}/wallets/1 -H 'Authorization: Bearer <token>'")
+            print(f"  open {url}/docs   # every endpoint and answer, from the OpenAPI")
             print("Ctrl-C stops it.", flush=True)
             return _hold(lab, settings)
         finally:

@@ -1,5 +1,7 @@
 """The harness of notebook 08 (the HTTP edge): load sent to an edge, and what it measured.
 
+* :func:`sign_up` and :func:`make_operator`: a :class:`Member` whose session (``headers``) the
+  edge lets use its own wallet, or the ledger;
 * :func:`open_loop`: requests sent at a fixed rate whatever the answers do (an *open loop*), a
   bounded number, each with a hard deadline; latency counts from when a request was *due*, so
   an edge that stalls is charged for the requests it kept waiting (no coordinated omission);
@@ -35,6 +37,9 @@ from ..observe.cpu import CpuMeter
 from ..observe.latency import ecdf, max_overlap, percentile
 
 __all__ = [
+    "Member",
+    "sign_up",
+    "make_operator",
     "WaitRun",
     "run_wait",
     "Cost",
@@ -71,6 +76,59 @@ class Request:
         return self.done - self.due
 
 
+@dataclass(frozen=True)
+class Member:
+    """Someone the edge knows: signed up (or made an operator inside the platform) and logged
+    in through the edge; ``headers`` carry the session."""
+
+    user_id: int
+    username: str
+    role: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        from ..design.sessions import authorization
+
+        return authorization(self.token)
+
+
+def _log_in(http: Any, username: str, password: str) -> Member:
+    answer = http.post("/sessions", json={"username": username, "password": password})
+    answer.raise_for_status()
+    body = answer.json()
+    return Member(body["user_id"], username, body["role"], body["token"])
+
+
+def sign_up(
+    http: Any, username: str | None = None, password: str = "pw", *, wallet: bool = True
+) -> Member:
+    """``POST /users`` and ``POST /sessions`` on the edge ``http`` (an :class:`httpx.Client`
+    on its base URL) talks to, then ``PUT /wallets/{id}`` unless ``wallet=False``."""
+    import uuid
+
+    username = username or f"u-{uuid.uuid4().hex[:10]}"
+    http.post("/users", json={"username": username, "password": password}).raise_for_status()
+    member = _log_in(http, username, password)
+    if wallet:
+        http.put(f"/wallets/{member.user_id}", headers=member.headers).raise_for_status()
+    return member
+
+
+def make_operator(http: Any, username: str | None = None, password: str = "pw") -> Member:
+    """An operator of the platform: registered by a publisher inside it (this process sends
+    ``mplogin.sync.register`` with ``role="operator"``; the edge never makes one), then logged
+    in through the edge."""
+    import uuid
+
+    from ..design.services import mplogin
+
+    username = username or f"op-{uuid.uuid4().hex[:10]}"
+    kwargs = {"username": username, "password": password, "role": "operator"}
+    mplogin.sync_app.send_task("mplogin.sync.register", kwargs=kwargs).get(timeout=30)
+    return _log_in(http, username, password)
+
+
 def run_in_own_loop(coro_fn: Callable[[], Any]) -> Any:
     """``asyncio.run(coro_fn())`` in a thread of its own (a notebook's kernel already runs a loop)."""
     with ThreadPoolExecutor(1, thread_name_prefix="driver") as pool:
@@ -78,15 +136,25 @@ def run_in_own_loop(coro_fn: Callable[[], Any]) -> Any:
 
 
 def open_loop(
-    url: str, path: str, rate: float, duration: float, deadline: float = 10.0
+    url: str,
+    path: str,
+    rate: float,
+    duration: float,
+    deadline: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> list[Request]:
     """``rate`` GETs of ``url + path`` per second for ``duration`` seconds (``rate * duration``
-    requests, at most), each given up ``deadline`` seconds after it was due."""
-    return [r for _, r in open_loop_mix([url + path], rate, duration, deadline)]
+    requests, at most), each given up ``deadline`` seconds after it was due; ``headers`` go
+    with each (a session's ``Authorization``)."""
+    return [r for _, r in open_loop_mix([url + path], rate, duration, deadline, headers)]
 
 
 def open_loop_mix(
-    urls: Sequence[str], rate: float, duration: float, deadline: float = 10.0
+    urls: Sequence[str],
+    rate: float,
+    duration: float,
+    deadline: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> list[tuple[int, Request]]:
     """An open loop over several targets in turn: request *i* is a GET of ``urls[i % n]``, so
     that every target is asked at the same moments of the run, and a slow moment of a shared
@@ -102,7 +170,9 @@ def open_loop_mix(
     async def main() -> list[tuple[int, Request]]:
         loop = asyncio.get_running_loop()
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=n)
-        async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            limits=limits, trust_env=False, headers=dict(headers or {})
+        ) as client:
             start = loop.time() + 0.05
 
             async def one(i: int) -> tuple[int, Request]:
@@ -286,10 +356,11 @@ def run_wait(
     deadline: float,
     worker: Any,
     executions: Callable[[], Sequence[Mapping[str, Any]]],
+    headers: Mapping[str, str] | None = None,
 ) -> WaitRun:
-    """Start an edge that waits the ``wait`` way, send it :func:`open_loop` load on ``path``,
-    read what it held, stop it (quickly: an edge whose event loop is blocked cannot finish
-    its requests, so it is killed after 2 s)."""
+    """Start an edge that waits the ``wait`` way, send it :func:`open_loop` load on ``path``
+    (with ``headers``: the session of the wallet's owner), read what it held, stop it (quickly:
+    an edge whose event loop is blocked cannot finish its requests, so it is killed after 2 s)."""
     from urllib.parse import urlsplit
 
     import httpx
@@ -301,11 +372,11 @@ def run_wait(
         url = edge_url(edge)
         with httpx.Client(base_url=url, timeout=30, trust_env=False) as http:
             for _ in range(3):  # warm: connections, reply queues, the first import
-                http.get(path).raise_for_status()
+                http.get(path, headers=headers).raise_for_status()
             threads = http.get("/stats").json()["threads"]
         meter = CpuMeter({"edge": edge.process.pid, "worker": worker.process.pid}).start()
         since = time.time()
-        requests = open_loop(url, path, rate, duration, deadline)
+        requests = open_loop(url, path, rate, duration, deadline, headers)
         meter.stop()
         port = urlsplit(str(lab.sync.url)).port or 5672
         connections = amqp_connections(edge.process.pid, port)

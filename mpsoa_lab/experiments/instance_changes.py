@@ -42,10 +42,19 @@ __all__ = [
     "rest_slow",
     "slow_table",
     "plot_changes",
+    "owner_session",
 ]
 
 PATH = "/wallets/1/balance"
 TASK = "mpwallet.sync.get_balance"
+
+
+def owner_session() -> dict[str, str]:
+    """The header of a session of user 1, the wallet the load reads, signed with the lab's key
+    as ``mplogin`` signs one: what the edges check (by its signature) on every request."""
+    from ..design.sessions import authorization, issue, key_from_env
+
+    return authorization(issue(key_from_env(), 1, "user", ttl=3600)[0])
 
 
 def _wallet_executions(since: float) -> list[dict[str, Any]]:
@@ -225,7 +234,7 @@ def change_under_load(
     thread = threading.Thread(target=changes, name="instance-changes", daemon=True)
     thread.start()
     try:
-        requests = open_loop(url, PATH, rate, duration, deadline)
+        requests = open_loop(url, PATH, rate, duration, deadline, owner_session())
     finally:
         thread.join(90)
     if "error" in events:
@@ -392,7 +401,7 @@ class SlowRun:
 
 def _slow_run(name: str, url: str, rate: float, duration: float, deadline: float, slow: str):
     since = time.time()
-    requests = open_loop(url, PATH, rate, duration, deadline)
+    requests = open_loop(url, PATH, rate, duration, deadline, owner_session())
     return SlowRun(name, rate, requests, _wallet_executions(since), slow)
 
 

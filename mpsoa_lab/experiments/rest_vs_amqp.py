@@ -127,8 +127,16 @@ def parse_wrk(text: str) -> WrkRun:
     )
 
 
-def wrk_args(url: str, *, connections: int, seconds: float, threads: int = 1) -> list[str]:
-    """wrk's command line for ``url``: loopback only, a bounded duration and request timeout."""
+def wrk_args(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """wrk's command line for ``url``: loopback only, a bounded duration and request timeout,
+    ``headers`` sent with every request."""
     host = urlsplit(url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"load goes to loopback addresses only, not {host!r}")
@@ -143,31 +151,41 @@ def wrk_args(url: str, *, connections: int, seconds: float, threads: int = 1) ->
         "--timeout",
         "5s",
         "--latency",
+        *[arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")],
         url,
     ]
 
 
-def run_wrk(url: str, *, connections: int = 8, seconds: float = 3, threads: int = 1) -> WrkRun:
+def run_wrk(
+    url: str,
+    *,
+    connections: int = 8,
+    seconds: float = 3,
+    threads: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> WrkRun:
     """Run wrk on ``url`` (closed loop: ``connections`` requests in flight, each sent when the
     one before it on its connection came back) and read its output."""
     if shutil.which("wrk") is None:
         raise FileNotFoundError(
             "wrk is not installed: make setup installs it (apt-get install wrk)"
         )
-    args = wrk_args(url, connections=connections, seconds=seconds, threads=threads)
+    args = wrk_args(url, connections=connections, seconds=seconds, threads=threads, headers=headers)
     done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 20, check=True)
     return parse_wrk(done.stdout)
 
 
 @dataclass(frozen=True)
 class Side:
-    """One way of reaching the service: a name, the base URL the load goes to, the path, and
-    the processes whose CPU counts (name -> pid)."""
+    """One way of reaching the service: a name, the base URL the load goes to, the path, the
+    processes whose CPU counts (name -> pid), and the headers every request carries (the
+    session of the wallet's owner)."""
 
     name: str
     url: str
     path: str
     pids: Mapping[str, int | None]
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -223,7 +241,9 @@ def compare(
     if rounds < 1:
         raise ValueError("need at least one round")
     for side in sides:
-        with httpx.Client(base_url=side.url, timeout=10, trust_env=False) as http:
+        with httpx.Client(
+            base_url=side.url, timeout=10, trust_env=False, headers=dict(side.headers)
+        ) as http:
             for _ in range(20):  # warm: connections, the first import, SQLite's cache
                 http.get(side.path).raise_for_status()
     wrks: dict[str, list[WrkRun]] = {s.name: [] for s in sides}
@@ -233,10 +253,12 @@ def compare(
     steps = [(r, s) for r in range(rounds) for s in (sides if r % 2 == 0 else sides[::-1])]
     for _, side in progress(steps, desc="sides x rounds") if progress else steps:
         url = side.url + side.path
-        wrks[side.name].append(run_wrk(url, connections=connections, seconds=wrk_seconds))
+        wrks[side.name].append(
+            run_wrk(url, connections=connections, seconds=wrk_seconds, headers=side.headers)
+        )
         meter = CpuMeter(side.pids).start()
         offset = max((r.done for r in requests[side.name]), default=0.0) + 1.0
-        for r in open_loop(side.url, side.path, rate, duration, deadline):
+        for r in open_loop(side.url, side.path, rate, duration, deadline, side.headers):
             requests[side.name].append(Request(r.due + offset, r.done + offset, r.status))
         meter.stop()
         wall[side.name] += meter.wall
@@ -254,7 +276,13 @@ def compare(
     }
 
 
-def closed_loop_for(url: str, path: str, connections: int, seconds: float) -> list[float]:
+def closed_loop_for(
+    url: str,
+    path: str,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+) -> list[float]:
     """A naive closed loop: ``connections`` keep-alive connections, each sending its next GET
     as soon as the previous answer came back, for ``seconds``; every request's seconds from
     when it was *sent* (what a closed-loop tool without correction reports)."""
@@ -269,7 +297,9 @@ def closed_loop_for(url: str, path: str, connections: int, seconds: float) -> li
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         limits = httpx.Limits(max_connections=connections)
-        async with httpx.AsyncClient(base_url=url, limits=limits, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            base_url=url, limits=limits, trust_env=False, headers=dict(headers or {})
+        ) as client:
 
             async def one() -> list[float]:
                 took = []

@@ -126,15 +126,20 @@ def profile_service_work(
 
 
 def interleaved(
-    targets: Mapping[str, str], rate: float, duration: float, rounds: int = 2
+    targets: Mapping[str, str],
+    rate: float,
+    duration: float,
+    rounds: int = 2,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, list[Request]]:
     """``rounds`` open loops of ``rate`` requests a second for ``duration`` seconds over every
     target in turn (name -> URL), the order reversed every other round; each target's requests
-    (``rate / len(targets)`` a second of them), after 10 warm-up calls to each."""
+    (``rate / len(targets)`` a second of them), after 10 warm-up calls to each; ``headers`` go
+    with every request (a session)."""
     import httpx
 
     names = list(targets)
-    with httpx.Client(timeout=10, trust_env=False) as http:
+    with httpx.Client(timeout=10, trust_env=False, headers=dict(headers or {})) as http:
         for url in targets.values():
             for _ in range(10):
                 http.get(url).raise_for_status()
@@ -142,7 +147,7 @@ def interleaved(
     offset = 0.0
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
-        runs = open_loop_mix([targets[n] for n in order], rate, duration)
+        runs = open_loop_mix([targets[n] for n in order], rate, duration, headers=headers)
         for index, req in runs:
             found[order[index]].append(Request(req.due + offset, req.done + offset, req.status))
         offset = max(req.done for _, req in runs) + offset + 1.0

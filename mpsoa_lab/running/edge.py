@@ -38,12 +38,15 @@ def start_edge(
     broker_urls: tuple[str, str] | None = None,
     name: str | None = None,
     start_timeout: float = 60.0,
+    sessions: str | None = None,
 ) -> Program:
     """Start an edge on ``lab``'s brokers (or ``broker_urls=(sync, async)``) and wait until it
     answers; ``timeout`` is a sync call's wait in seconds, ``body_limit`` the largest body,
     ``wait`` how a sync call waits for its reply (``shared``, ``threadpool``, ``event-loop``:
     :mod:`mpsoa_lab.design.edge.waiting`); ``rest_urls`` (service -> base URL) makes it call
-    the services' REST APIs instead of publishing tasks (the REST alternative, notebook 09)."""
+    the services' REST APIs instead of publishing tasks (the REST alternative, notebook 09);
+    ``sessions`` how it checks a session (``token``, the default, or ``mplogin``:
+    :mod:`mpsoa_lab.design.sessions`)."""
     from ..design.edge.publishing import refuse_wait_with_rest
 
     refuse_wait_with_rest(wait, rest_urls)  # a clear error here, not in the edge's log
@@ -64,6 +67,11 @@ def start_edge(
 
         EdgeConfig(str(sync_url), str(async_url), wait=wait)  # a clear error here, not in a log
         env["MPSOA_EDGE_WAIT"] = wait
+    if sessions is not None:
+        from ..design.edge import EdgeConfig
+
+        EdgeConfig(str(sync_url), str(async_url), sessions=sessions)  # a clear error here
+        env["MPSOA_EDGE_SESSIONS"] = sessions
     if rest_urls:
         import json
 

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from mpsoa_lab.design import route_task
+from mpsoa_lab.design.sessions import authorization, issue, key_from_env
 from mpsoa_lab.design.values import MAX_EXACT, InvalidInput, LimitReached
+from mpsoa_lab.experiments.edge_load import Member, sign_up
 from mpsoa_lab.plumbing.util import wait_until
 from mpsoa_lab.running import edge_url, start_edge, start_worker, stop_edge
 
@@ -38,16 +40,18 @@ def edge(lab):
             worker.stop()
 
 
-def _wallet(http: httpx.Client) -> int:
-    user = http.post("/users", json={"username": f"u-{uuid.uuid4().hex[:8]}", "password": "pw"})
-    user_id = user.json()["user_id"]
-    assert http.put(f"/wallets/{user_id}").status_code == 200
-    return user_id
+def _wallet(http: httpx.Client) -> Member:
+    """A user with a wallet, signed up and logged in through the edge."""
+    return sign_up(http)
+
+
+#: An operator's session, signed with the lab's key (the ledger's endpoints are theirs).
+OPERATOR = authorization(issue(key_from_env(), 1, "operator", 3600)[0])
 
 
 def test_the_balance_is_the_sum_of_the_accepted_deposits_whatever_was_refused(edge):
-    user_id = _wallet(edge)
-    path = f"/wallets/{user_id}/deposits"
+    member = _wallet(edge)
+    path = f"/wallets/{member.user_id}/deposits"
     sent = [
         ({"content": b'{"amount_cents": 300}'}, 200),
         ({"content": b'{"amount_cents": NaN}'}, 422),
@@ -66,7 +70,7 @@ def test_the_balance_is_the_sum_of_the_accepted_deposits_whatever_was_refused(ed
     ]
     accepted = 0
     for body, expected in sent:
-        answer = edge.post(path, headers=JSON, **body)
+        answer = edge.post(path, headers={**JSON, **member.headers}, **body)
         assert answer.status_code == expected, (body, answer.text)
         if expected == 422:
             assert answer.json()["detail"][0]["loc"] == ["body", "amount_cents"], answer.text
@@ -74,7 +78,8 @@ def test_the_balance_is_the_sum_of_the_accepted_deposits_whatever_was_refused(ed
             accepted += body.get("json", {}).get("amount_cents", 300)
         if expected == 409:
             assert str(MAX_EXACT) in answer.json()["detail"]  # names the bound
-    balance = edge.get(f"/wallets/{user_id}/balance").json()["balance_cents"]
+    balance = edge.get(f"/wallets/{member.user_id}/balance", headers=member.headers)
+    balance = balance.json()["balance_cents"]
     assert balance == accepted == MAX_EXACT and type(balance) is int
 
 
@@ -97,7 +102,14 @@ def test_the_balance_is_the_sum_of_the_accepted_deposits_whatever_was_refused(ed
     ],
 )
 def test_values_past_a_bound_are_422_never_500(edge, method, path, body):
-    answer = edge.request(method, path, json=body)
+    """With a session the guard lets through (an operator's for the ledger, a user's for a
+    wallet), so that what is tested is the value, not the session."""
+    session = (
+        OPERATOR
+        if path.startswith("/ledger")
+        else authorization(issue(key_from_env(), 1, "user", 3600)[0])
+    )
+    answer = edge.request(method, path, json=body, headers=session)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"] and "Traceback" not in answer.text
 
@@ -123,7 +135,7 @@ def _call(lab, name: str, timeout: float = 10, **kwargs):
 def test_a_worker_called_directly_refuses_what_the_edge_would_refuse(lab, edge):
     """A task published without the edge (as `celery call` or a notebook does) meets the same
     bounds in the service itself, and nothing is stored."""
-    user_id = _wallet(edge)
+    user_id = _wallet(edge).user_id
     for amount in (2**63, math.nan, 1.5, True, "5", 0, None):
         with pytest.raises(InvalidInput, match="amount_cents"):
             _call(lab, "mpwallet.sync.deposit", user_id=user_id, amount_cents=amount)
@@ -144,7 +156,7 @@ def test_an_entry_accepted_with_202_that_the_ledger_refuses_is_kept_and_counted(
 
     def post(n: int, cents: int) -> str:
         entry = {"entry_id": f"{account}-{n}", "account": account, "amount_cents": cents}
-        answer = edge.post("/ledger/entries", json=entry)
+        answer = edge.post("/ledger/entries", json=entry, headers=OPERATOR)
         assert answer.status_code == 202, answer.text
         task_id = answer.json()["task_id"]
         wait_until(lambda: any(r["task_id"] == task_id for r in storage.executions()), timeout=30)

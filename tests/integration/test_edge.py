@@ -16,6 +16,8 @@ import httpx
 import psutil
 import pytest
 
+from mpsoa_lab.design.sessions import authorization, issue, key_from_env
+from mpsoa_lab.experiments.edge_load import make_operator, sign_up
 from mpsoa_lab.plumbing.management import Management
 from mpsoa_lab.plumbing.ports import PortAllocator
 from mpsoa_lab.plumbing.util import wait_until
@@ -41,41 +43,54 @@ def _name() -> str:
     return f"u-{uuid.uuid4().hex[:8]}"
 
 
+def signed(user_id: int, role: str = "user") -> dict[str, str]:
+    """A session of ``user_id`` signed with the lab's key, as mplogin issues one: what an edge
+    that checks tokens itself lets through (no mplogin worker needed)."""
+    return authorization(issue(key_from_env(), user_id, role, 600)[0])
+
+
+OPERATOR = signed(1, "operator")
+
+
 def test_sync_endpoints_register_log_in_and_deposit(platform):
     username = _name()
     user = platform.post("/users", json={"username": username, "password": "pw"})
     assert user.status_code == 201 and user.json()["username"] == username
     assert platform.post("/users", json={"username": username, "password": "x"}).status_code == 409
     session = platform.post("/sessions", json={"username": username, "password": "pw"})
-    assert session.status_code == 201 and len(session.json()["token"]) == 32
+    assert session.status_code == 201 and session.json()["token"].startswith("v1.")
     wrong = platform.post("/sessions", json={"username": username, "password": "nope"})
-    assert wrong.status_code == 401
-    user_id = user.json()["user_id"]
-    assert platform.put(f"/wallets/{user_id}").json()["balance_cents"] == 0
-    deposit = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 250})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+    user_id, mine = user.json()["user_id"], authorization(session.json()["token"])
+    assert platform.put(f"/wallets/{user_id}", headers=mine).json()["balance_cents"] == 0
+    deposit = platform.post(
+        f"/wallets/{user_id}/deposits", json={"amount_cents": 250}, headers=mine
+    )
     assert deposit.status_code == 200 and deposit.json()["balance_cents"] == 250
-    assert platform.get(f"/wallets/{user_id}/balance").json()["balance_cents"] == 250
+    balance = platform.get(f"/wallets/{user_id}/balance", headers=mine)
+    assert balance.json()["balance_cents"] == 250
 
 
 def test_echo_answers_through_a_worker_and_the_service_logs_nothing(platform):
     from mpsoa_lab.design.services import mpwallet
 
+    member = sign_up(platform, wallet=False)  # a user with no wallet
+    me, mine = member.user_id, member.headers
     before = len(mpwallet.service.storage.executions())
-    assert platform.get("/wallets/7/balance").status_code == 404  # a service call: logged
-    answer = platform.get("/wallets/7/echo")
-    assert answer.status_code == 200 and answer.json() == {"user_id": 7, "echoed": 7}
+    assert platform.get(f"/wallets/{me}/balance", headers=mine).status_code == 404  # logged
+    answer = platform.get(f"/wallets/{me}/echo", headers=mine)
+    assert answer.status_code == 200 and answer.json() == {"user_id": me, "echoed": me}
     assert len(mpwallet.service.storage.executions()) == before + 1  # the balance, not the echo
 
 
 def test_concurrent_sync_calls_each_get_their_own_reply(platform):
     """20 deposits of 1 cent from 8 threads: each reply is its own, so the balances the
     callers see are exactly 1..20 (a reply given to the wrong caller repeats or skips one)."""
-    user_id = platform.post("/users", json={"username": _name(), "password": "pw"}).json()
-    user_id = user_id["user_id"]
-    platform.put(f"/wallets/{user_id}")
+    member = sign_up(platform)
 
     def deposit(_: int) -> int:
-        resp = platform.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 1})
+        path = f"/wallets/{member.user_id}/deposits"
+        resp = platform.post(path, json={"amount_cents": 1}, headers=member.headers)
         assert resp.status_code == 200, resp.text
         return resp.json()["balance_cents"]
 
@@ -87,18 +102,21 @@ def test_concurrent_sync_calls_each_get_their_own_reply(platform):
 def test_async_endpoint_answers_202_and_the_task_runs(lab, platform):
     account = _name()
     with start_worker(lab, "mpledger", "async"), start_worker(lab, "mpledger", "sync"):
+        operator = make_operator(platform).headers
         resp = platform.post(
-            "/ledger/entries", json={"entry_id": account, "account": account, "amount_cents": 7}
+            "/ledger/entries",
+            json={"entry_id": account, "account": account, "amount_cents": 7},
+            headers=operator,
         )
         assert resp.status_code == 202 and resp.json()["task_id"]
         path = f"/ledger/accounts/{account}/balance"
-        wait_until(lambda: platform.get(path).json()["balance_cents"] == 7, timeout=30)
+        wait_until(lambda: platform.get(path, headers=operator).json()["balance_cents"] == 7, 30)
 
 
 def test_invalid_json_and_wrong_types_are_422_naming_the_field(platform):
     bad = platform.post("/users", content=b"{", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
-    wrong = platform.post("/wallets/1/deposits", json={"amount_cents": "a lot"})
+    wrong = platform.post("/wallets/1/deposits", json={"amount_cents": "a lot"}, headers=signed(1))
     assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "amount_cents"]
 
 
@@ -116,7 +134,8 @@ def test_a_body_over_the_limit_is_413_declared_or_chunked(platform):
 
 def test_unknown_resource_and_missing_wallet_are_404(platform):
     assert platform.get("/accounts").status_code == 404
-    missing = platform.get(f"/wallets/{10**9}/balance")
+    member = sign_up(platform, wallet=False)
+    missing = platform.get(f"/wallets/{member.user_id}/balance", headers=member.headers)
     assert missing.status_code == 404 and "no wallet" in missing.json()["detail"]
 
 
@@ -135,7 +154,7 @@ def test_a_broker_that_is_down_is_503_with_retry_after(lab):
                 ("/users", {"username": "a", "password": "b"}),
                 ("/ledger/entries", {"entry_id": "e", "account": "a", "amount_cents": 1}),
             ):
-                resp = http.post(path, json=body)
+                resp = http.post(path, json=body, headers=OPERATOR)
                 assert resp.status_code == 503, resp.text
                 assert int(resp.headers["retry-after"]) > 0
                 assert "Traceback" not in resp.text
@@ -144,7 +163,7 @@ def test_a_broker_that_is_down_is_503_with_retry_after(lab):
 
 
 def balance(http: httpx.Client, account: str) -> int:
-    resp = http.get(f"/ledger/accounts/{account}/balance")
+    resp = http.get(f"/ledger/accounts/{account}/balance", headers=OPERATOR)
     assert resp.status_code == 200, resp.text
     return resp.json()["balance_cents"]
 
@@ -158,13 +177,14 @@ def test_a_sync_timeout_is_504_and_its_late_reply_answers_no_other_request(lab):
     edge = start_edge(lab, timeout=2)
     try:
         with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
-            late = http.get("/ledger/accounts/late/balance")
+            late = http.get("/ledger/accounts/late/balance", headers=OPERATOR)
             assert late.status_code == 504 and late.json()["task_id"]
             accounts = {_name(): cents for cents in (1, 2, 3)}
             with start_worker(lab, "mpledger", "async"), start_worker(lab, "mpledger", "sync"):
                 for account, cents in accounts.items():
                     body = {"entry_id": account, "account": account, "amount_cents": cents}
-                    assert http.post("/ledger/entries", json=body).status_code == 202
+                    answer = http.post("/ledger/entries", json=body, headers=OPERATOR)
+                    assert answer.status_code == 202
                 wait_until(lambda: all(balance(http, a) == c for a, c in accounts.items()), 30)
                 for _ in range(3):  # every answer is its own request's, none the late one's
                     assert {a: balance(http, a) for a in accounts} == accounts
@@ -179,15 +199,16 @@ def test_a_message_no_queue_takes_is_502_not_202(lab, platform):
     that (by an operator, a policy) leaves the edge's long-lived producer publishing to nothing."""
     entry = {"entry_id": _name(), "account": "unbound", "amount_cents": 1}
     lab.prepare_topology()
-    assert platform.post("/ledger/entries", json=entry).status_code == 202  # declares the queue
+    post = lambda: platform.post("/ledger/entries", json=entry, headers=OPERATOR)  # noqa: E731
+    assert post().status_code == 202  # declares the queue
     try:
         with Management.for_broker(lab.async_) as api:
             api.delete_queue("mpledger.async")
-        resp = platform.post("/ledger/entries", json=entry)
+        resp = post()
         assert resp.status_code == 502 and "no queue" in resp.json()["detail"], resp.text
     finally:
         lab.prepare_topology()
-    assert platform.post("/ledger/entries", json=entry).status_code == 202  # the edge recovers
+    assert post().status_code == 202  # the edge recovers
 
 
 def test_the_edge_is_found_again_and_leaves_no_process(lab):
@@ -230,10 +251,13 @@ def test_the_other_ways_of_waiting_answer_and_time_out_alike(lab, wait):
         ):
             assert http.get("/health").json()["wait"] == wait
             user = uuid.uuid4().int % 10**9  # a wallet no other test uses
-            assert http.put(f"/wallets/{user}").status_code == 200
-            assert http.get(f"/wallets/{user}/balance").json()["balance_cents"] == 0
-            assert http.get(f"/wallets/{10**9}/balance").status_code == 404
-            assert http.get("/ledger/accounts/nobody/balance").status_code == 504  # no worker
+            mine = signed(user)
+            assert http.put(f"/wallets/{user}", headers=mine).status_code == 200
+            assert http.get(f"/wallets/{user}/balance", headers=mine).json()["balance_cents"] == 0
+            nobody = http.get(f"/wallets/{10**9}/balance", headers=signed(10**9))
+            assert nobody.status_code == 404
+            no_worker = http.get("/ledger/accounts/nobody/balance", headers=OPERATOR)
+            assert no_worker.status_code == 504
             assert http.get("/stats").json()["wait"] == wait
     finally:
         stop_edge(lab, edge)
@@ -254,12 +278,22 @@ def test_shared_replies_hold_two_connections_for_many_calls(lab):
             httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
         ):
             users = [uuid.uuid4().int % 10**9 for _ in range(16)]  # wallets no other test uses
+            sessions = {user: signed(user) for user in users}
             for i, user in enumerate(users):
-                assert http.put(f"/wallets/{user}").json()["balance_cents"] == 0
-                http.post(f"/wallets/{user}/deposits", json={"amount_cents": i + 1})
+                opened = http.put(f"/wallets/{user}", headers=sessions[user])
+                assert opened.json()["balance_cents"] == 0
+                http.post(
+                    f"/wallets/{user}/deposits",
+                    json={"amount_cents": i + 1},
+                    headers=sessions[user],
+                )
             http.get("/stats", params={"reset": True})
+
+            def balance_of(user: int) -> dict:
+                return http.get(f"/wallets/{user}/balance", headers=sessions[user]).json()
+
             with ThreadPoolExecutor(16) as pool:
-                seen = list(pool.map(lambda u: http.get(f"/wallets/{u}/balance").json(), users))
+                seen = list(pool.map(balance_of, users))
             assert [s["balance_cents"] for s in seen] == [i + 1 for i in range(16)]
             assert http.get("/stats").json()["max_in_flight"] >= 8  # they did wait together
             assert amqp_connections(edge.process.pid, urlsplit(lab.sync.url).port) <= 3
@@ -312,6 +346,7 @@ def test_the_shared_reply_consumer_comes_back_after_a_broker_restart(lab):
             httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
         ):
             user = uuid.uuid4().int % 10**9  # a wallet no other test uses
+            http.headers.update(signed(user))
             assert http.put(f"/wallets/{user}").status_code == 200
             with lab.exclusive("restarts the sync broker under an edge"):
                 lab.stop_node("sync")
@@ -336,29 +371,40 @@ def test_the_edge_calls_rest_services_through_haproxy_with_the_same_answers(lab)
     balancer = start_haproxy(lab, instances)
     urls = {service: balancer.url(service) for service in instances}
     edge = start_edge(lab, timeout=3, rest_urls=urls)
+    asking = start_edge(lab, timeout=3, rest_urls=urls, sessions="mplogin")
     try:
-        with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
+        with (
+            httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http,
+            httpx.Client(base_url=edge_url(asking), timeout=30, trust_env=False) as other,
+        ):
             assert http.get("/health").json()["wait"] == "rest"
-            username = _name()
-            user = http.post("/users", json={"username": username, "password": "pw"})
-            assert user.status_code == 201, user.text
-            assert (
-                http.post("/users", json={"username": username, "password": "x"}).status_code == 409
+            member = sign_up(http)
+            taken = {"username": member.username, "password": "x"}
+            assert http.post("/users", json=taken).status_code == 409
+            user_id, mine = member.user_id, member.headers
+            deposit = http.post(
+                f"/wallets/{user_id}/deposits", json={"amount_cents": 5}, headers=mine
             )
-            user_id = user.json()["user_id"]
-            assert http.put(f"/wallets/{user_id}").status_code == 200
-            deposit = http.post(f"/wallets/{user_id}/deposits", json={"amount_cents": 5})
             assert deposit.json()["balance_cents"] == 5
-            assert http.get(f"/wallets/{10**9}/balance").status_code == 404
-            assert http.get(f"/wallets/{user_id}/echo").json() == {
+            nobody = http.get(f"/wallets/{10**9}/balance", headers=signed(10**9))
+            assert nobody.status_code == 404
+            assert http.get(f"/wallets/{user_id}/echo", headers=mine).json() == {
                 "user_id": user_id,
                 "echoed": user_id,
             }
-            entry = {"entry_id": username, "account": username, "amount_cents": 3}
-            assert http.post("/ledger/entries", json=entry).status_code == 202
-            assert http.get(f"/ledger/accounts/{username}/balance").json()["balance_cents"] == 3
+            entry = {"entry_id": member.username, "account": member.username, "amount_cents": 3}
+            assert http.post("/ledger/entries", json=entry, headers=OPERATOR).status_code == 202
+            path = f"/ledger/accounts/{member.username}/balance"
+            assert http.get(path, headers=OPERATOR).json()["balance_cents"] == 3
+            # an edge that asks mplogin, over REST: the session is checked there, and ended
+            balance = f"/wallets/{user_id}/balance"
+            assert other.get(balance, headers=mine).json()["balance_cents"] == 5
+            assert other.get(balance, headers=signed(user_id)).status_code == 401  # no row
+            assert other.delete("/sessions/current", headers=mine).status_code == 204
+            assert other.get(balance, headers=mine).status_code == 401
     finally:
         stop_edge(lab, edge)
+        stop_edge(lab, asking)
         stop_haproxy(lab, balancer)
         stop_rest(lab, [i for group in instances.values() for i in group])
 
@@ -370,7 +416,8 @@ def test_the_rest_edge_answers_503_when_a_service_cannot_be_reached(lab):
         with httpx.Client(base_url=edge_url(edge), timeout=30, trust_env=False) as http:
             answer = http.post("/users", json={"username": "a", "password": "b"})
             assert answer.status_code == 503 and int(answer.headers["retry-after"]) > 0
-            assert http.get("/wallets/1/balance").status_code == 503  # no URL for mpwallet
+            no_url = http.get("/wallets/1/balance", headers=signed(1))
+            assert no_url.status_code == 503  # no URL for mpwallet
     finally:
         stop_edge(lab, edge)
 

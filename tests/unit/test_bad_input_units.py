@@ -19,6 +19,7 @@ from mpsoa_lab.design.edge import EdgeConfig, create_app, error_status
 from mpsoa_lab.design.edge.errors import NON_FINITE
 from mpsoa_lab.design.edge.rest_platform import RestPlatform
 from mpsoa_lab.design.rest import RestConfig, create_app as rest_app, rest_error
+from mpsoa_lab.design.sessions import authorization, issue, key_from_env
 from mpsoa_lab.design.values import MAX_EXACT, InvalidInput, LimitReached
 
 DEPOSIT = "/wallets/1/deposits"
@@ -91,9 +92,18 @@ def rest() -> dict[str, tuple[TestClient, StandIn]]:
     return apps
 
 
+#: Sessions the edge lets through to validation: wallet 1's owner, and an operator for the
+#: ledger (signed with the test lab's key; the REST services take no session).
+_SESSIONS = {
+    "/wallets": authorization(issue(key_from_env(), 1, "user", 600)[0]),
+    "/ledger": authorization(issue(key_from_env(), 2, "operator", 600)[0]),
+}
+
+
 def _send(client: TestClient, method: str, path: str, body: str | bytes | None) -> httpx.Response:
     content = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     headers = {"content-type": "application/json"} if body is not None else {}
+    headers.update(next((h for prefix, h in _SESSIONS.items() if path.startswith(prefix)), {}))
     return client.request(method, path, content=content, headers=headers)
 
 

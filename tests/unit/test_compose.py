@@ -250,3 +250,16 @@ def test_edge_image_has_the_edge_requirements():
     pinned = (ROOT / "requirements.txt").read_text()
     for package in ("fastapi", "uvicorn", "httpx"):
         assert re.search(rf"^{package}==\d", pinned, re.M), f"pin {package} in requirements.txt"
+
+
+def test_the_edge_checks_the_sessions_the_lab_s_mplogin_signs(compose):
+    """The edge and the lab (where mplogin's workers run) are separate containers with lab homes
+    of their own: they share one session key, as the install hint tells a terminal to."""
+    from mpsoa_lab.design.sessions import issue, key_from_env, verify
+
+    edge, lab = _env(compose["services"]["edge"]), _env(compose["services"]["lab"])
+    assert edge["MPSOA_SESSION_KEY"] == lab["MPSOA_SESSION_KEY"]
+    token, session = issue(key_from_env(lab), 1, "user", 60)  # as the lab's mplogin signs it
+    assert verify(key_from_env(edge), token) == session  # ... the edge's check takes it
+    hint = (ROOT / "docker-compose.yml").read_text()
+    assert f"export MPSOA_SESSION_KEY={lab['MPSOA_SESSION_KEY']}" in hint

@@ -12,8 +12,17 @@ from fastapi.testclient import TestClient
 
 from mpsoa_lab.design.edge import ROUTES, EdgeConfig, EdgeError, create_app, error_status
 from mpsoa_lab.design.naming import parse_task_name
+from mpsoa_lab.design.sessions import authorization, issue, key_from_env
 
 LIMIT = 1024
+
+
+def _bearer(user_id: int, role: str = "user", ttl: float = 60) -> dict[str, str]:
+    """A session of ``user_id`` signed with the test lab's key, as mplogin would issue it."""
+    return authorization(issue(key_from_env(), user_id, role, ttl)[0])
+
+
+USER_1 = _bearer(1)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +35,7 @@ def client() -> TestClient:
 def test_every_route_names_a_platform_task():
     for (method, path), task in ROUTES.items():
         parsed = parse_task_name(task)
-        assert method in ("GET", "POST", "PUT") and path.startswith("/")
+        assert method in ("GET", "POST", "PUT", "DELETE") and path.startswith("/")
         assert (parsed.kind == "async") == (method == "POST" and path == "/ledger/entries")
 
 
@@ -67,10 +76,10 @@ def test_invalid_json_is_422(client):
 
 
 def test_wrong_type_is_422_naming_the_field(client):
-    resp = client.post("/wallets/1/deposits", json={"amount_cents": "12"})
+    resp = client.post("/wallets/1/deposits", json={"amount_cents": "12"}, headers=USER_1)
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"] == ["body", "amount_cents"]
-    resp = client.get("/wallets/not-a-number/balance")
+    resp = client.get("/wallets/not-a-number/balance", headers=USER_1)
     assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["path", "user_id"]
 
 
@@ -210,3 +219,26 @@ def test_the_rest_edge_gives_every_call_a_request_id_of_its_own():
 
     assert asyncio.run(two_calls()) == [7, 7]
     assert len(seen) == 2 and all(len(s) == 32 for s in seen) and seen[0] != seen[1]
+
+
+def test_the_openapi_declares_every_answer_typed_and_the_session_scheme(client):
+    """The document is the contract: every status an endpoint can answer is declared with a
+    typed body (a schema reference, never an untyped object); the endpoints that need a session
+    say so, with 401 and 403; those that read a body declare 400, 413 and 422."""
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["session"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            for status, answer in operation["responses"].items():
+                if status == "204":
+                    assert "content" not in answer, where
+                    continue
+                schema = answer["content"]["application/json"]["schema"]
+                assert "$ref" in schema, (where, status, schema)
+            guarded = path.startswith(("/wallets", "/ledger")) or path == "/sessions/current"
+            assert (operation.get("security") == [{"session": []}]) == guarded, where
+            if guarded:
+                assert {"401", "403"} <= set(operation["responses"]), where
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= set(operation["responses"]), where

@@ -104,9 +104,42 @@ print(json.dumps({
 """
 
 
-def run(code: str, home) -> dict:
+SESSIONS = """
+import hashlib
+from mpsoa_lab.design import sessions
+work = []  # the iterations of each PBKDF2 hash computed
+real = hashlib.pbkdf2_hmac
+hashlib.pbkdf2_hmac = lambda *a: work.append(a[3]) or real(*a)
+mplogin.register.run("ada", "pw")
+op = mplogin.register.run("root", "pw", role="operator")
+def cost(*attempt):
+    work.clear()
+    return [outcome(mplogin.authenticate, *attempt)[0], list(work)]
+unknown, wrong = cost("nobody", "pw"), cost("ada", "px")
+token = mplogin.authenticate.run("ada", "pw")["token"]
+checked = mplogin.check_session.run(token)
+ended = mplogin.end_session.run(token)
+after = [outcome(mplogin.check_session, token), outcome(mplogin.end_session, token)]
+forged = outcome(mplogin.check_session, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+signed_elsewhere, _ = sessions.issue(b"x" * 32, checked["user_id"], "user", 60)
+db = mplogin.service.storage
+print(json.dumps({
+    "op": op, "unknown": unknown, "wrong": wrong,
+    "checked": [checked["user_id"], checked["role"]], "ended": ended["ended"],
+    "after": [a[0] + ": " + a[1] for a in after], "forged": forged[1],
+    "unsigned": outcome(mplogin.check_session, signed_elsewhere)[1],
+    "role": outcome(mplogin.authenticate, "root", "pw")[1]["role"],
+    "bad_role": outcome(mplogin.register, "eve", "pw", role="admin")[0],
+    "hashes": [r["password_hash"].rsplit("$", 1)[0] for r in db.query(
+        "SELECT password_hash FROM users ORDER BY id")],
+}))
+"""
+
+
+def run(code: str, home, **settings: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPSOA_")}
     env["MPSOA_LAB_HOME"] = str(home)
+    env.update(settings)
     done = subprocess.run(
         [sys.executable, "-c", PRELUDE + code], env=env, capture_output=True, text=True, timeout=120
     )
@@ -182,3 +215,20 @@ def test_a_user_name_is_one_a_person_can_read_and_a_password_anything_printable(
     assert out["logins"] == ["ok", "InvalidInput"]
     assert out["kept"] == "FAILURE"
     assert out["failed"] == [["mplogin.async.record_login", "InvalidInput"]]
+
+
+def test_a_session_is_checked_and_ended_by_mplogin_and_a_password_costs_the_same_known_or_not(
+    tmp_path,
+):
+    out = run(SESSIONS, tmp_path, MPSOA_PBKDF2_ITERATIONS="2000")
+    assert out["op"]["role"] == "operator" and out["role"] == "operator"
+    assert out["bad_role"] == "InvalidInput"
+    # an unknown user costs one hash at the configured work factor, as a wrong password does
+    assert out["unknown"] == out["wrong"] == ["InvalidCredentials", [2000]]
+    assert out["hashes"] == ["pbkdf2_sha256$2000"] * 2  # each hash keeps its work factor
+    assert out["checked"] == [1, "user"] and out["ended"] is True
+    assert (
+        out["after"]
+        == ["SessionRefused: no valid session (ended): log in again with POST /sessions"] * 2
+    )
+    assert "(signature)" in out["forged"] and "(signature)" in out["unsigned"]

@@ -22,6 +22,8 @@ from ..values import json_safe
 __all__ = [
     "EdgeError",
     "error_status",
+    "unauthorized",
+    "CHALLENGE",
     "validation_details",
     "NO_ROUTE",
     "RETRY_AFTER",
@@ -39,11 +41,15 @@ RETRY_AFTER = 5
 SERVICE_ERRORS = {
     "UsernameTaken": 409,
     "InvalidCredentials": 401,
+    "SessionRefused": 401,  # malformed, forged, expired or ended (mpsoa_lab.design.sessions)
     "WalletNotFound": 404,
     "ValueError": 422,
     "InvalidInput": 422,  # a value outside the platform's bounds (mpsoa_lab.design.values)
     "LimitReached": 409,  # a valid amount the balance cannot take: the state refuses it
 }
+
+#: What every 401 carries (RFC 9110 section 11.6.1): how to authenticate, here a bearer token.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mpsoa-lab"'}
 
 #: What a non-finite number in a request is told: Python's JSON parser accepts NaN and
 #: Infinity, JSON does not.
@@ -75,7 +81,8 @@ def error_status(exc: BaseException) -> EdgeError:
     if isinstance(exc, EdgeError):
         return exc
     if name in SERVICE_ERRORS:
-        return EdgeError(SERVICE_ERRORS[name], str(exc))
+        status = SERVICE_ERRORS[name]
+        return EdgeError(status, str(exc), dict(CHALLENGE) if status == 401 else None)
     if name == "TimeoutError" and type(exc).__module__.startswith("celery"):
         return EdgeError(504, "the service did not answer in time")
     if name in ("NoRoute", "MessageNacked") or getattr(exc, "reply_code", None) == NO_ROUTE:
@@ -88,6 +95,11 @@ def error_status(exc: BaseException) -> EdgeError:
         return EdgeError(503, "the broker cannot be reached", {"Retry-After": str(RETRY_AFTER)})
     logger.error("unexpected %s: %s", name, exc, exc_info=exc)  # the log has it, not the client
     return EdgeError(500, f"unexpected {name}")
+
+
+def unauthorized(detail: str) -> EdgeError:
+    """A 401 with its challenge."""
+    return EdgeError(401, detail, dict(CHALLENGE))
 
 
 def validation_details(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

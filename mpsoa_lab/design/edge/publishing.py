@@ -15,6 +15,7 @@ from ...plumbing.errors import SettingsError
 from ...plumbing.settings import env_float, redact_url
 from ..naming import parse_task_name
 from ..rpc_backend import BACKEND
+from ..sessions import CHECKS, DEFAULT_CHECK
 from .errors import error_status
 
 __all__ = [
@@ -104,12 +105,20 @@ class EdgeConfig:
     #: Service -> base URL of its REST API: when given, the edge calls the services over HTTP
     #: (the REST alternative, :mod:`.rest_platform`) instead of publishing tasks.
     rest_urls: dict[str, str] | None = None
+    #: How a session is checked (:mod:`mpsoa_lab.design.sessions`): ``token`` by its
+    #: signature in the edge, ``mplogin`` by a sync call on every request.
+    sessions: str = DEFAULT_CHECK
 
     def __post_init__(self) -> None:
         if self.wait not in WAITS:
             raise SettingsError(
                 f"MPSOA_EDGE_WAIT={self.wait!r} is not a way of waiting the edge knows: "
                 f"use one of {', '.join(WAITS)} (default {DEFAULT_WAIT})"
+            )
+        if self.sessions not in CHECKS:
+            raise SettingsError(
+                f"MPSOA_EDGE_SESSIONS={self.sessions!r} is not a way of checking a session the "
+                f"edge knows: use one of {', '.join(CHECKS)} (default {DEFAULT_CHECK})"
             )
 
     @classmethod
@@ -129,6 +138,7 @@ class EdgeConfig:
             int(env_float(os.environ, "MPSOA_EDGE_BODY_LIMIT", DEFAULT_BODY_LIMIT, unit="bytes")),
             wait or DEFAULT_WAIT,
             rest_urls,
+            os.environ.get("MPSOA_EDGE_SESSIONS", "").strip() or DEFAULT_CHECK,
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..naming import parse_task_name
-from .errors import RETRY_AFTER, EdgeError
+from .errors import CHALLENGE, RETRY_AFTER, EdgeError
 from .publishing import EdgeConfig, Platform
 
 __all__ = ["RestPlatform", "REST_CALLS", "REQUEST_ID"]
@@ -32,6 +32,8 @@ REQUEST_ID = "X-Request-ID"
 REST_CALLS: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     "mplogin.sync.register": ("POST", "/users", None, ("username", "password")),
     "mplogin.sync.authenticate": ("POST", "/sessions", None, ("username", "password")),
+    "mplogin.sync.check_session": ("POST", "/sessions/checks", None, ("token",)),
+    "mplogin.sync.end_session": ("POST", "/sessions/ends", None, ("token",)),
     "mpwallet.sync.open_wallet": ("PUT", "/wallets/{user_id}", None, ()),
     "mpwallet.sync.get_balance": ("GET", "/wallets/{user_id}/balance", "balance_cents", ()),
     "mpwallet.sync.deposit": (
@@ -103,11 +105,9 @@ class RestPlatform(Platform):
                 detail = answer.json().get("detail", answer.text)
             except ValueError:
                 detail = answer.text[:200]
-            headers = (
-                {"Retry-After": answer.headers["retry-after"]}
-                if "retry-after" in answer.headers
-                else None
-            )
+            headers = dict(CHALLENGE) if answer.status_code == 401 else {}
+            if "retry-after" in answer.headers:
+                headers["Retry-After"] = answer.headers["retry-after"]
             raise EdgeError(answer.status_code, str(detail), headers)
         data = answer.json()
         return data[field] if field else data

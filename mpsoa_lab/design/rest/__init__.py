@@ -9,6 +9,9 @@ Endpoints (the task each runs in-process, its answer):
 
 * ``POST /users``: ``mplogin.sync.register``, 201; 409 a username taken
 * ``POST /sessions``: ``mplogin.sync.authenticate``, 201; 401 wrong credentials
+* ``POST /sessions/checks`` and ``POST /sessions/ends`` (body ``{"token"}``):
+  ``mplogin.sync.check_session`` and ``end_session``, 200; 401 a session refused (the edge's
+  own calls when it checks sessions with mplogin, and on log out)
 * ``PUT /wallets/{user_id}``: ``mpwallet.sync.open_wallet``, 200
 * ``GET /wallets/{user_id}/balance``: ``mpwallet.sync.get_balance``, 200; 404 no wallet
 * ``POST /wallets/{user_id}/deposits``: ``mpwallet.sync.deposit``, 200; 404, 422; 409 a balance

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ...plumbing.settings import env_float
 from ..edge.app import Amount, BodyLimit, Credentials, Entry, answer_errors
@@ -42,6 +43,8 @@ ROUTES: dict[str, dict[tuple[str, str], str]] = {
     "mplogin": {
         ("POST", "/users"): "mplogin.sync.register",
         ("POST", "/sessions"): "mplogin.sync.authenticate",
+        ("POST", "/sessions/checks"): "mplogin.sync.check_session",
+        ("POST", "/sessions/ends"): "mplogin.sync.end_session",
     },
     "mpwallet": {
         ("PUT", "/wallets/{user_id}"): "mpwallet.sync.open_wallet",
@@ -136,6 +139,10 @@ class InstanceHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class Token(BaseModel):
+    token: str = Field(max_length=200)
+
+
 class Calls:
     """Runs a service's task functions for requests: the instance's delay and concurrency,
     the execution log, and an exception turned into its HTTP answer."""
@@ -202,6 +209,16 @@ def _mplogin(app: FastAPI, calls: Calls) -> None:
     @app.post("/sessions", status_code=201)
     def log_in(request: Request, body: Credentials) -> dict:
         return calls.run(request, routes["POST", "/sessions"], **body.model_dump())
+
+    # The edge's two session calls (its mplogin check, and log out), for its REST platform:
+    # internal, as the services' queues are; the token travels in the body, never the URL.
+    @app.post("/sessions/checks")
+    def check_session(request: Request, body: Token) -> dict:
+        return calls.run(request, routes["POST", "/sessions/checks"], token=body.token)
+
+    @app.post("/sessions/ends")
+    def end_session(request: Request, body: Token) -> dict:
+        return calls.run(request, routes["POST", "/sessions/ends"], token=body.token)
 
 
 def _mpwallet(app: FastAPI, calls: Calls) -> None:
