@@ -46,7 +46,8 @@ def _wallet(http: httpx.Client) -> Member:
 
 
 #: An operator's session, signed with the lab's key (the ledger's endpoints are theirs).
-OPERATOR = authorization(issue(key_from_env(), 1, "operator", 3600)[0])
+#: Valid for a day: a module is collected long before its tests run (make test: ~30 min).
+OPERATOR = authorization(issue(key_from_env(), 1, "operator", 86_400)[0])
 
 
 def test_the_balance_is_the_sum_of_the_accepted_deposits_whatever_was_refused(edge):

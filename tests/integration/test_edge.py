@@ -46,9 +46,10 @@ def _name() -> str:
 def signed(user_id: int, role: str = "user") -> dict[str, str]:
     """A session of ``user_id`` signed with the lab's key, as mplogin issues one: what an edge
     that checks tokens itself lets through (no mplogin worker needed)."""
-    return authorization(issue(key_from_env(), user_id, role, 600)[0])
+    return authorization(issue(key_from_env(), user_id, role, 86_400)[0])
 
 
+#: Valid for a day (see signed): made at collection, long before the tests that use it run.
 OPERATOR = signed(1, "operator")
 
 

@@ -92,11 +92,12 @@ def rest() -> dict[str, tuple[TestClient, StandIn]]:
     return apps
 
 
+#: Made at collection, so valid for a day (make test runs the unit tests ~30 min later).
 #: Sessions the edge lets through to validation: wallet 1's owner, and an operator for the
 #: ledger (signed with the test lab's key; the REST services take no session).
 _SESSIONS = {
-    "/wallets": authorization(issue(key_from_env(), 1, "user", 600)[0]),
-    "/ledger": authorization(issue(key_from_env(), 2, "operator", 600)[0]),
+    "/wallets": authorization(issue(key_from_env(), 1, "user", 86_400)[0]),
+    "/ledger": authorization(issue(key_from_env(), 2, "operator", 86_400)[0]),
 }
 
 

@@ -17,11 +17,12 @@ from mpsoa_lab.design.sessions import authorization, issue, key_from_env
 LIMIT = 1024
 
 
-def _bearer(user_id: int, role: str = "user", ttl: float = 60) -> dict[str, str]:
+def _bearer(user_id: int, role: str = "user", ttl: float = 86_400) -> dict[str, str]:
     """A session of ``user_id`` signed with the test lab's key, as mplogin would issue it."""
     return authorization(issue(key_from_env(), user_id, role, ttl)[0])
 
 
+#: Made at collection: valid for a day, since make test runs the unit tests last (~30 min on).
 USER_1 = _bearer(1)
 
 
