@@ -73,10 +73,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _leftovers(home: str) -> list[str]:
-    """Processes that the lab under this session's home started and that still run."""
+    """Processes that the lab under this session's home started and that still run, and the
+    network namespaces and links it made that still exist."""
+    from mpsoa_lab.plumbing.netns import lab_tag, leftovers
     from mpsoa_lab.plumbing.processes import managed_commands
 
-    return [f"{pid} {cmd[:120]}" for pid, cmd in managed_commands(home).items()]
+    found = [f"{pid} {cmd[:120]}" for pid, cmd in managed_commands(home).items()]
+    return found + [f"network namespace or link {name}" for name in leftovers(lab_tag(home))]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -99,7 +102,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         while (left := _leftovers(home)) and time.monotonic() < deadline:
             time.sleep(0.5)
         if left:
-            print("\nProcesses left behind by the lab (a cleanup bug):\n" + "\n".join(left))
+            print("\nLeft behind by the lab (a cleanup bug):\n" + "\n".join(left))
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         shutil.rmtree(home, ignore_errors=True)
 

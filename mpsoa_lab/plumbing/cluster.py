@@ -57,6 +57,8 @@ starts one on the lab's life cycle.
 from __future__ import annotations
 
 import re
+import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -69,6 +71,7 @@ from typing import Any
 from .component import stop_components
 from .errors import ClusterSizeError, EntityNotFound, LabError, NodeNameInUse, NodeStartError
 from .management import Management
+from .netns import Network, NetworkKeeper
 from .node import RabbitMQNode
 from .settings import with_vhost
 
@@ -202,7 +205,10 @@ class ClusterNode(RabbitMQNode):
     """One member of a :class:`Cluster`: a lab node whose config names its peers."""
 
     TYPE = "cluster_node"
-    FIELDS = (*RabbitMQNode.FIELDS, "cluster", "role", "index", "peers", "extra")
+    FIELDS = (
+        *RabbitMQNode.FIELDS,
+        *("cluster", "role", "index", "peers", "extra", "netns", "address", "inetrc", "ticktime"),
+    )
     #: A member that is down (killed, stopped) stays in the state file while its owner lives:
     #: it is still a member of its cluster, and its restart takes the same ports and data.
     KEEP_WHEN_STOPPED = True
@@ -218,6 +224,10 @@ class ClusterNode(RabbitMQNode):
         peers: list[str],
         extra: Mapping[str, Any] | None = None,
         owner: int | None = None,
+        netns: str | None = None,
+        address: str = "127.0.0.1",
+        inetrc: str | None = None,
+        ticktime: int | None = None,
         **node: Any,
     ):
         super().__init__(name, base_dir, **node)
@@ -227,16 +237,41 @@ class ClusterNode(RabbitMQNode):
         self.index = index
         self.peers = list(peers)
         self.extra = dict(extra or {})
+        self.netns = netns
+        self.address = address
+        self.inetrc = inetrc
+        self.ticktime = ticktime
 
     def _restored(self) -> None:
         super()._restored()
         self.index = int(self.index)
         self.peers = list(self.peers or [])
         self.extra = dict(self.extra or {})
+        self.address = self.address or "127.0.0.1"
+
+    def exec_prefix(self) -> list[str]:
+        """``ip netns exec <namespace>`` for a node on a host of its own
+        (:mod:`~mpsoa_lab.plumbing.netns`), else nothing."""
+        if not self.netns:
+            return []
+        ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin") or "ip"
+        return [ip, "netns", "exec", self.netns]
 
     def env(self) -> dict[str, str]:
         env = super().env()
         env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] += f" {ERL_ARGS}"
+        if self.ticktime:
+            for key in ("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "RABBITMQ_CTL_ERL_ARGS"):
+                env[key] += f" -kernel net_ticktime {int(self.ticktime)}"
+        if self.netns:
+            # On a host of its own: its distribution listens on its own address, and node
+            # names resolve through the network's inetrc (the CLI runs in its namespace too).
+            erl = "{" + self.address.replace(".", ",") + "}"
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = env[
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"
+            ].replace("{127,0,0,1}", erl)
+            if self.inetrc:
+                env["ERL_INETRC"] = self.inetrc
         return env
 
     def write_config(self) -> None:
@@ -285,7 +320,9 @@ class Cluster:
         role: str = "sync",
         on_change: Callable[[ClusterNode], None] | None = None,
         start_timeout: float = 90.0,
+        keeper: NetworkKeeper | None = None,
     ):
+        self.keeper = keeper
         self.name = name
         self.role = role
         self.nodes = sorted(nodes, key=lambda n: n.index)
@@ -461,6 +498,24 @@ class Cluster:
         node.kill()
         return node
 
+    def suspend_node(self, which: int | str) -> ClusterNode:
+        """SIGSTOP to one node's Erlang VM: it stops dead, as a virtual machine paused by its
+        hypervisor, with every connection left open; :meth:`resume_node` lets it go on."""
+        node = self.node(which)
+        beam = node._beam()
+        if beam is None:
+            raise LabError(f"{node.nodename} does not run: there is nothing to suspend.")
+        beam.send_signal(signal.SIGSTOP)
+        return node
+
+    def resume_node(self, which: int | str) -> ClusterNode:
+        """SIGCONT to a node :meth:`suspend_node` stopped: it goes on where it was."""
+        node = self.node(which)
+        beam = node._beam()
+        if beam is not None:
+            beam.send_signal(signal.SIGCONT)
+        return node
+
     def stop_node(self, which: int | str, timeout: float = 30.0) -> ClusterNode:
         """Graceful stop of one node (``rabbitmqctl stop``): its peers see it leave."""
         node = self.node(which)
@@ -484,6 +539,33 @@ class Cluster:
         """Stop a node gracefully (if it runs) and start it again: it rejoins."""
         self.stop_node(which)
         return self.start_node(which, timeout)
+
+    # -- the network between the nodes (on hosts of their own) -------------------------------
+    @property
+    def network(self) -> Network:
+        """The network between the nodes; only for a cluster started on hosts of its own."""
+        if self.keeper is None or self.keeper.network is None:
+            raise LabError(
+                f"Cluster {self.name} runs on one host: there is no network between its nodes "
+                "to split. Start it with start_cluster(lab, ..., hosts=True)."
+            )
+        return self.keeper.network
+
+    def split(self, side: Iterable[int | str], other: Iterable[int | str] | None = None) -> None:
+        """Cut the network between the nodes of ``side`` and those of ``other`` (default: every
+        other node), silently: packets dropped, nothing refused (see
+        :mod:`~mpsoa_lab.plumbing.netns`). Both sides keep running."""
+        side_a = {self.node(n).index for n in side}
+        side_b = (
+            {self.node(n).index for n in other}
+            if other is not None
+            else {n.index for n in self.nodes} - side_a
+        )
+        self.network.cut([i + 1 for i in sorted(side_a)], [i + 1 for i in sorted(side_b)])
+
+    def heal(self) -> None:
+        """Undo every :meth:`split`: the nodes reach each other again."""
+        self.network.heal()
 
     def is_running(self) -> bool:
         """Whether any member's process runs."""

@@ -59,6 +59,7 @@ TYPES: dict[str, str] = {
     "program": "mpsoa_lab.plumbing.component:Program",
     "haproxy": "mpsoa_lab.plumbing.haproxy:HAProxy",
     "cluster_node": "mpsoa_lab.plumbing.cluster:ClusterNode",
+    "netns": "mpsoa_lab.plumbing.netns:NetworkKeeper",
 }
 
 

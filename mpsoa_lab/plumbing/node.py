@@ -166,13 +166,16 @@ class RabbitMQNode(Component):
     def dist_port(self) -> int:
         return self.ports["dist"]
 
+    #: The address the node listens on (AMQP, HTTP, distribution) and is reached at.
+    address = "127.0.0.1"
+
     @property
     def url(self) -> str:
-        return f"amqp://{GUEST[0]}:{GUEST[1]}@127.0.0.1:{self.amqp_port}//"
+        return f"amqp://{GUEST[0]}:{GUEST[1]}@{self.address}:{self.amqp_port}//"
 
     @property
     def management_url(self) -> str:
-        return f"http://{GUEST[0]}:{GUEST[1]}@127.0.0.1:{self.management_port}/"
+        return f"http://{GUEST[0]}:{GUEST[1]}@{self.address}:{self.management_port}/"
 
     @property
     def log_file(self) -> Path:
@@ -212,8 +215,12 @@ class RabbitMQNode(Component):
     def environment(self) -> dict[str, str]:
         return self.env()
 
+    def exec_prefix(self) -> list[str]:
+        """What runs the node's programs where the node is (nothing: on this machine)."""
+        return []
+
     def argv(self) -> list[str]:
-        return [find_rabbitmq_server(self.server)]
+        return [*self.exec_prefix(), find_rabbitmq_server(self.server)]
 
     def write_config(self) -> None:
         ensure_cookie(self.erlang_home)
@@ -224,8 +231,8 @@ class RabbitMQNode(Component):
         # The event exchange: a notebook counts what the broker created in its own vhost.
         (d / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_event_exchange].\n")
         (d / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
-            f"management.tcp.ip = 127.0.0.1\n"
+            f"listeners.tcp.1 = {self.address}:{self.amqp_port}\n"
+            f"management.tcp.ip = {self.address}\n"
             f"management.tcp.port = {self.management_port}\n"
             # Queue depths in the management API refresh every second instead of every five:
             # the interval alone is not enough, the agent collects at the smallest interval of
@@ -260,10 +267,10 @@ class RabbitMQNode(Component):
         import socket
 
         try:
-            socket.create_connection(("127.0.0.1", self.epmd_port), timeout=2).close()
+            socket.create_connection((self.address, self.epmd_port), timeout=2).close()
         except OSError:
             raise NodeStartError(
-                f"RabbitMQ node {self.name}: its epmd (127.0.0.1:{self.epmd_port}) does not "
+                f"RabbitMQ node {self.name}: its epmd ({self.address}:{self.epmd_port}) does not "
                 "answer, so the node is not started (Erlang would start a port mapper of its own "
                 "that nothing stops). Stop the lab (python -m mpsoa_lab down) and start it again."
             ) from None
@@ -287,9 +294,9 @@ class RabbitMQNode(Component):
         with Connection(self.url, connect_timeout=1) as conn:
             conn.connect()
         with requests.Session() as http:
-            http.trust_env = False  # a proxy from the environment never knows the way to 127.0.0.1
+            http.trust_env = False  # a proxy from the environment never knows the way to loopback
             resp = http.get(
-                f"http://127.0.0.1:{self.management_port}/api/overview", auth=GUEST, timeout=1
+                f"http://{self.address}:{self.management_port}/api/overview", auth=GUEST, timeout=1
             )
             resp.raise_for_status()
 
@@ -352,7 +359,7 @@ class RabbitMQNode(Component):
         """Run ``rabbitmqctl`` (or another CLI tool) against this node and return its output."""
         exe = str(Path(find_rabbitmq_server(self.server)).with_name(tool))
         result = subprocess.run(
-            [exe, "-n", self.nodename, *args],
+            [*self.exec_prefix(), exe, "-n", self.nodename, *args],
             env=self.env(),
             capture_output=True,
             text=True,

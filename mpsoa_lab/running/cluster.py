@@ -32,7 +32,8 @@ from ..plumbing.cluster import (
 )
 from ..plumbing.errors import NeedsLabNode, NodeNameInUse
 from ..plumbing.haproxy import BalancerOptions, HAProxy, Server
-from ..plumbing.install import find_rabbitmq_server
+from ..plumbing.install import find_epmd, find_rabbitmq_server
+from ..plumbing.netns import NetworkError, NetworkKeeper, unavailable
 from ..plumbing.settings import with_vhost
 from .haproxy import launch_haproxy
 from .lab import Lab
@@ -57,13 +58,22 @@ def start_cluster(
     names: Sequence[str] | None = None,
     config: Mapping[str, Any] | None = None,
     start_timeout: float | None = None,
+    hosts: bool = False,
+    ticktime: int | None = None,
 ) -> Cluster:
     """Start a cluster of ``size`` nodes for the ``role`` broker; return it once the broker
     reports every node running.
 
     ``names`` are the nodes' short names (default ``mpsoa-<lab id>-<role>1`` ...), ``config``
     more ``rabbitmq.conf`` settings for every node (e.g. ``{"cluster_partition_handling":
-    "pause_minority"}``). Errors: :class:`~mpsoa_lab.NeedsLabNode` on brokers given by URL,
+    "pause_minority"}``). ``hosts=True`` runs each node on a host of its own (a network
+    namespace the lab makes, :mod:`~mpsoa_lab.plumbing.netns`), so that
+    :meth:`~mpsoa_lab.plumbing.cluster.Cluster.split` can cut the network between them; it
+    needs root (:func:`~mpsoa_lab.plumbing.netns.unavailable` says why not).
+    ``ticktime`` sets the Erlang distribution's ``net_ticktime`` (60 s by default) of every
+    node: how long a silent peer takes to be declared down.
+
+    Errors: :class:`~mpsoa_lab.NeedsLabNode` on brokers given by URL,
     :class:`~mpsoa_lab.ClusterSizeError` for a size the lab cannot run,
     :class:`~mpsoa_lab.NodeNameInUse` for a node name already taken (a cluster of this role
     still runs), :class:`~mpsoa_lab.RabbitMQNotInstalled` without ``rabbitmq-server``.
@@ -93,9 +103,18 @@ def start_cluster(
         )
     check_node_names(short, taken)
     name = f"mpsoa-{role}" if names is None else f"mpsoa-{short[0]}"
-    nodenames = [f"{n}@localhost" for n in short]
     home = lab.home / "nodes" / "clusters" / short[0]
     shutil.rmtree(home, ignore_errors=True)  # a fresh cluster: no data of an earlier one
+    keeper = _start_network(lab, name, home, size, base.epmd_port) if hosts else None
+    network = keeper.network if keeper is not None else None
+    nodenames = [
+        f"{n}@{network.hostname(i + 1) if network else 'localhost'}" for i, n in enumerate(short)
+    ]
+    placement: list[dict[str, Any]] = [
+        {"netns": network.namespace(i + 1), "address": network.address(i + 1),
+         "inetrc": str(keeper.inetrc_file)} if network else {}
+        for i in range(size)
+    ]  # fmt: skip
     nodes = [
         ClusterNode(
             f"{name}-{index + 1}",
@@ -111,6 +130,8 @@ def start_cluster(
             nodename=nodename,
             server=lab.settings.rabbitmq_server,
             mark=str(lab.home),
+            ticktime=ticktime,
+            **placement[index],
         )
         for index, (n, nodename) in enumerate(zip(short, nodenames, strict=True))
     ]
@@ -120,6 +141,7 @@ def start_cluster(
         role=role,
         on_change=lab.record,
         start_timeout=start_timeout or lab.settings.start_timeout,
+        keeper=keeper,
     )
     try:
         cluster.start()
@@ -129,12 +151,42 @@ def start_cluster(
     return cluster
 
 
+def _start_network(lab: Lab, name: str, home: Any, size: int, epmd_port: int) -> NetworkKeeper:
+    """The namespaces of a cluster on hosts of its own, on the lab's life cycle."""
+    reason = unavailable()
+    if reason:
+        raise NetworkError(
+            f"Cannot run the {name} cluster on hosts of its own: {reason}. Start it without "
+            "hosts=True (one host: nodes can be killed or suspended, not split)."
+        )
+    keeper = NetworkKeeper(
+        f"{name}-network",
+        home / "network",
+        range(1, size + 1),
+        home=lab.home,
+        epmd_port=epmd_port,
+        epmd=find_epmd(),
+        owner=os.getpid(),
+        mark=str(lab.home),
+    )
+    try:
+        keeper.start(timeout=30.0)
+    except BaseException:
+        keeper.stop(5.0, keep_ports=False)
+        raise
+    lab.record(keeper)
+    return keeper
+
+
 def stop_cluster(lab: Lab, cluster: Cluster, timeout: float = 30.0) -> None:
     """Stop every node of ``cluster`` at once (graceful, killed after ``timeout``), release
     their ports, forget them and delete their data."""
     cluster.stop(timeout)
     for node in cluster.nodes:
         lab.forget(node)
+    if cluster.keeper is not None:
+        cluster.keeper.stop(10.0, keep_ports=False)
+        lab.forget(cluster.keeper)
     if cluster.nodes:
         shutil.rmtree(cluster.nodes[0].base_dir.parent, ignore_errors=True)
 
@@ -146,6 +198,7 @@ def clusters(lab: Lab, role: str | None = None) -> list[Cluster]:
     for component in lab.components("cluster_node"):
         if isinstance(component, ClusterNode) and role in (None, component.role):
             groups.setdefault(component.cluster, []).append(component)
+    keepers = {k.name: k for k in lab.components("netns") if isinstance(k, NetworkKeeper)}
     return [
         Cluster(
             name,
@@ -153,6 +206,7 @@ def clusters(lab: Lab, role: str | None = None) -> list[Cluster]:
             role=nodes[0].role,
             on_change=lab.record,
             start_timeout=lab.settings.start_timeout,
+            keeper=keepers.get(f"{name}-network"),
         )
         for name, nodes in groups.items()
     ]

@@ -1,0 +1,321 @@
+"""A three-node cluster split for real (or one node suspended), under counted load.
+
+:func:`partition_cluster` starts a cluster with ``cluster_partition_handling`` set to one mode
+and a short ``net_ticktime``, on hosts of its own (:mod:`~mpsoa_lab.plumbing.netns`).
+:func:`fault_run` declares one queue per kind through node 1, so that node 1 holds the classic
+queue's master and the quorum queue's leader, and publishes to each queue from both sides:
+through node 1 (the side that will be the minority) and through node 2 (the majority), every
+message by id with publisher confirms. Then:
+
+1. the fault: the network between node 1 and nodes 2 and 3 is cut (silently), or node 1's
+   Erlang VM is suspended, for longer than ``net_ticktime``, so that the others declare it down;
+2. it ends (healed, resumed); the run waits a bounded time for the cluster to serve normally
+   again: every node answers and sees all three running with no partition, and every
+   publisher has a confirm for a message published after the heal;
+3. where a node still lists a partition (no mode resolves that on its own), the lab does
+   what RabbitMQ's partitions guide tells an operator to do: restart the nodes of the side it
+   does not trust (node 1), and waits again;
+4. the load stops, each queue is read to the end through node 2, and every confirmed message
+   is looked for by id: *lost* (confirmed, not there), *duplicated* (there twice).
+
+No consumer runs during the run: every message the broker confirmed should be in its queue
+afterwards, so whatever is missing was lost by the cluster, not taken by a consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...plumbing.cluster import Cluster
+from ...running.cluster import start_cluster, stop_cluster
+from ...running.lab import Lab
+from ..clusters.queues import MIRRORING_POLICY
+from ..clusters.versions import mirroring_available, server_version
+from .traffic import CountingPublisher, QueueUnreadable, connect, drain
+from .views import View, ViewMonitor, agreed, read_views
+
+__all__ = [
+    "MODES",
+    "FAULTS",
+    "TICKTIME",
+    "SideCount",
+    "SplitRun",
+    "partition_cluster",
+    "fault_run",
+    "kinds_for",
+    "QUEUES",
+]
+
+#: The partition-handling modes that matter for a cluster of three (``pause_if_all_down`` is
+#: for clusters spread over two racks).
+MODES = ("ignore", "pause_minority", "autoheal")
+#: The queue of each kind.
+QUEUES = {"mirrored": "p11.mirrored", "quorum": "p11.quorum"}
+SIDES = {"minority": 0, "majority": 1}
+#: The Erlang distribution's tick time of the lab's partition clusters: a silent peer is
+#: declared down after 0.75 to 1.25 times this (60 s by default; short, to keep runs short).
+TICKTIME = 6
+#: What happens to node 1: its network cut, or its VM suspended.
+FAULTS = ("split", "suspend")
+
+
+def kinds_for(version: Sequence[int]) -> list[str]:
+    """The queue kinds a server runs: classic mirrored only before 4.0."""
+    return [k for k in QUEUES if k != "mirrored" or mirroring_available(version)]
+
+
+@dataclass(frozen=True)
+class SideCount:
+    """What one publisher (one queue, one side) saw, counted by message id."""
+
+    kind: str
+    side: str
+    published_split: int  # published while the network was cut
+    confirmed_split: int  # of those, confirmed by the broker while the network was cut
+    confirmed_late: int  # of those, confirmed only after the network healed
+    confirmed: int  # every confirmed message of the run
+    lost: int | None  # confirmed, and not in the queue after recovery (None: unreadable)
+    duplicated: int | None  # in the queue more than once (None: the queue was unreadable)
+    unconfirmed: int  # never acked nor nacked
+    told: str  # what the client was told from the split to normal service ("" for nothing)
+
+
+@dataclass
+class SplitRun:
+    """One split: its times (wall clock), counts, and every node's views over time."""
+
+    mode: str
+    version: str
+    ticktime: int
+    fault: str
+    t_start: float
+    t_split: float = 0.0
+    t_heal: float = 0.0
+    t_restart: float | None = None  # the operator's restart of the minority (``ignore``)
+    t_normal: float | None = None
+    t_end: float = 0.0
+    counts: list[SideCount] = field(default_factory=list)
+    views: list[View] = field(default_factory=list)
+    publishers: dict[str, CountingPublisher] = field(default_factory=dict)
+    logs: dict[int, list[str]] = field(default_factory=dict)  # what each node logged of it
+    unreadable: dict[str, str] = field(default_factory=dict)  # kind -> why it was not read
+
+    @property
+    def normal_after_s(self) -> float | None:
+        """Seconds from the heal to normal service (None: not within the run)."""
+        return None if self.t_normal is None else self.t_normal - self.t_heal
+
+    def count(self, kind: str, side: str) -> SideCount:
+        return next(c for c in self.counts if c.kind == kind and c.side == side)
+
+    def lost(self, kind: str) -> int | None:
+        """Confirmed messages of ``kind``'s queue missing after recovery, both sides; None when
+        the queue could not be read (see :attr:`unreadable`)."""
+        counts = [c.lost for c in self.counts if c.kind == kind]
+        return None if None in counts else sum(counts)  # type: ignore[arg-type]
+
+    def views_at(self, t: float) -> list[View]:
+        last: dict[int, View] = {}
+        for view in self.views:
+            if view.t <= t:
+                last[view.index] = view
+        return [last[i] for i in sorted(last)]
+
+
+def _declare(cluster: Cluster, queues: Mapping[str, str]) -> None:
+    """The queues, declared through node 1 (their master or leader there), mirrored ones by a
+    policy; returns once each mirrored queue has a synchronised mirror on the other nodes."""
+    if "mirrored" in queues:
+        with cluster.management(0) as api:
+            api.put_policy("p11-mirrored", r"^p11\.mirrored\.", dict(MIRRORING_POLICY), "/")
+    node = cluster.nodes[0]
+    conn = connect(node.address, node.amqp_port)
+    try:
+        channel = conn.channel()
+        for kind, queue in queues.items():
+            args = {"x-queue-type": "quorum"} if kind == "quorum" else {}
+            channel.queue_declare(queue, durable=True, auto_delete=False, arguments=args)
+    finally:
+        conn.close()
+    deadline = time.monotonic() + 30
+    while "mirrored" in queues and time.monotonic() < deadline:
+        info = cluster.queue(queues["mirrored"])
+        if len(info.get("synchronised_slave_nodes") or []) == len(cluster.nodes) - 1:
+            return
+        time.sleep(0.3)
+
+
+def _delete(cluster: Cluster, queues: Iterable[str]) -> None:
+    with contextlib.suppress(Exception), cluster.management(1, timeout=10) as api:
+        for queue in queues:
+            api.delete_queue(queue, "/")
+
+
+def _confirmed_after(publisher: CountingPublisher, t: float) -> bool:
+    return any(publisher.sent[i] >= t for i in publisher.confirmed)
+
+
+def _wait_normal(run: SplitRun, cluster: Cluster, since: float, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agreed(read_views(cluster), len(cluster.nodes)) and all(
+            _confirmed_after(p, since) for p in run.publishers.values()
+        ):
+            run.t_normal = time.time()
+            return True
+        time.sleep(0.25)
+    return False
+
+
+#: What a node logs about a partition and its handling (3.10 and 4.0 wording).
+_LOGGED = re.compile(r"partition|autoheal|pause|inconsistent_database|net_tick", re.IGNORECASE)
+
+
+def _partition_lines(path: Path, keep: int = 40) -> list[str]:
+    """The lines of a node's log about partitions, without timestamps' noise (the last few)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.strip()[:200] for line in lines if _LOGGED.search(line)][-keep:]
+
+
+def _wait_agreed(cluster: Cluster, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agreed(read_views(cluster), len(cluster.nodes)):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _told(publisher: CountingPublisher, since: float, until: float) -> str:
+    events = Counter(e.kind for e in publisher.told(since, until))
+    return ", ".join(f"{kind} x{n}" for kind, n in sorted(events.items()))
+
+
+@contextlib.contextmanager
+def partition_cluster(
+    lab: Lab, mode: str, *, hosts: bool = True, ticktime: int = TICKTIME
+) -> Iterator[Cluster]:
+    """A three-node cluster whose ``cluster_partition_handling`` is ``mode``, with a short
+    ``net_ticktime``, on hosts of its own (``hosts``: needed to split it, not to suspend a
+    node); stopped and removed on the way out."""
+    if mode not in MODES:
+        raise ValueError(f"partition-handling mode {mode!r}: the lab runs {', '.join(MODES)}")
+    cluster = start_cluster(
+        lab, "sync", 3, hosts=hosts, ticktime=ticktime, config={"cluster_partition_handling": mode}
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.resume_node(0)  # a suspended node would only stop when killed
+        stop_cluster(lab, cluster)
+
+
+def fault_run(
+    cluster: Cluster,
+    fault: str = "split",
+    *,
+    hold: float = 10.0,
+    settle: float = 10.0,
+    recover: float = 45.0,
+    rate: float = 25.0,
+    lead: float = 2.0,
+) -> SplitRun:
+    """One fault of node 1 under load, healed, recovered and counted (see the module doc):
+    ``split`` cuts its network from nodes 2 and 3 for ``hold`` seconds; ``suspend`` stops its
+    Erlang VM (SIGSTOP) as long and resumes it (SIGCONT), as a paused virtual machine.
+
+    ``settle`` bounds each wait for normal service: after the heal, then (where a node still
+    lists a partition, which no mode resolves on its own) after the operator's restart of
+    node 1. ``recover`` bounds the wait for a cluster still recovering by itself (autoheal
+    restarting nodes) and then each queue's read; a queue not read by then is *unreadable*
+    (:attr:`SplitRun.unreadable`), its losses unknown."""
+    if fault not in FAULTS:
+        raise ValueError(f"fault {fault!r}: the lab makes {' or '.join(FAULTS)}")
+    mode = cluster.nodes[0].extra.get("cluster_partition_handling", "ignore")
+    ticktime = cluster.nodes[0].ticktime or 60
+    version = server_version(cluster)
+    kinds = kinds_for(version)
+    queues = {kind: f"{QUEUES[kind]}.{fault}.{time.monotonic_ns() % 10**6}" for kind in kinds}
+    _declare(cluster, queues)
+    run = SplitRun(mode, ".".join(map(str, version)), int(ticktime), fault, time.time())
+    try:
+        for kind in kinds:
+            for side, index in SIDES.items():
+                node = cluster.nodes[index]
+                name = f"{kind}-{side}"
+                run.publishers[name] = CountingPublisher(
+                    name, node.address, node.amqp_port, queues[kind], rate
+                ).start()
+        with ViewMonitor(cluster) as monitor:
+            time.sleep(lead)
+            run.t_split = time.time()
+            cluster.split([0]) if fault == "split" else cluster.suspend_node(0)
+            time.sleep(hold)
+            cluster.heal() if fault == "split" else cluster.resume_node(0)
+            run.t_heal = time.time()
+            if not _wait_normal(run, cluster, run.t_heal, settle) and _still_split(cluster):
+                run.t_restart = time.time()  # what the partitions guide tells an operator
+                cluster.restart_node(0)
+                _wait_normal(run, cluster, run.t_restart, settle)
+            time.sleep(1.0)
+            for publisher in run.publishers.values():
+                publisher.stop()
+            run.t_end = time.time()
+            if run.t_normal is None:  # let the cluster finish before its queues are read
+                _wait_agreed(cluster, recover)
+        run.views = monitor.views
+        run.logs = {n.index: _partition_lines(n.log_file) for n in cluster.nodes}
+        majority = cluster.nodes[SIDES["majority"]]
+        held: dict[str, Counter | None] = {}
+        for kind, queue in queues.items():
+            try:
+                held[kind] = Counter(
+                    drain(majority.address, majority.amqp_port, queue, timeout=recover)
+                )
+            except QueueUnreadable as exc:
+                held[kind], run.unreadable[kind] = None, str(exc)
+        run.counts = [
+            _count(run, name, p, held[name.split("-")[0]]) for name, p in run.publishers.items()
+        ]
+        return run
+    finally:
+        for publisher in run.publishers.values():
+            publisher.stop(2.0)  # nothing happens to one stopped already
+        _delete(cluster, queues.values())
+
+
+def _still_split(cluster: Cluster) -> bool:
+    """Whether a node that answers lists a partition: the split outlived the network's heal."""
+    return any(v.answered and v.partitions for v in read_views(cluster))
+
+
+def _count(
+    run: SplitRun, name: str, publisher: CountingPublisher, held: Counter | None
+) -> SideCount:
+    kind, side = name.split("-")
+    confirmed = set(publisher.confirmed)
+    split_ids = {i for i, t in publisher.sent.items() if run.t_split <= t < run.t_heal}
+    acked_in_split = {i for i, t in publisher.confirmed.items() if t < run.t_heal}
+    return SideCount(
+        kind=kind,
+        side=side,
+        published_split=len(split_ids),
+        confirmed_split=len(split_ids & acked_in_split),
+        confirmed_late=len(split_ids & confirmed - acked_in_split),
+        confirmed=len(confirmed),
+        lost=None if held is None else len(confirmed - set(held)),
+        duplicated=None
+        if held is None
+        else sum(1 for i, n in held.items() if n > 1 and i.startswith(name)),
+        unconfirmed=len(publisher.unconfirmed),
+        told=_told(publisher, run.t_split, run.t_normal or run.t_end),
+    )
