@@ -313,9 +313,7 @@ def _count(
         confirmed_late=len(split_ids & confirmed - acked_in_split),
         confirmed=len(confirmed),
         lost=None if held is None else len(confirmed - set(held)),
-        duplicated=None
-        if held is None
-        else sum(1 for i, n in held.items() if n > 1 and i.startswith(name)),
+        duplicated=None if held is None else sum(1 for i in publisher.sent if held[i] > 1),
         unconfirmed=len(publisher.unconfirmed),
         told=_told(publisher, run.t_split, run.t_normal or run.t_end),
     )

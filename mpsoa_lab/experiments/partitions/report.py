@@ -1,0 +1,109 @@
+"""What notebook 11 shows of its runs: one table row per queue and side, and a timeline.
+
+:func:`rows` and :func:`table` give, for each run (mode, fault) and queue kind, what each side's
+publisher saw; :func:`plot_timeline` draws the messages each publisher got confirmed per second
+against the time since the fault began, the fault shaded, the heal and the operator's restart
+marked, and the confirmed messages later lost written beside each line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .split import SplitRun
+
+__all__ = ["rows", "table", "plot_timeline", "recovery"]
+
+COLUMNS = (
+    "mode",
+    "fault",
+    "queue",
+    "side",
+    "sent in fault",
+    "confirmed in",
+    "confirmed after",
+    "lost",
+    "duplicated",
+    "told",
+)
+
+
+def recovery(run: SplitRun) -> str:
+    """How the cluster came back: by itself after N s, after the operator's restart, or not."""
+    if run.t_normal is None:
+        return "not serving normally by the end of the run"
+    seconds = f"{run.normal_after_s:.1f} s after the {'heal' if run.fault == 'split' else 'resume'}"
+    if run.t_restart is not None:
+        return f"only after the operator restarted node 1: {seconds}"
+    return f"by itself, {seconds}"
+
+
+def rows(runs: Iterable[SplitRun]) -> list[dict[str, Any]]:
+    """One row per run, queue kind and side (minority first)."""
+    out = []
+    for run in runs:
+        for count in sorted(run.counts, key=lambda c: (c.kind, c.side != "minority")):
+            unknown = "unreadable" if count.lost is None else None
+            out.append(
+                {
+                    "mode": run.mode,
+                    "fault": run.fault,
+                    "queue": count.kind,
+                    "side": count.side,
+                    "sent in fault": count.published_split,
+                    "confirmed in": count.confirmed_split,
+                    "confirmed after": count.confirmed_late,
+                    "lost": unknown or count.lost,
+                    "duplicated": unknown or count.duplicated,
+                    "told": count.told or "nothing",
+                }
+            )
+    return out
+
+
+def table(runs: Iterable[SplitRun]) -> str:
+    """:func:`rows` as aligned text, each column as wide as its longest cell."""
+    data = rows(runs)
+    widths = {c: max([len(c), *(len(str(r[c])) for r in data)]) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in COLUMNS) for r in data]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _per_second(times: Iterable[float], start: float, end: float) -> tuple[list[float], list[int]]:
+    bins = [0] * (int(end - start) + 1)
+    for t in times:
+        if start <= t <= end:
+            bins[int(t - start)] += 1
+    return [start + i + 0.5 for i in range(len(bins))], bins
+
+
+def plot_timeline(run: SplitRun, ax: Any = None) -> Any:
+    """Confirms per second of each publisher, by the time they came, against seconds since the
+    fault began; the fault shaded, the heal and any restart marked."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 3.2))[1]
+    end = run.t_end
+    for name, publisher in sorted(run.publishers.items()):
+        kind, side = name.split("-")
+        xs, ys = _per_second(publisher.confirmed.values(), run.t_start, end)
+        lost = run.count(kind, side).lost
+        label = f"{kind}, {side} side" + ("" if not lost else f" ({lost} confirmed, then lost)")
+        ax.plot(
+            [x - run.t_split for x in xs],
+            ys,
+            linestyle="--" if side == "minority" else "-",
+            color="tab:red" if kind == "mirrored" else "tab:blue",
+            label=label,
+        )
+    ax.axvspan(0, run.t_heal - run.t_split, color="0.85", label=f"{run.fault} (node 1)")
+    if run.t_restart is not None:
+        ax.axvline(run.t_restart - run.t_split, color="k", linestyle=":", label="operator restart")
+    ax.set_xlabel(f"seconds since the {run.fault} began")
+    ax.set_ylabel("confirms per second")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{run.mode}: {run.fault} of node 1, RabbitMQ {run.version}")
+    ax.legend(fontsize=7, loc="upper right")
+    return ax

@@ -1,0 +1,93 @@
+"""Notebook 11's counting, without a broker: confirms kept by delivery tag, what each side's
+publisher is counted for, when views agree, and the table and timeline drawn from a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from mpsoa_lab.experiments.partitions import report  # noqa: E402
+from mpsoa_lab.experiments.partitions.split import SplitRun, _count  # noqa: E402
+from mpsoa_lab.experiments.partitions.traffic import CountingPublisher, Event  # noqa: E402
+from mpsoa_lab.experiments.partitions.views import View, agreed  # noqa: E402
+
+
+def publisher(name: str = "mirrored-minority") -> CountingPublisher:
+    return CountingPublisher(name, "127.77.1.1", 5672, "q")
+
+
+def test_confirms_are_counted_by_delivery_tag_single_multiple_and_nacked():
+    p = publisher()
+    p._pending = {1: "a", 2: "b", 3: "c", 4: "d"}
+    p.sent = dict.fromkeys("abcde", 0.0)
+    p._on_ack(2, True, p.confirmed)  # multiple: 1 and 2
+    p._nack(4, False)
+    assert sorted(p.confirmed) == ["a", "b"] and sorted(p.nacked) == ["d"]
+    assert p.unconfirmed == ["c", "e"]  # c pending, e never given a tag (its channel closed)
+    assert [e.kind for e in p.events] == ["nacked"]
+    p._on_ack(3, False, p.confirmed)
+    p._on_ack(3, False, p.confirmed)  # a repeated ack changes nothing
+    assert sorted(p.confirmed) == ["a", "b", "c"]
+
+
+def run_with(p: CountingPublisher, held: Counter, **times) -> tuple[SplitRun, object]:
+    run = SplitRun("ignore", "3.10.8", 6, "split", 0.0, t_split=10.0, t_heal=20.0, **times)
+    run.publishers[p.name] = p
+    return run, _count(run, p.name, p, held)
+
+
+def test_a_side_is_counted_by_message_id():
+    p = publisher()
+    p.sent = {"m-1": 5.0, "m-2": 12.0, "m-3": 15.0, "m-4": 18.0, "m-5": 25.0}
+    p.confirmed = {"m-1": 5.1, "m-2": 12.1, "m-3": 21.0, "m-5": 25.1}  # m-3's ack came late
+    p.events = [Event(11.0, "closed", "x"), Event(12.0, "reconnected"), Event(40.0, "refused")]
+    held = Counter({"m-1": 1, "m-3": 2, "mirrored-minority-9": 1, "other-1": 3})
+    run, count = run_with(p, held, t_end=30.0)
+    assert (count.published_split, count.confirmed_split, count.confirmed_late) == (3, 1, 1)
+    assert count.confirmed == 4 and count.unconfirmed == 1  # m-4: no answer at all
+    assert count.lost == 2  # m-2 and m-5 were confirmed and are not in the queue
+    assert count.duplicated == 1  # m-3 twice; another publisher's doubles are not its own
+    assert count.told == "closed x1"  # from the fault to the end; a reconnection is no news
+
+
+def test_an_unreadable_queue_leaves_losses_unknown_and_the_table_says_so():
+    p = publisher()
+    p.sent, p.confirmed = {"m-1": 12.0}, {"m-1": 12.1}
+    run, count = run_with(p, None, t_end=30.0)
+    run.counts = [count]
+    assert count.lost is None and run.lost("mirrored") is None
+    row = report.rows([run])[0]
+    assert row["lost"] == row["duplicated"] == "unreadable"
+
+
+def test_views_agree_only_when_every_node_answers_sees_all_and_lists_no_partition():
+    all3 = frozenset({0, 1, 2})
+    ok = [View(0, i, True, all3) for i in range(3)]
+    assert agreed(ok, 3)
+    assert not agreed(ok[:2], 3)
+    assert not agreed([*ok[:2], View(0, 2, False)], 3)
+    assert not agreed([*ok[:2], View(0, 2, True, all3, frozenset({0}))], 3)
+    assert str(View(0, 0, True, frozenset({0}), frozenset({1, 2}))) == (
+        "sees 1 running; partitioned from 2,3"
+    )
+
+
+def test_the_table_and_the_timeline_of_a_run():
+    a, b = publisher("quorum-minority"), publisher("quorum-majority")
+    a.sent, a.confirmed = {"x": 11.0}, {"x": 21.0}
+    b.sent, b.confirmed = {"y": 11.0, "z": 12.0}, {"y": 11.1, "z": 12.1}
+    run = SplitRun("pause_minority", "4.0.5", 6, "split", 0.0, t_split=10.0, t_heal=20.0)
+    run.t_normal, run.t_end = 23.0, 25.0
+    run.publishers = {a.name: a, b.name: b}
+    run.counts = [_count(run, n, p, Counter({"x": 1, "y": 1})) for n, p in run.publishers.items()]
+    text = report.table([run]).splitlines()
+    assert text[0].split()[:4] == ["mode", "fault", "queue", "side"]
+    assert [line.split()[3] for line in text[1:]] == ["minority", "majority"]
+    assert report.recovery(run) == "by itself, 3.0 s after the heal"
+    ax = report.plot_timeline(run)
+    labels = ax.get_legend_handles_labels()[1]
+    assert "quorum, majority side (1 confirmed, then lost)" in labels  # z
+    assert "split (node 1)" in labels and ax.get_ylim()[0] == 0
