@@ -11,6 +11,10 @@ section::
 On the lab's own nodes the cell runs as written. With brokers given by URL (the docker compose
 route, or a reviewer's own brokers) the lab has no node to act on: the cell is not run, and the
 first cell of each section prints one line saying so; every other cell of the notebook runs.
+
+``%%needs_hosts`` does the same for a cell that also needs hosts of their own for a cluster's
+nodes (network namespaces: root and ``ip netns``, :mod:`~mpsoa_lab.plumbing.netns`): skipped,
+with one line saying why, where the lab cannot make them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from ..plumbing import settings as settings_mod
 
-__all__ = ["needs_lab_nodes", "register", "skip_message"]
+__all__ = ["needs_lab_nodes", "needs_hosts", "register", "skip_message"]
 
 _announced: set[str] = set()
 
@@ -48,8 +52,24 @@ def needs_lab_nodes(line: str, cell: str) -> Any:
     return None
 
 
+def needs_hosts(line: str, cell: str) -> Any:
+    """The cell magic ``%%needs_hosts``: like ``%%needs_lab_nodes``, and skipped too (saying
+    why, once per section) where the lab cannot make network namespaces."""
+    from ..plumbing.netns import unavailable
+
+    label = line.strip() or "this section"
+    reason = None if settings_mod.load().external else unavailable()
+    if reason is not None:
+        if label not in _announced:
+            _announced.add(label)
+            print(f"Skipped {label}: it splits a cluster's network, and {reason}.")
+        return None
+    return needs_lab_nodes(line, cell)
+
+
 def register(ipython: Any | None = None) -> None:
-    """Register ``%%needs_lab_nodes`` in the running IPython (done by ``import mpsoa_lab``)."""
+    """Register ``%%needs_lab_nodes`` and ``%%needs_hosts`` in the running IPython (done by
+    ``import mpsoa_lab``)."""
     if ipython is None:
         try:
             from IPython import get_ipython
@@ -58,6 +78,7 @@ def register(ipython: Any | None = None) -> None:
         ipython = get_ipython()
     if ipython is not None:
         ipython.register_magic_function(needs_lab_nodes, magic_kind="cell")
+        ipython.register_magic_function(needs_hosts, magic_kind="cell")
 
 
 def load_ipython_extension(ipython: Any) -> None:

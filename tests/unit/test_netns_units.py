@@ -121,3 +121,31 @@ def test_only_a_cluster_on_hosts_of_its_own_can_be_split(tmp_path):
     cluster = Cluster("mpsoa-sync", [_member(tmp_path, on_host=False)])
     with pytest.raises(LabError, match="runs on one host"):
         cluster.split([0])
+
+
+def test_a_cell_that_splits_a_network_is_skipped_with_one_line_where_it_cannot(
+    monkeypatch, capsys, tmp_path
+):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mpsoa_lab.running import notebook as nb_magic
+
+    monkeypatch.setenv("MPSOA_LAB_HOME", str(tmp_path))
+    for name in ("MPSOA_SYNC_BROKER_URL", "MPSOA_ASYNC_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    shell = InteractiveShell.instance()
+    try:
+        nb_magic.register(shell)
+        monkeypatch.setattr(netns, "unavailable", lambda: "making network namespaces needs root")
+        for _ in range(2):
+            assert shell.run_cell("%%needs_hosts (s) split\nran = 'yes'").success
+        assert "ran" not in shell.user_ns
+        assert capsys.readouterr().out == (
+            "Skipped (s) split: it splits a cluster's network, and making network namespaces "
+            "needs root.\n"
+        )  # once per section
+        monkeypatch.setattr(netns, "unavailable", lambda: None)
+        assert shell.run_cell("%%needs_hosts (s) split\nran = 'yes'").success
+        assert shell.user_ns["ran"] == "yes"
+    finally:
+        InteractiveShell.clear_instance()
