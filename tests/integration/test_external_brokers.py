@@ -37,7 +37,7 @@ from mpsoa_lab.plumbing.settings import redact_url
 from mpsoa_lab.running import notebook as nb_magic
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-MAGIC = re.compile(r"%%needs_lab_nodes (.+)")
+MAGIC = re.compile(r"%%needs_(?:lab_nodes|hosts) (.+)")
 
 
 def _external_env(lab, home: Path) -> dict[str, str]:
@@ -136,6 +136,7 @@ NODE_NOTEBOOKS = [
     "06_two_brokers_measured.ipynb",
     "07_faults.ipynb",
     "10_clusters_and_node_loss.ipynb",
+    "11_partitions.ipynb",
 ]
 BY_URL = (
     sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -183,6 +184,8 @@ def test_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
         assert re.search(r"split\s+async\s+async\s+\d+\s+0\s+\d+\s+-", everything)
     elif name.startswith("10"):  # the whole notebook is its cluster: one line, no verdict
         assert "No verdict recorded" in everything and labels == ["the cluster"] * len(labels)
+    elif name.startswith("11"):  # every run needs a cluster of the lab's own nodes
+        assert "No verdict recorded" in everything and "No run: every section" in everything
     elif name.startswith("07"):
         table = next(_text(c) for c in nb.cells if "\nprint(page)" in c.source)
         assert "worker frozen (SIGSTOP)" in table and "broker restart" not in table

@@ -91,3 +91,17 @@ def test_the_table_and_the_timeline_of_a_run():
     labels = ax.get_legend_handles_labels()[1]
     assert "quorum, majority side (1 confirmed, then lost)" in labels  # z
     assert "split (node 1)" in labels and ax.get_ylim()[0] == 0
+
+
+def test_the_losses_of_runs_side_by_side_unreadable_written_not_drawn_as_zero():
+    runs = []
+    for mode, held in (("ignore", Counter()), ("autoheal", None)):
+        p = publisher("quorum-minority")
+        p.sent, p.confirmed = {"x": 11.0}, {"x": 11.1}
+        run = SplitRun(mode, "3.10.8", 6, "split", 0.0, t_split=10.0, t_heal=20.0, t_end=25.0)
+        run.publishers = {p.name: p}
+        run.counts = [_count(run, p.name, p, held)]
+        runs.append(run)
+    ax = report.plot_lost(runs)
+    assert [round(b.get_height()) for b in ax.patches] == [1]  # ignore lost x; autoheal unknown
+    assert "unreadable" in [t.get_text() for t in ax.texts]

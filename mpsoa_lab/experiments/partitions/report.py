@@ -13,7 +13,7 @@ from typing import Any
 
 from .split import SplitRun
 
-__all__ = ["rows", "table", "plot_timeline", "recovery"]
+__all__ = ["rows", "table", "plot_timeline", "plot_lost", "recovery"]
 
 COLUMNS = (
     "mode",
@@ -106,4 +106,30 @@ def plot_timeline(run: SplitRun, ax: Any = None) -> Any:
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.mode}: {run.fault} of node 1, RabbitMQ {run.version}")
     ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+
+def plot_lost(runs: Iterable[SplitRun], ax: Any = None) -> Any:
+    """Confirmed messages lost, per run and queue kind, both sides together; a queue that could
+    not be read is written as such instead of a bar (its losses are unknown, not zero)."""
+    import matplotlib.pyplot as plt
+
+    runs = list(runs)
+    ax = ax or plt.subplots(figsize=(8, 3))[1]
+    kinds = sorted({c.kind for run in runs for c in run.counts})
+    width = 0.8 / max(1, len(kinds))
+    for k, kind in enumerate(kinds):
+        for i, run in enumerate(runs):
+            x = i + (k - (len(kinds) - 1) / 2) * width
+            lost = run.lost(kind)
+            if lost is None:
+                ax.text(x, 0, "unreadable", rotation=90, ha="center", va="bottom", fontsize=7)
+                continue
+            color = "tab:red" if kind == "mirrored" else "tab:blue"
+            ax.bar(x, lost, width, color=color, label=kind if i == 0 else None)
+            ax.text(x, lost, str(lost), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(runs)), [f"{r.mode}\n{r.fault}" for r in runs])
+    ax.set_ylabel("confirmed messages lost")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
     return ax

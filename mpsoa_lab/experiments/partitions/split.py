@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...plumbing.cluster import Cluster
 from ...running.cluster import start_cluster, stop_cluster
@@ -47,9 +49,12 @@ __all__ = [
     "SideCount",
     "SplitRun",
     "partition_cluster",
+    "start_partition_cluster",
+    "stop_partition_cluster",
     "fault_run",
     "kinds_for",
     "QUEUES",
+    "STEPS",
 ]
 
 #: The partition-handling modes that matter for a cluster of three (``pause_if_all_down`` is
@@ -61,6 +66,8 @@ SIDES = {"minority": 0, "majority": 1}
 #: The Erlang distribution's tick time of the lab's partition clusters: a silent peer is
 #: declared down after 0.75 to 1.25 times this (60 s by default; short, to keep runs short).
 TICKTIME = 6
+#: The steps :func:`fault_run` reports to its ``on_step`` (a progress bar's total).
+STEPS = 5
 #: What happens to node 1: its network cut, or its VM suspended.
 FAULTS = ("split", "suspend")
 
@@ -97,6 +104,7 @@ class SplitRun:
     t_start: float
     t_split: float = 0.0
     t_heal: float = 0.0
+    t_detected: float | None = None  # both sides had declared the other down (a split)
     t_restart: float | None = None  # the operator's restart of the minority (``ignore``)
     t_normal: float | None = None
     t_end: float = 0.0
@@ -116,9 +124,10 @@ class SplitRun:
 
     def lost(self, kind: str) -> int | None:
         """Confirmed messages of ``kind``'s queue missing after recovery, both sides; None when
-        the queue could not be read (see :attr:`unreadable`)."""
+        the run had no such queue (no mirroring from 4.0) or it could not be read (see
+        :attr:`unreadable`)."""
         counts = [c.lost for c in self.counts if c.kind == kind]
-        return None if None in counts else sum(counts)  # type: ignore[arg-type]
+        return None if not counts or None in counts else sum(counts)  # type: ignore[arg-type]
 
     def views_at(self, t: float) -> list[View]:
         last: dict[int, View] = {}
@@ -200,23 +209,36 @@ def _told(publisher: CountingPublisher, since: float, until: float) -> str:
     return ", ".join(f"{kind} x{n}" for kind, n in sorted(events.items()))
 
 
+def start_partition_cluster(
+    lab: Lab, mode: str, *, hosts: bool = True, ticktime: int = TICKTIME
+) -> Cluster:
+    """A three-node cluster whose ``cluster_partition_handling`` is ``mode``, with a short
+    ``net_ticktime``, on hosts of its own (``hosts``: needed to split it, not to suspend a
+    node). Stop it with :func:`stop_partition_cluster`."""
+    if mode not in MODES:
+        raise ValueError(f"partition-handling mode {mode!r}: the lab runs {', '.join(MODES)}")
+    return start_cluster(
+        lab, "sync", 3, hosts=hosts, ticktime=ticktime, config={"cluster_partition_handling": mode}
+    )
+
+
+def stop_partition_cluster(lab: Lab, cluster: Cluster) -> None:
+    """Resume node 1 if it is suspended (it would only stop when killed), stop every node and
+    remove the network."""
+    cluster.resume_node(0)
+    stop_cluster(lab, cluster)
+
+
 @contextlib.contextmanager
 def partition_cluster(
     lab: Lab, mode: str, *, hosts: bool = True, ticktime: int = TICKTIME
 ) -> Iterator[Cluster]:
-    """A three-node cluster whose ``cluster_partition_handling`` is ``mode``, with a short
-    ``net_ticktime``, on hosts of its own (``hosts``: needed to split it, not to suspend a
-    node); stopped and removed on the way out."""
-    if mode not in MODES:
-        raise ValueError(f"partition-handling mode {mode!r}: the lab runs {', '.join(MODES)}")
-    cluster = start_cluster(
-        lab, "sync", 3, hosts=hosts, ticktime=ticktime, config={"cluster_partition_handling": mode}
-    )
+    """:func:`start_partition_cluster`, stopped on the way out."""
+    cluster = start_partition_cluster(lab, mode, hosts=hosts, ticktime=ticktime)
     try:
         yield cluster
     finally:
-        cluster.resume_node(0)  # a suspended node would only stop when killed
-        stop_cluster(lab, cluster)
+        stop_partition_cluster(lab, cluster)
 
 
 def fault_run(
@@ -224,20 +246,30 @@ def fault_run(
     fault: str = "split",
     *,
     hold: float = 10.0,
-    settle: float = 10.0,
-    recover: float = 45.0,
+    hold_max: float | None = None,
+    settle: float = 6.0,
+    recover: float = 30.0,
     rate: float = 25.0,
     lead: float = 2.0,
+    on_step: Callable[[str], None] | None = None,
 ) -> SplitRun:
     """One fault of node 1 under load, healed, recovered and counted (see the module doc):
-    ``split`` cuts its network from nodes 2 and 3 for ``hold`` seconds; ``suspend`` stops its
-    Erlang VM (SIGSTOP) as long and resumes it (SIGCONT), as a paused virtual machine.
+    ``split`` cuts its network from nodes 2 and 3 for at least ``hold`` seconds, and on until
+    both sides have declared the other down (node 1's log names both peers ``down:
+    net_tick_timeout`` or node 1 has paused, nodes 2 and 3 see only each other running) and
+    1 s more, at most
+    ``hold_max`` (default four tick times): a heal that comes before node 1 has noticed
+    leaves a split that only one side saw, which no mode resolves. ``suspend`` stops node 1's
+    Erlang VM (SIGSTOP) for ``hold`` seconds and resumes it (SIGCONT), as a paused virtual
+    machine.
 
     ``settle`` bounds each wait for normal service: after the heal, then (where a node still
     lists a partition, which no mode resolves on its own) after the operator's restart of
     node 1. ``recover`` bounds the wait for a cluster still recovering by itself (autoheal
     restarting nodes) and then each queue's read; a queue not read by then is *unreadable*
-    (:attr:`SplitRun.unreadable`), its losses unknown."""
+    (:attr:`SplitRun.unreadable`), its losses unknown. ``on_step(text)`` is called at each of
+    the :data:`STEPS` steps (for a progress bar)."""
+    step = on_step or (lambda text: None)
     if fault not in FAULTS:
         raise ValueError(f"fault {fault!r}: the lab makes {' or '.join(FAULTS)}")
     mode = cluster.nodes[0].extra.get("cluster_partition_handling", "ignore")
@@ -255,17 +287,25 @@ def fault_run(
                 run.publishers[name] = CountingPublisher(
                     name, node.address, node.amqp_port, queues[kind], rate
                 ).start()
+        step("load running")
         with ViewMonitor(cluster) as monitor:
             time.sleep(lead)
             run.t_split = time.time()
+            offset = _size(cluster.nodes[0].log_file)
             cluster.split([0]) if fault == "split" else cluster.suspend_node(0)
+            step(f"{fault} of node 1")
             time.sleep(hold)
+            if fault == "split":
+                run.t_detected = _wait_detected(cluster, offset, hold_max or 4.0 * ticktime)
+                time.sleep(1.0)
             cluster.heal() if fault == "split" else cluster.resume_node(0)
             run.t_heal = time.time()
+            step("healed" if fault == "split" else "resumed")
             if not _wait_normal(run, cluster, run.t_heal, settle) and _still_split(cluster):
                 run.t_restart = time.time()  # what the partitions guide tells an operator
                 cluster.restart_node(0)
                 _wait_normal(run, cluster, run.t_restart, settle)
+            step("served normally" if run.t_normal else "not served normally")
             time.sleep(1.0)
             for publisher in run.publishers.values():
                 publisher.stop()
@@ -283,6 +323,7 @@ def fault_run(
                 )
             except QueueUnreadable as exc:
                 held[kind], run.unreadable[kind] = None, str(exc)
+        step("counted")
         run.counts = [
             _count(run, name, p, held[name.split("-")[0]]) for name, p in run.publishers.items()
         ]
@@ -291,6 +332,46 @@ def fault_run(
         for publisher in run.publishers.values():
             publisher.stop(2.0)  # nothing happens to one stopped already
         _delete(cluster, queues.values())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _wait_detected(cluster: Cluster, offset: int, timeout: float) -> float | None:
+    """Wait until both sides of a split of node 1 have declared the other down: node 1's log
+    (from ``offset``) names every peer ``down: net_tick_timeout`` or node 1 refuses
+    connections (paused), and nodes 2 and 3 see only each other running. The wall-clock time
+    that was so, or None at ``timeout``."""
+    peers = [n.nodename for n in cluster.nodes[1:]]
+    others = frozenset(range(1, len(cluster.nodes)))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(cluster.nodes[0].log_file, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        minority = _refuses(cluster.nodes[0]) or all(
+            f"'{p}' down: net_tick_timeout" in text for p in peers
+        )
+        views = read_views(cluster)[1:]
+        if minority and all(v.answered and v.running == others for v in views):
+            return time.time()
+        time.sleep(0.25)
+    return None
+
+
+def _refuses(node: Any) -> bool:
+    """Whether a node refuses AMQP connections: paused (pause_minority closes its listeners)."""
+    try:
+        socket.create_connection((node.address, node.amqp_port), 0.5).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
 
 
 def _still_split(cluster: Cluster) -> bool:
