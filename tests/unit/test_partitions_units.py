@@ -105,3 +105,10 @@ def test_the_losses_of_runs_side_by_side_unreadable_written_not_drawn_as_zero():
     ax = report.plot_lost(runs)
     assert [round(b.get_height()) for b in ax.patches] == [1]  # ignore lost x; autoheal unknown
     assert "unreadable" in [t.get_text() for t in ax.texts]
+
+
+def test_each_nodes_last_view_at_a_time():
+    run = SplitRun("ignore", "3.10.8", 6, "split", 0.0)
+    run.views = [View(1.0, 0, False), View(1.0, 1, True), View(2.0, 0, True), View(3.0, 1, False)]
+    assert run.views_at(2.5) == [View(2.0, 0, True), View(1.0, 1, True)]
+    assert run.views_at(0.5) == []

@@ -40,7 +40,7 @@ from ...running.lab import Lab
 from ..clusters.queues import MIRRORING_POLICY
 from ..clusters.versions import mirroring_available, server_version
 from .traffic import CountingPublisher, QueueUnreadable, connect, drain
-from .views import View, ViewMonitor, agreed, read_views
+from .views import View, ViewMonitor, agreed, read_views, views_at
 
 __all__ = [
     "MODES",
@@ -130,11 +130,8 @@ class SplitRun:
         return None if not counts or None in counts else sum(counts)  # type: ignore[arg-type]
 
     def views_at(self, t: float) -> list[View]:
-        last: dict[int, View] = {}
-        for view in self.views:
-            if view.t <= t:
-                last[view.index] = view
-        return [last[i] for i in sorted(last)]
+        """Each node's last view read at or before wall-clock time ``t``."""
+        return views_at(self.views, t)
 
 
 def _declare(cluster: Cluster, queues: Mapping[str, str]) -> None:

@@ -18,7 +18,7 @@ import requests
 
 from ...plumbing.cluster import Cluster
 
-__all__ = ["View", "ViewMonitor", "read_views"]
+__all__ = ["View", "ViewMonitor", "read_views", "views_at", "agreed"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,13 @@ class ViewMonitor:
 
     def at(self, t: float) -> list[View]:
         """The last view of each node read at or before wall-clock time ``t``."""
-        last: dict[int, View] = {}
-        for view in self.views:
-            if view.t <= t:
-                last[view.index] = view
-        return [last[i] for i in sorted(last)]
+        return views_at(self.views, t)
+
+
+def views_at(views: list[View], t: float) -> list[View]:
+    """The last of ``views`` of each node read at or before wall-clock time ``t``."""
+    last: dict[int, View] = {}
+    for view in views:
+        if view.t <= t:
+            last[view.index] = view
+    return [last[i] for i in sorted(last)]
