@@ -57,7 +57,6 @@ starts one on the lab's life cycle.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -71,7 +70,7 @@ from typing import Any
 from .component import stop_components
 from .errors import ClusterSizeError, EntityNotFound, LabError, NodeNameInUse, NodeStartError
 from .management import Management
-from .netns import Network, NetworkKeeper
+from .netns import Network, NetworkKeeper, ip_path
 from .node import RabbitMQNode
 from .settings import with_vhost
 
@@ -254,8 +253,7 @@ class ClusterNode(RabbitMQNode):
         (:mod:`~mpsoa_lab.plumbing.netns`), else nothing."""
         if not self.netns:
             return []
-        ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin") or "ip"
-        return [ip, "netns", "exec", self.netns]
+        return [ip_path() or "ip", "netns", "exec", self.netns]
 
     def env(self) -> dict[str, str]:
         env = super().env()

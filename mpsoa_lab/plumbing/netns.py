@@ -31,7 +31,7 @@ show that on one machine, each node of a cluster runs in a network namespace of 
   the state file with its owner, stopped by the reaper when the owner is gone. The keeper
   removes the network when it is asked to stop (SIGTERM, SIGINT, SIGHUP); when it is killed
   instead, :meth:`NetworkKeeper.kill` and the reaper remove it from outside
-  (:func:`remove_network` is idempotent).
+  (:meth:`Network.remove` is idempotent).
 
 Needs root (namespaces, links) and ``ip`` from iproute2; :func:`unavailable` says in one line
 why not, for a notebook to print.
@@ -50,7 +50,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,9 @@ __all__ = [
     "NetworkKeeper",
     "NetworkError",
     "unavailable",
-    "remove_network",
     "lab_tag",
     "leftovers",
+    "ip_path",
     "PREFIX",
 ]
 
@@ -88,12 +88,13 @@ def lab_tag(home: Path | str) -> str:
     return hashlib.sha1(str(Path(home).resolve()).encode()).hexdigest()[:4]
 
 
-def _ip_path() -> str | None:
+def ip_path() -> str | None:
+    """The ``ip`` command of iproute2, also where ``/usr/sbin`` is not on the path."""
     return shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    ip = _ip_path()
+    ip = ip_path()
     if ip is None:
         raise NetworkError("The 'ip' command (iproute2) was not found: apt-get install iproute2.")
     result = subprocess.run([ip, *args], capture_output=True, text=True, timeout=30)
@@ -128,7 +129,6 @@ class Network:
     hosts: list[int]
     epmd_port: int | None = None
     epmd: str | None = None
-    cuts: list[list[int]] = field(default_factory=list)
 
     # -- names and addresses -----------------------------------------------------------------
     def namespace(self, host: int) -> str:
@@ -207,11 +207,6 @@ class Network:
         _ip("route", "del", self.subnet, "dev", self.bridge, "table", "local", check=False)
         _ip("link", "del", self.bridge, check=False)
 
-    def exists(self) -> bool:
-        return any(ns in namespaces() for ns in map(self.namespace, self.hosts)) or (
-            _ip("link", "show", self.bridge, check=False).returncode == 0
-        )
-
     # -- splitting and healing ---------------------------------------------------------------
     def cut(self, side_a: Iterable[int], side_b: Iterable[int]) -> None:
         """Drop every packet between a host of ``side_a`` and one of ``side_b``, silently."""
@@ -225,14 +220,12 @@ class Network:
                         "-n", self.namespace(here), "neigh", "replace", self.address(there),
                         "lladdr", NOWHERE_MAC, "dev", INSIDE, "nud", "permanent",
                     )  # fmt: skip
-                self.cuts.append([a, b])
 
     def heal(self) -> None:
         """Undo every cut: each namespace learns its peers' addresses again (ARP)."""
         for host in self.hosts:
             _ip("-n", self.namespace(host), "neigh", "flush", "dev", INSIDE, "nud", "permanent",
                 check=False)  # fmt: skip
-        self.cuts.clear()
 
     def cut_pairs(self) -> list[tuple[int, int]]:
         """The pairs of hosts that cannot reach each other now, read from the kernel."""
@@ -248,7 +241,7 @@ class Network:
 
     def exec_prefix(self, host: int) -> list[str]:
         """The command prefix that runs a program inside host ``host``'s namespace."""
-        return [_ip_path() or "ip", "netns", "exec", self.namespace(host)]
+        return [ip_path() or "ip", "netns", "exec", self.namespace(host)]
 
 
 def _sysctl(namespace: str | None, key: str, value: str = "1") -> None:
@@ -269,7 +262,7 @@ def namespaces() -> list[str]:
 def leftovers(tag: str) -> list[str]:
     """Namespaces and links of one lab tag (:func:`lab_tag`) that still exist (none where
     there is no ``ip`` to make them)."""
-    if _ip_path() is None:
+    if ip_path() is None:
         return []
     found = [ns for ns in namespaces() if ns.startswith(f"mpsoa-{tag}")]
     links = _ip("-o", "link", "show", check=False).stdout
@@ -291,11 +284,6 @@ def _free_number() -> int:
         if number not in used:
             return number
     raise NetworkError("All 253 networks 127.77.1-253.0/24 are in use: stop other labs first.")
-
-
-def remove_network(spec: str) -> None:
-    """Remove a network given by its JSON spec (what the keeper records); idempotent."""
-    Network.from_json(spec).remove()
 
 
 class NetworkKeeper(Component):
