@@ -112,3 +112,21 @@ def test_each_nodes_last_view_at_a_time():
     run.views = [View(1.0, 0, False), View(1.0, 1, True), View(2.0, 0, True), View(3.0, 1, False)]
     assert run.views_at(2.5) == [View(2.0, 0, True), View(1.0, 1, True)]
     assert run.views_at(0.5) == []
+
+
+def test_each_nodes_view_before_the_heal_and_after_it():
+    run = SplitRun("ignore", "3.10.8", 6, "split", 0.0, t_split=10.0, t_heal=20.0, t_end=30.0)
+    alone, others, all3 = frozenset({0}), frozenset({1, 2}), frozenset({0, 1, 2})
+    run.views = [View(18.0, 0, True, alone), View(18.0, 1, True, others), View(19.0, 0, True)]
+    run.views += [View(21.0, 0, False)]  # the read at 19 s may have been answered after the heal
+    run.views += [View(29.0, 1, True, all3, alone), View(31.0, 1, True, all3)]
+    lines = report.views(run).splitlines()
+    assert lines[0].split() == ["before", "the", "heal", "after", "healing"]
+    assert lines[1].split("  ")[0] == "node 1" and lines[1].endswith("no answer")
+    assert "sees 1 running" in lines[1]
+    assert lines[2].startswith("node 2") and lines[2].endswith("sees 1,2,3 running")
+    assert "sees 2,3 running" in lines[2] and len(lines) == 3  # node 3 was never read
+    run.views = run.views[:-1]  # the last read of node 2 listed node 1 as partitioned from it
+    assert report.views(run).splitlines()[2].endswith("sees 1,2,3 running; partitioned from 1")
+    run.fault = "suspend"
+    assert "before the resume" in report.views(run).splitlines()[0]

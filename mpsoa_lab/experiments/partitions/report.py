@@ -3,7 +3,8 @@
 :func:`rows` and :func:`table` give, for each run (mode, fault) and queue kind, what each side's
 publisher saw; :func:`plot_timeline` draws the messages each publisher got confirmed per second
 against the time since the fault began, the fault shaded, the heal and the operator's restart
-marked, and the confirmed messages later lost written beside each line.
+marked, and the confirmed messages later lost written beside each line; :func:`views` what each
+node said of the cluster before the heal and after it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .split import SplitRun
+from .views import TIMEOUT
 
-__all__ = ["rows", "table", "plot_timeline", "plot_lost", "recovery"]
+__all__ = ["rows", "table", "views", "plot_timeline", "plot_lost", "recovery"]
 
 COLUMNS = (
     "mode",
@@ -68,6 +70,25 @@ def table(runs: Iterable[SplitRun]) -> str:
     widths = {c: max([len(c), *(len(str(r[c])) for r in data)]) for c in COLUMNS}
     lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in COLUMNS) for r in data]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def views(run: SplitRun) -> str:
+    """Each node's own view of the cluster (read from its management API, see
+    :mod:`.views`) at two moments: the last read over before the heal (or the resume), when
+    the split was at its longest, and the last read of the run, after healing and recovery."""
+    before = run.t_heal - TIMEOUT  # a read that started then had its answer before the heal
+    moments = {"before the heal": before, "after healing": float("inf")}
+    if run.fault == "suspend":
+        moments = {"before the resume": before, "after the resume": float("inf")}
+    seen = {label: {v.index: str(v) for v in run.views_at(t)} for label, t in moments.items()}
+    nodes = sorted({i for by_node in seen.values() for i in by_node})
+    data = [
+        [f"node {i + 1}", *(seen[label].get(i, "not read") for label in moments)] for i in nodes
+    ]
+    header = ["", *moments]
+    widths = [max(len(row[c]) for row in [header, *data]) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *data]]
     return "\n".join(line.rstrip() for line in lines)
 
 

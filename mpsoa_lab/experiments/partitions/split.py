@@ -12,9 +12,9 @@ message by id with publisher confirms. Then:
 2. it ends (healed, resumed); the run waits a bounded time for the cluster to serve normally
    again: every node answers and sees all three running with no partition, and every
    publisher has a confirm for a message published after the heal;
-3. where a node still lists a partition (no mode resolves that on its own), the lab does
-   what RabbitMQ's partitions guide tells an operator to do: restart the nodes of the side it
-   does not trust (node 1), and waits again;
+3. where a node still lists a partition, the lab does what RabbitMQ's partitions guide tells
+   an operator to do: restart the nodes of the side it does not trust (node 1), and waits
+   again; under ``autoheal``, whose point is to resolve the split itself, it only waits;
 4. the load stops, each queue is read to the end through node 2, and every confirmed message
    is looked for by id: *lost* (confirmed, not there), *duplicated* (there twice).
 
@@ -180,13 +180,18 @@ def _wait_normal(run: SplitRun, cluster: Cluster, since: float, timeout: float) 
 
 
 #: What a node logs about a partition and its handling (3.10 and 4.0 wording).
-_LOGGED = re.compile(r"partition|autoheal|pause|inconsistent_database|net_tick", re.IGNORECASE)
+_LOGGED = re.compile(
+    r"partition|autoheal|pause|minority|inconsistent_database|net_tick", re.IGNORECASE
+)
 
 
-def _partition_lines(path: Path, keep: int = 40) -> list[str]:
-    """The lines of a node's log about partitions, without timestamps' noise (the last few)."""
+def _partition_lines(path: Path, offset: int = 0, keep: int = 40) -> list[str]:
+    """The lines of a node's log about partitions from byte ``offset`` on (from the start if
+    the log is now shorter), without timestamps' noise (the last few)."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        with open(path, "rb") as log:
+            log.seek(offset if _size(path) >= offset else 0)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
         return []
     return [line.strip()[:200] for line in lines if _LOGGED.search(line)][-keep:]
@@ -261,11 +266,11 @@ def fault_run(
     machine.
 
     ``settle`` bounds each wait for normal service: after the heal, then (where a node still
-    lists a partition, which no mode resolves on its own) after the operator's restart of
-    node 1. ``recover`` bounds the wait for a cluster still recovering by itself (autoheal
-    restarting nodes) and then each queue's read; a queue not read by then is *unreadable*
-    (:attr:`SplitRun.unreadable`), its losses unknown. ``on_step(text)`` is called at each of
-    the :data:`STEPS` steps (for a progress bar)."""
+    lists a partition) after the operator's restart of node 1. ``recover`` bounds the wait
+    after the heal under ``autoheal`` (no operator acts: the mode restarts nodes itself), the
+    wait for a cluster that has not agreed by the end, and then each queue's read; a queue
+    not read by then is *unreadable* (:attr:`SplitRun.unreadable`), its losses unknown.
+    ``on_step(text)`` is called at each of the :data:`STEPS` steps (for a progress bar)."""
     step = on_step or (lambda text: None)
     if fault not in FAULTS:
         raise ValueError(f"fault {fault!r}: the lab makes {' or '.join(FAULTS)}")
@@ -288,17 +293,22 @@ def fault_run(
         with ViewMonitor(cluster) as monitor:
             time.sleep(lead)
             run.t_split = time.time()
-            offset = _size(cluster.nodes[0].log_file)
+            offsets = [_size(n.log_file) for n in cluster.nodes]
             cluster.split([0]) if fault == "split" else cluster.suspend_node(0)
             step(f"{fault} of node 1")
             time.sleep(hold)
             if fault == "split":
-                run.t_detected = _wait_detected(cluster, offset, hold_max or 4.0 * ticktime)
+                run.t_detected = _wait_detected(cluster, offsets[0], hold_max or 4.0 * ticktime)
                 time.sleep(1.0)
             cluster.heal() if fault == "split" else cluster.resume_node(0)
             run.t_heal = time.time()
             step("healed" if fault == "split" else "resumed")
-            if not _wait_normal(run, cluster, run.t_heal, settle) and _still_split(cluster):
+            heals_itself = mode == "autoheal"  # the operator waits for it, up to ``recover``
+            if (
+                not _wait_normal(run, cluster, run.t_heal, recover if heals_itself else settle)
+                and not heals_itself
+                and _still_split(cluster)
+            ):
                 run.t_restart = time.time()  # what the partitions guide tells an operator
                 cluster.restart_node(0)
                 _wait_normal(run, cluster, run.t_restart, settle)
@@ -309,8 +319,8 @@ def fault_run(
             run.t_end = time.time()
             if run.t_normal is None:  # let the cluster finish before its queues are read
                 _wait_agreed(cluster, recover)
-        run.views = monitor.views
-        run.logs = {n.index: _partition_lines(n.log_file) for n in cluster.nodes}
+        run.views = monitor.views + read_views(cluster)  # the last: once it has all recovered
+        run.logs = {n.index: _partition_lines(n.log_file, offsets[n.index]) for n in cluster.nodes}
         majority = cluster.nodes[SIDES["majority"]]
         held: dict[str, Counter | None] = {}
         for kind, queue in queues.items():
@@ -371,9 +381,18 @@ def _refuses(node: Any) -> bool:
         return False
 
 
-def _still_split(cluster: Cluster) -> bool:
-    """Whether a node that answers lists a partition: the split outlived the network's heal."""
-    return any(v.answered and v.partitions for v in read_views(cluster))
+def _still_split(cluster: Cluster, timeout: float = 10.0) -> bool:
+    """Whether a node lists a partition: the split outlived the network's heal. A node that
+    does not answer (busy, or paused) might be the one that lists it, so the nodes are asked
+    again until every one has answered or one lists a partition, for at most ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        views = read_views(cluster)
+        if any(v.answered and v.partitions for v in views):
+            return True
+        if all(v.answered for v in views) or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 def _count(

@@ -1,6 +1,6 @@
 """Each node's own view of the cluster, read once a second while a split runs.
 
-Every node is asked on its own management API (``GET /api/nodes``, 1.5 s time-out), all at
+Every node is asked on its own management API (``GET /api/nodes``, :data:`TIMEOUT` s to answer), all at
 once: which members it sees running, and which it lists in ``partitions`` (the nodes it has
 seen come back after having thought them down). A node that does not answer is recorded as
 such: a node paused by ``pause_minority`` closes its listeners, and a node busy deciding may
@@ -19,6 +19,10 @@ import requests
 from ...plumbing.cluster import Cluster
 
 __all__ = ["View", "ViewMonitor", "read_views", "views_at", "agreed"]
+
+#: Seconds a node has to answer (each of connect and read): a view read that started this long
+#: before a moment was over by then.
+TIMEOUT = 1.5
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ def _ask(cluster: Cluster, index: int) -> View:
         resp = requests.get(
             f"http://{node.address}:{node.management_port}/api/nodes",
             auth=("guest", "guest"),
-            timeout=1.5,
+            timeout=TIMEOUT,
         )
         resp.raise_for_status()
         nodes = resp.json()
