@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mpsoa_lab.experiments.partitions.split import fault_run, partition_cluster
+from mpsoa_lab.experiments.partitions.split import fault_run, partition_cluster, set_mode
 from mpsoa_lab.experiments.partitions.views import agreed, read_views
 from mpsoa_lab.plumbing.install import find_epmd
 from mpsoa_lab.plumbing.netns import NetworkKeeper, lab_tag, leftovers, unavailable
@@ -188,6 +188,10 @@ def test_a_suspended_node_and_a_split_counted_under_pause_minority(lab):
     with partition_cluster(lab, "pause_minority") as cluster:
         suspended = fault_run(cluster, "suspend")
         split = fault_run(cluster, "split")
+        set_mode(cluster, "ignore")  # read back from every node, or LabError
+        assert all(node.extra["cluster_partition_handling"] == "ignore" for node in cluster.nodes)
+        with pytest.raises(ValueError, match="the lab runs ignore, pause_minority, autoheal"):
+            set_mode(cluster, "pause_if_all_down")
     for run in (suspended, split):
         print(run.fault, "normal after", run.normal_after_s, *run.counts, sep="\n  ")
         assert run.lost("quorum") == 0  # a quorum queue never loses a confirmed message here

@@ -1,7 +1,8 @@
 """A three-node cluster split for real (or one node suspended), under counted load.
 
 :func:`partition_cluster` starts a cluster with ``cluster_partition_handling`` set to one mode
-and a short ``net_ticktime``, on hosts of its own (:mod:`~mpsoa_lab.plumbing.netns`).
+and a short ``net_ticktime``, on hosts of its own (:mod:`~mpsoa_lab.plumbing.netns`);
+:func:`set_mode` switches a running one to another mode.
 :func:`fault_run` declares one queue per kind through node 1, so that node 1 holds the classic
 queue's master and the quorum queue's leader, and publishes to each queue from both sides:
 through node 1 (the side that will be the minority) and through node 2 (the majority), every
@@ -30,11 +31,13 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...plumbing.cluster import Cluster
+from ...plumbing.errors import LabError
 from ...running.cluster import start_cluster, stop_cluster
 from ...running.lab import Lab
 from ..clusters.queues import MIRRORING_POLICY
@@ -51,6 +54,7 @@ __all__ = [
     "partition_cluster",
     "start_partition_cluster",
     "stop_partition_cluster",
+    "set_mode",
     "fault_run",
     "kinds_for",
     "QUEUES",
@@ -217,11 +221,40 @@ def start_partition_cluster(
     """A three-node cluster whose ``cluster_partition_handling`` is ``mode``, with a short
     ``net_ticktime``, on hosts of its own (``hosts``: needed to split it, not to suspend a
     node). Stop it with :func:`stop_partition_cluster`."""
-    if mode not in MODES:
-        raise ValueError(f"partition-handling mode {mode!r}: the lab runs {', '.join(MODES)}")
+    _check_mode(mode)
     return start_cluster(
         lab, "sync", 3, hosts=hosts, ticktime=ticktime, config={"cluster_partition_handling": mode}
     )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"partition-handling mode {mode!r}: the lab runs {', '.join(MODES)}")
+
+
+def set_mode(cluster: Cluster, mode: str) -> None:
+    """Switch a running cluster to another partition-handling mode without restarting it.
+
+    Each node reads ``cluster_partition_handling`` from its application environment every time
+    it handles a partition (a peer down, a peer back that had thought it down, autoheal's
+    checks), so setting it there (``rabbitmqctl eval``) takes effect at the next one; the
+    value is read back from every node. It goes into each node's configuration file too, so
+    that a node restarted later (the operator's restart) keeps it."""
+    _check_mode(mode)
+    expr = (
+        f"application:set_env(rabbit, cluster_partition_handling, {mode}), "
+        "application:get_env(rabbit, cluster_partition_handling)."
+    )
+    with ThreadPoolExecutor(len(cluster.nodes)) as pool:
+        answers = list(pool.map(lambda node: node.ctl("eval", expr).strip(), cluster.nodes))
+    for node, answer in zip(cluster.nodes, answers):
+        if answer != f"{{ok,{mode}}}":
+            raise LabError(
+                f"{node.nodename} did not take cluster_partition_handling = {mode}: it "
+                f"answered {answer!r}. Start a cluster in that mode instead: "
+                f"start_partition_cluster(lab, {mode!r})."
+            )
+        node.extra["cluster_partition_handling"] = mode
 
 
 def stop_partition_cluster(lab: Lab, cluster: Cluster) -> None:
@@ -336,6 +369,8 @@ def fault_run(
         ]
         return run
     finally:
+        if fault == "suspend":
+            cluster.resume_node(0)  # a run that failed half-way leaves no node stopped
         for publisher in run.publishers.values():
             publisher.stop(2.0)  # nothing happens to one stopped already
         _delete(cluster, queues.values())
