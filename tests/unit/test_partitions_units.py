@@ -130,3 +130,12 @@ def test_each_nodes_view_before_the_heal_and_after_it():
     assert report.views(run).splitlines()[2].endswith("sees 1,2,3 running; partitioned from 1")
     run.fault = "suspend"
     assert "before the resume" in report.views(run).splitlines()[0]
+
+
+def test_a_node_paused_itself_only_when_its_log_says_it_saw_a_minority():
+    run = SplitRun("pause_minority", "3.10.8", 6, "suspend", 0.0, hold=10.0)
+    assert run.hosts and not run.paused(0)  # no log read: not paused
+    run.logs = {0: ["rabbit on node rabbit@b down: net_tick_timeout"], 1: []}
+    assert not run.paused(0)
+    run.logs[0].append("Cluster minority/secondary status detected - awaiting recovery")
+    assert run.paused(0) and not run.paused(1) and not run.paused(2)

@@ -66,11 +66,7 @@ def rows(runs: Iterable[SplitRun]) -> list[dict[str, Any]]:
 
 def table(runs: Iterable[SplitRun]) -> str:
     """:func:`rows` as aligned text, each column as wide as its longest cell."""
-    data = rows(runs)
-    widths = {c: max([len(c), *(len(str(r[c])) for r in data)]) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in COLUMNS) for r in data]
-    return "\n".join(line.rstrip() for line in lines)
+    return _aligned([list(COLUMNS), *([str(r[c]) for c in COLUMNS] for r in rows(runs))])
 
 
 def views(run: SplitRun) -> str:
@@ -86,9 +82,13 @@ def views(run: SplitRun) -> str:
     data = [
         [f"node {i + 1}", *(seen[label].get(i, "not read") for label in moments)] for i in nodes
     ]
-    header = ["", *moments]
-    widths = [max(len(row[c]) for row in [header, *data]) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *data]]
+    return _aligned([["", *moments], *data])
+
+
+def _aligned(table: list[list[str]]) -> str:
+    """Rows of cells as text, each column as wide as its widest cell, two spaces apart."""
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in table]
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -106,6 +106,8 @@ class SplitRun:
     ticktime: int
     fault: str
     t_start: float
+    hosts: bool = True  # the nodes ran on hosts of their own (network namespaces)
+    hold: float = 0.0  # seconds the fault was held (split: at least; suspend: exactly)
     t_split: float = 0.0
     t_heal: float = 0.0
     t_detected: float | None = None  # both sides had declared the other down (a split)
@@ -132,6 +134,12 @@ class SplitRun:
         :attr:`unreadable`)."""
         counts = [c.lost for c in self.counts if c.kind == kind]
         return None if not counts or None in counts else sum(counts)  # type: ignore[arg-type]
+
+    def paused(self, node: int = 0) -> bool:
+        """Whether node ``node`` (0: node 1) logged that it paused itself, as ``pause_minority``
+        makes a node that sees itself in a minority ("Cluster minority/secondary status
+        detected", 3.10 and 4.0)."""
+        return any("minority" in line.lower() for line in self.logs.get(node, []))
 
     def views_at(self, t: float) -> list[View]:
         """Each node's last view read at or before wall-clock time ``t``."""
@@ -308,12 +316,15 @@ def fault_run(
     if fault not in FAULTS:
         raise ValueError(f"fault {fault!r}: the lab makes {' or '.join(FAULTS)}")
     mode = cluster.nodes[0].extra.get("cluster_partition_handling", "ignore")
+    hosts = cluster.keeper is not None and cluster.keeper.network is not None
     ticktime = cluster.nodes[0].ticktime or 60
     version = server_version(cluster)
     kinds = kinds_for(version)
     queues = {kind: f"{QUEUES[kind]}.{fault}.{time.monotonic_ns() % 10**6}" for kind in kinds}
     _declare(cluster, queues)
-    run = SplitRun(mode, ".".join(map(str, version)), int(ticktime), fault, time.time())
+    run = SplitRun(
+        mode, ".".join(map(str, version)), int(ticktime), fault, time.time(), hosts, hold
+    )
     try:
         for kind in kinds:
             for side, index in SIDES.items():
