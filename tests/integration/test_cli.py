@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from mpsoa_lab.plumbing.processes import managed_commands, managed_processes
 
@@ -49,16 +48,41 @@ def _as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _up(env: dict[str, str]) -> subprocess.Popen:
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "mpsoa_lab", "up"],
+def _start(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
+    """``python -m mpsoa_lab ARGS`` started as at a terminal, its output read through a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mpsoa_lab", *args],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
         preexec_fn=_as_at_a_terminal,
+        **popen,
     )
+
+
+def _up(env: dict[str, str]) -> subprocess.Popen:
+    holder = _start(env, "up")
     assert holder.stdout.readline().strip() == "The lab is up."
     return holder
+
+
+#: The signals that stop a command: ``kill``'s, a closed terminal's and Ctrl-C's. Each test
+#: below starts one command per signal, all at once, each in a lab home of its own, and then
+#: signals each: the same checks as one after the other, in a third of the time.
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def _homes(tmp_path: Path, signals: tuple[signal.Signals, ...] = SIGNALS) -> dict:
+    homes = {sig: tmp_path / sig.name for sig in signals}
+    for home in homes.values():
+        home.mkdir()
+    return homes
+
+
+def _stop_all(procs: dict) -> None:
+    for proc in procs.values():
+        proc.kill()
+        proc.wait()
 
 
 def _nodes(home: Path) -> set[int]:
@@ -130,45 +154,48 @@ def test_a_newcomer_s_terminals_leave_nothing_and_stop_no_lab_in_use(tmp_path):
     assert _gone(tmp_path) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_up_stops_the_lab_on_sigterm_sighup_and_sigint(tmp_path, sig):
-    holder = _up(_env(tmp_path))
+def test_up_stops_the_lab_on_sigterm_sighup_and_sigint(tmp_path):
+    homes = _homes(tmp_path)
+    holders = {sig: _start(_env(home), "up") for sig, home in homes.items()}
     try:
-        holder.send_signal(sig)
-        out = holder.communicate(timeout=60)[0]
+        for sig, holder in holders.items():
+            assert holder.stdout.readline().strip() == "The lab is up.", sig.name
+        for sig, holder in holders.items():
+            holder.send_signal(sig)
+        outs = {sig: holder.communicate(timeout=60)[0] for sig, holder in holders.items()}
     finally:
-        holder.kill()
-        holder.wait()
-    assert holder.returncode == 0 and "Lab stopped." in out
-    assert _gone(tmp_path) == []
+        _stop_all(holders)
+    for sig, holder in holders.items():
+        assert holder.returncode == 0 and "Lab stopped." in outs[sig], (sig.name, outs[sig])
+        assert _gone(homes[sig]) == [], sig.name
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL])
-def test_run_stops_its_command_and_the_lab_on_every_signal(tmp_path, sig):
-    env = _env(tmp_path, MPSOA_LAB_GRACE="1")
+def test_run_stops_its_command_and_the_lab_on_every_signal(tmp_path):
+    homes = _homes(tmp_path, (*SIGNALS, signal.SIGKILL))
     command = [sys.executable, "-c", "import time; print('child up', flush=True); time.sleep(300)"]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "mpsoa_lab", "run", "--", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_as_at_a_terminal,
-    )
+    runs = {
+        sig: _start(_env(home, MPSOA_LAB_GRACE="1"), "run", "--", *command)
+        for sig, home in homes.items()
+    }
     try:
-        lines = []
-        while len(lines) < 20 and "child up" not in "".join(lines):
-            lines.append(run.stdout.readline())
-        assert "child up" in lines[-1], lines
-        (child,) = [  # run's other children are the lab's: epmd, the nodes, the reaper
-            p for p in psutil.Process(run.pid).children() if "child up" in " ".join(p.cmdline())
-        ]
-        run.send_signal(sig)
-        run.wait(timeout=60)
-        child.wait(timeout=30)  # gone, whether run stopped it or the kernel told it run died
+        children = {}
+        for sig, run in runs.items():
+            lines = []
+            while len(lines) < 20 and "child up" not in "".join(lines):
+                lines.append(run.stdout.readline())
+            assert "child up" in lines[-1], (sig.name, lines)
+            (children[sig],) = [  # run's other children are the lab's: epmd, nodes, reaper
+                p for p in psutil.Process(run.pid).children() if "child up" in " ".join(p.cmdline())
+            ]
+        for sig, run in runs.items():
+            run.send_signal(sig)
+        for sig, run in runs.items():
+            run.wait(timeout=60)
+            children[sig].wait(timeout=30)  # gone, whether run stopped it or the kernel told it
     finally:
-        run.kill()
-        run.wait()
-    assert _gone(tmp_path, 40) == []
+        _stop_all(runs)
+    for sig, home in homes.items():
+        assert _gone(home, 40) == [], sig.name
 
 
 def _listening(pids: set[int]) -> list[tuple[str, int]]:
@@ -179,33 +206,29 @@ def _listening(pids: set[int]) -> list[tuple[str, int]]:
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_edge_stops_what_it_started_on_every_signal_and_listens_on_loopback(tmp_path, sig):
-    edge = subprocess.Popen(
-        [sys.executable, "-m", "mpsoa_lab", "edge", "--no-workers"],
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_as_at_a_terminal,
-    )
+def test_edge_stops_what_it_started_on_every_signal_and_listens_on_loopback(tmp_path):
+    homes = _homes(tmp_path)
+    edges = {sig: _start(_env(home), "edge", "--no-workers") for sig, home in homes.items()}
     try:
-        lines = [edge.stdout.readline() for _ in range(12)]
-        assert any("The edge answers on http://127.0.0.1:" in line for line in lines), lines
-        procs = managed_processes(tmp_path)
-        listening = _listening({p.pid for p in procs})
-        assert len(listening) >= 8  # the nodes' and epmd's, and the edge's
-        assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
-        edge.send_signal(sig)
-        out = edge.communicate(timeout=60)[0]
+        procs = {}
+        for sig, edge in edges.items():
+            lines = [edge.stdout.readline() for _ in range(12)]
+            assert any("The edge answers on http://127.0.0.1:" in line for line in lines), lines
+            procs[sig] = managed_processes(homes[sig])
+            listening = _listening({p.pid for p in procs[sig]})
+            assert len(listening) >= 8  # the nodes' and epmd's, and the edge's
+            assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
+        for sig, edge in edges.items():
+            edge.send_signal(sig)
+        outs = {sig: edge.communicate(timeout=60)[0] for sig, edge in edges.items()}
     finally:
-        edge.kill()
-        edge.wait()
-    assert edge.returncode == 0 and "Lab stopped." in out
-    assert _gone(tmp_path) == [] and _left(procs) == []
+        _stop_all(edges)
+    for sig, edge in edges.items():
+        assert edge.returncode == 0 and "Lab stopped." in outs[sig], (sig.name, outs[sig])
+        assert _gone(homes[sig]) == [] and _left(procs[sig]) == [], sig.name
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_make_lab_stops_jupyterlab_and_the_lab_on_every_signal(tmp_path, sig):
+def test_make_lab_stops_jupyterlab_and_the_lab_on_every_signal(tmp_path):
     """The README's command as a newcomer runs it, then stopped: SIGTERM to make (``kill``), and
     SIGINT and SIGHUP to its whole process group, as a terminal sends Ctrl-C and a hang-up to
     the job in its foreground. JupyterLab (on loopback) and the lab are gone, and nothing
@@ -213,41 +236,43 @@ def test_make_lab_stops_jupyterlab_and_the_lab_on_every_signal(tmp_path, sig):
     from mpsoa_lab.plumbing.node import free_port
 
     repo = Path(__file__).resolve().parents[2]
-    port = free_port()
-    args = f"--allow-root --no-browser --ServerApp.port={port} --ServerApp.port_retries=0"
-    make = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(repo), "lab", f"JUPYTER_ARGS={args}"],
-        env=_env(tmp_path, MPSOA_LAB_GRACE="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,  # JupyterLab asks before it stops on Ctrl-C at a terminal
-        start_new_session=True,  # a process group of its own, as a terminal's job
-        preexec_fn=_as_at_a_terminal,
-    )
+    homes, makes, ports = _homes(tmp_path), {}, {}
+    for sig, home in homes.items():
+        ports[sig] = port = free_port()
+        args = f"--allow-root --no-browser --ServerApp.port={port} --ServerApp.port_retries=0"
+        makes[sig] = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", str(repo), "lab", f"JUPYTER_ARGS={args}"],
+            env=_env(home, MPSOA_LAB_GRACE="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,  # JupyterLab asks before it stops on Ctrl-C at a terminal
+            start_new_session=True,  # a process group of its own, as a terminal's job
+            preexec_fn=_as_at_a_terminal,
+        )
     try:
-        deadline, seen = time.monotonic() + 120, []
-        while time.monotonic() < deadline and f":{port}/lab" not in "".join(seen):
-            seen.append(make.stdout.readline())
-        assert f":{port}/lab" in "".join(seen), "".join(seen)
-        # Processes, not pids: pids wrap around at 32768 here, and the suite spawns many.
-        procs = psutil.Process(make.pid).children(recursive=True) + managed_processes(tmp_path)
-        lab_and_jupyter = {p.pid for p in procs}
-        listening = _listening(lab_and_jupyter)
-        assert port in {p for _, p in listening}
-        assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
-        if sig == signal.SIGTERM:
-            make.send_signal(sig)
-        else:
-            os.killpg(make.pid, sig)
-        out = make.communicate(timeout=90)[0]
+        procs = {}
+        for sig, make in makes.items():
+            port, deadline, seen = ports[sig], time.monotonic() + 120, []
+            while time.monotonic() < deadline and f":{port}/lab" not in "".join(seen):
+                seen.append(make.stdout.readline())
+            assert f":{port}/lab" in "".join(seen), (sig.name, "".join(seen))
+            # Processes, not pids: pids wrap around at 32768 here, and the suite spawns many.
+            procs[sig] = psutil.Process(make.pid).children(recursive=True)
+            procs[sig] += managed_processes(homes[sig])
+            listening = _listening({p.pid for p in procs[sig]})
+            assert port in {p for _, p in listening}
+            assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in listening), listening
+        for sig, make in makes.items():
+            make.send_signal(sig) if sig == signal.SIGTERM else os.killpg(make.pid, sig)
+        outs = {sig: make.communicate(timeout=90)[0] for sig, make in makes.items()}
     finally:
-        make.kill()
-        make.wait()
-    assert "Lab stopped." in out, out[-2000:]
-    assert _gone(tmp_path, 40) == []
-    assert _left(procs) == []
-    assert _listening({p.pid for p in procs if p.is_running()}) == []
+        _stop_all(makes)
+    for sig, out in outs.items():
+        assert "Lab stopped." in out, (sig.name, out[-2000:])
+        assert _gone(homes[sig], 40) == [], sig.name
+        assert _left(procs[sig]) == [], sig.name
+        assert _listening({p.pid for p in procs[sig] if p.is_running()}) == [], sig.name
 
 
 def _left(procs: list[psutil.Process]) -> list[str]:
