@@ -540,9 +540,14 @@ class Cluster:
 
     # -- the network between the nodes (on hosts of their own) -------------------------------
     @property
+    def on_hosts(self) -> bool:
+        """Whether the nodes run on hosts of their own (a network the lab can split)."""
+        return self.keeper is not None and self.keeper.network is not None
+
+    @property
     def network(self) -> Network:
         """The network between the nodes; only for a cluster started on hosts of its own."""
-        if self.keeper is None or self.keeper.network is None:
+        if not self.on_hosts:
             raise LabError(
                 f"Cluster {self.name} runs on one host: there is no network between its nodes "
                 "to split. Start it with start_cluster(lab, ..., hosts=True)."

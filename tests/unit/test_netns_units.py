@@ -119,8 +119,13 @@ def test_a_member_on_this_machine_is_unchanged(tmp_path):
 
 def test_only_a_cluster_on_hosts_of_its_own_can_be_split(tmp_path):
     cluster = Cluster("mpsoa-sync", [_member(tmp_path, on_host=False)])
+    assert not cluster.on_hosts
     with pytest.raises(LabError, match="runs on one host"):
         cluster.split([0])
+    keeper = NetworkKeeper("k", tmp_path / "k", [1], home=tmp_path, epmd_port=1, epmd="epmd")
+    assert not Cluster("mpsoa-sync", cluster.nodes, keeper=keeper).on_hosts  # not made yet
+    keeper.network = network()
+    assert Cluster("mpsoa-sync", cluster.nodes, keeper=keeper).on_hosts
 
 
 def test_a_cell_that_splits_a_network_is_skipped_with_one_line_where_it_cannot(

@@ -316,14 +316,13 @@ def fault_run(
     if fault not in FAULTS:
         raise ValueError(f"fault {fault!r}: the lab makes {' or '.join(FAULTS)}")
     mode = cluster.nodes[0].extra.get("cluster_partition_handling", "ignore")
-    hosts = cluster.keeper is not None and cluster.keeper.network is not None
     ticktime = cluster.nodes[0].ticktime or 60
     version = server_version(cluster)
     kinds = kinds_for(version)
     queues = {kind: f"{QUEUES[kind]}.{fault}.{time.monotonic_ns() % 10**6}" for kind in kinds}
     _declare(cluster, queues)
     run = SplitRun(
-        mode, ".".join(map(str, version)), int(ticktime), fault, time.time(), hosts, hold
+        mode, ".".join(map(str, version)), int(ticktime), fault, time.time(), cluster.on_hosts, hold
     )
     try:
         for kind in kinds:
