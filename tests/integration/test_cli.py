@@ -48,7 +48,7 @@ def _as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
     """``python -m mpsoa_lab ARGS`` started as at a terminal, its output read through a pipe."""
     return subprocess.Popen(
         [sys.executable, "-m", "mpsoa_lab", *args],
@@ -56,7 +56,6 @@ def _start(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen
         stdout=subprocess.PIPE,
         text=True,
         preexec_fn=_as_at_a_terminal,
-        **popen,
     )
 
 
@@ -68,7 +67,7 @@ def _up(env: dict[str, str]) -> subprocess.Popen:
 
 #: The signals that stop a command: ``kill``'s, a closed terminal's and Ctrl-C's. Each test
 #: below starts one command per signal, all at once, each in a lab home of its own, and then
-#: signals each: the same checks as one after the other, in a third of the time.
+#: signals each: the same checks as one after the other, the labs' starts and stops overlapping.
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
