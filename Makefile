@@ -23,9 +23,10 @@ lab: $(STAMP)
 	@sh tools/ensure-haproxy.sh --optional
 	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/
 
+# make test: two pytest sessions (tools/run-tests.sh): first the unit tests and the integration
+# tests marked beside_others, two at a time; then the rest and every notebook, one at a time.
 test: $(STAMP) rabbitmq haproxy
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
-		--durations=12 --timeout=900 $(PYTEST_ARGS)
+	@sh tools/run-tests.sh $(BIN)/python $(PYTEST_ARGS)
 
 setup: $(STAMP) rabbitmq haproxy
 
@@ -54,7 +55,8 @@ test-rabbitmq4: $(STAMP) haproxy
 # make test-urls   every notebook on brokers given by URL, as a team runs the lab on brokers of its
 #                  own: the lab's two nodes, seen from a lab home that did not start them. Every
 #                  cell runs without an error; a section that needs the lab's nodes prints one
-#                  line and is skipped. Not part of make test, which runs notebooks 06, 07 and 10 so.
+#                  line and is skipped. Not part of make test, which runs notebooks 10 and 11 so
+#                  (every section of theirs needs the lab's nodes).
 test-urls: $(STAMP) rabbitmq haproxy
 	MPSOA_BY_URL_NOTEBOOKS=all $(BIN)/python -m pytest tests/integration/test_external_brokers.py \
 		-k notebooks_run_on_brokers_given_by_url --durations=12 --timeout=900 $(PYTEST_ARGS)

@@ -5,6 +5,10 @@
 * If anything collected needs a broker (``tests/integration`` and every notebook), the session
   starts the lab once, holds it while the notebooks attach to it through the state file, and
   stops it at the end. A missing or broken RabbitMQ is an error in those tests, never a skip.
+* Tests marked ``beside_others`` (the unit tests, and the integration modules that say so:
+  they assert nothing that another test's load could change) may run two at a time under
+  pytest-xdist (``-n 2``), as ``make test`` runs them before the rest; each xdist worker gets a
+  lab home and a lab of its own. Everything else, every notebook included, runs one at a time.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ _session: dict = {"lab": None, "error": None, "home": None}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not os.environ.get("MPSOA_LAB_HOME"):
-        home = tempfile.mkdtemp(prefix="mpsoa-lab-pytest-")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # set in xdist's workers only
+    if worker or not os.environ.get("MPSOA_LAB_HOME"):
+        # An xdist worker inherits its controller's home: two labs of one home would stop each
+        # other's nodes at the end. Each worker gets its own.
+        home = tempfile.mkdtemp(prefix=f"mpsoa-lab-pytest-{worker or 'main'}-")
         os.environ["MPSOA_LAB_HOME"] = home
         _session["home"] = home
 
@@ -31,10 +38,13 @@ def _needs_broker(item: pytest.Item) -> bool:
     return path.suffix == ".ipynb" or "integration" in path.parts
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by these marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _needs_broker(item):
             item.add_marker(pytest.mark.integration)
+        else:  # no broker, no timing: the unit tests run beside anything
+            item.add_marker(pytest.mark.beside_others)
     _leave_out_lone_runs_of_paired_notebooks(config, items)
 
 

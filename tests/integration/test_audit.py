@@ -20,6 +20,9 @@ from mpsoa_lab.legacy.upgrade import run_celery_upgrade_settings
 from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
 from mpsoa_lab.plumbing.management import Management
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 #: The status of each 2014 setting, as the audit observed it.
 EXPECTED = {
     "CELERY_ROUTES": "renamed",

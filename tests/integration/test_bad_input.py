@@ -18,6 +18,9 @@ from mpsoa_lab.experiments.edge_load import Member, sign_up
 from mpsoa_lab.plumbing.util import wait_until
 from mpsoa_lab.running import edge_url, start_edge, start_worker, stop_edge
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 JSON = {"content-type": "application/json"}
 
 

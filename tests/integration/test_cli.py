@@ -15,8 +15,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from mpsoa_lab.plumbing.processes import managed_commands, managed_processes
+
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:

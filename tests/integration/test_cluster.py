@@ -28,6 +28,9 @@ from mpsoa_lab.plumbing.ports import PortAllocator
 from mpsoa_lab.plumbing.util import wait_until
 from mpsoa_lab.running.cluster import clusters, start_cluster, stop_cluster
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 QUORUM = "cluster-test.quorum"
 CLASSIC = "cluster-test.classic"
 

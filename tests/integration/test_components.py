@@ -20,6 +20,9 @@ from mpsoa_lab.plumbing.ports import PortAllocator
 from mpsoa_lab.plumbing.processes import managed_processes
 from mpsoa_lab.plumbing.util import wait_until
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 def test_a_node_whose_port_was_taken_starts_again_on_fresh_ports(tmp_path):
     epmd = Epmd(None, tmp_path, mark=str(tmp_path)).start()

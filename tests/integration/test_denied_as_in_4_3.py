@@ -14,6 +14,9 @@ from mpsoa_lab.plumbing.management import Management
 from mpsoa_lab.plumbing.node import DENIED_AS_IN_4_3
 from mpsoa_lab.plumbing.versions import parse_version
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 def _version(lab) -> tuple[int, ...]:
     with Management(lab.sync.management_url) as api:

@@ -23,6 +23,9 @@ from mpsoa_lab.plumbing.ports import PortAllocator
 from mpsoa_lab.plumbing.util import wait_until
 from mpsoa_lab.running import edge_url, edges, start_edge, start_worker, stop_edge
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 @pytest.fixture(scope="module")
 def platform(lab):

@@ -24,6 +24,9 @@ from mpsoa_lab.plumbing.processes import managed_processes
 from mpsoa_lab.plumbing.settings import load
 from mpsoa_lab.running.lab import running_lab_urls
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 def processes_of(home: Path) -> list[psutil.Process]:
     """Every process the lab under ``home`` started: nodes, epmd, reaper, workers."""

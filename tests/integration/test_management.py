@@ -21,6 +21,9 @@ from mpsoa_lab.plumbing.errors import ManagementAPIUnavailable
 from mpsoa_lab.plumbing.management import EntityNotFound, Management
 from mpsoa_lab.running.lab import Broker
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 @pytest.fixture
 def mgmt(lab):

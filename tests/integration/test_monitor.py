@@ -10,6 +10,9 @@ import pytest
 from mpsoa_lab.observe.monitor import QueueMonitor
 from mpsoa_lab.running.workers import start_worker
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 QUEUE = "mpledger.async"
 
 

@@ -15,6 +15,9 @@ from mpsoa_lab.legacy.probes import (
 )
 from mpsoa_lab.plumbing.management import Management
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 @pytest.fixture()
 def mgmt(lab):

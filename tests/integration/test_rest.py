@@ -27,6 +27,9 @@ from mpsoa_lab.running import (
     stop_rest,
 )
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 @pytest.fixture(scope="module")
 def instances(lab):

@@ -14,6 +14,9 @@ from mpsoa_lab.design.rpc_backend import BACKEND, DECLARE_RETRY_POLICY, RPCBacke
 from mpsoa_lab.experiments.faults import restored, wait_started
 from mpsoa_lab.plumbing.util import wait_until
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 def _edge(lab, backend=BACKEND):
     sync_app, _ = mpsoa_lab.celery_apps_factory(

@@ -11,6 +11,9 @@ from mpsoa_lab.design.sessions import authorization, issue, key_from_env
 from mpsoa_lab.experiments.edge_load import Member, make_operator, sign_up
 from mpsoa_lab.running import edge_url, start_edge, start_worker, stop_edge
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 CHECKS = ("token", "mplogin")
 
 

@@ -9,17 +9,22 @@ import subprocess
 import sys
 import time
 
+import pytest
 from kombu import Connection
 
 from mpsoa_lab.plumbing.processes import managed_commands
 from mpsoa_lab.plumbing.settings import load
 from mpsoa_lab.plumbing.state import running_lab_urls
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 # A process with a space and nodes of its own: it kills its sync node, starts it again, says
 # what it has, and holds its lab until its stdin closes.
 OWNER = """
 import json, sys
 import mpsoa_lab
+import pytest
 from kombu import Connection
 lab = mpsoa_lab.up(space=sys.argv[1], own_nodes=True)
 lab.kill_node("sync")

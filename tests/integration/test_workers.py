@@ -14,6 +14,9 @@ from mpsoa_lab.design.services._service import config_overrides
 from mpsoa_lab.plumbing.processes import managed_commands, managed_processes
 from mpsoa_lab.running.workers import start_worker, start_workers, stop_all
 
+#: Asserts nothing that another test's load could change: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
 
 def worker_pids(lab) -> set[int]:
     return {pid for pid, cmd in managed_commands(lab.home).items() if "worker" in cmd}

@@ -1,0 +1,52 @@
+#!/bin/sh
+# make test's two pytest sessions, on one machine of two cores (issue 22: make test well inside
+# 45 minutes). Most integration tests spend their time waiting for Erlang nodes and processes to
+# start and stop (the machine is idle 70 % of it), so:
+#
+#   1. beside others, two at a time (pytest-xdist, -n 2, each test file on one worker): the unit
+#      tests and the integration tests marked beside_others, which assert nothing that another
+#      test's load could change. Each worker has a lab home and a lab of its own (conftest.py);
+#   2. one at a time: everything else, the tests that measure or count under load and every
+#      notebook under nbval, as before.
+#
+# The second runs even when the first fails; the status is the first failure's. Each session
+# writes a JUnit file with every test's duration under .pytest_cache/. Extra pytest arguments
+# (make test PYTEST_ARGS=...) go to both.
+#
+#   sh tools/run-tests.sh PYTHON [PYTEST ARGUMENTS...]
+set -u
+
+python="$1"
+shift
+mkdir -p .pytest_cache
+common="--durations=12 --timeout=900"
+
+run() {
+    label="$1"
+    shift
+    echo "make test, $label: $python -m pytest $*"
+    "$python" -m pytest "$@"
+    rc=$?
+    # 5: nothing selected here (e.g. PYTEST_ARGS=-k picked tests of the other session only)
+    case $rc in 0) said="passed" ;; 5) said="nothing selected" ;; *) said="FAILED (pytest status $rc)" ;; esac
+    summary="$summary
+  $label: $said"
+    [ "$rc" = 0 ] || [ "$rc" = 5 ] || [ "$status" != 0 ] || status=$rc
+    ran=$((ran + (rc != 5)))
+}
+
+status=0
+ran=0
+summary=""
+# shellcheck disable=SC2086 # $common is words on purpose
+run "1/2 beside others, two at a time" tests -m beside_others -n 2 --dist loadfile $common \
+    --junitxml=.pytest_cache/junit-beside-others.xml "$@"
+# shellcheck disable=SC2086
+run "2/2 one at a time, notebooks included" tests notebooks -m "not beside_others" \
+    --nbval-lax --nbval-current-env $common --junitxml=.pytest_cache/junit-one-at-a-time.xml "$@"
+echo "make test:$summary"
+if [ "$ran" = 0 ]; then
+    echo "make test: no test was selected (PYTEST_ARGS: $*)" >&2
+    exit 5
+fi
+exit "$status"
