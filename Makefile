@@ -43,14 +43,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
 	@touch $(STAMP)
 
-# make test-rabbitmq4   the integration tests and every notebook on the lab's own RabbitMQ 4.0
-#                       nodes (Debian 13's package, in a folder made once with debootstrap: needs
-#                       root; tools/rabbitmq4.sh). Not part of make test. Its runs record the
-#                       figures that differ by version in notebooks/measured/ (commit them).
+# make test-rabbitmq4   make test's two sessions on the lab's own RabbitMQ 4.0 nodes (Debian 13's
+#                       package, in a folder made once with debootstrap: needs root;
+#                       tools/rabbitmq4.sh). Not part of make test. Its runs record the figures
+#                       that differ by version in notebooks/measured/ (commit them).
 test-rabbitmq4: $(STAMP) haproxy
 	@sh tools/rabbitmq4.sh setup
-	MPSOA_RECORD_MEASURED=1 sh tools/rabbitmq4.sh run $(BIN)/python -m pytest tests/integration notebooks --nbval-lax \
-		--nbval-current-env --durations=12 --timeout=900 $(PYTEST_ARGS)
+	MPSOA_RECORD_MEASURED=1 sh tools/rabbitmq4.sh run sh tools/run-tests.sh $(BIN)/python $(PYTEST_ARGS)
 
 # make test-urls   every notebook on brokers given by URL, as a team runs the lab on brokers of its
 #                  own: the lab's two nodes, seen from a lab home that did not start them. Every

@@ -57,3 +57,16 @@ def test_both_sessions_run_and_the_first_failure_is_the_status(tmp_path, first, 
         assert f"FAILED (pytest status {first})" in said
     if (first, second) == (5, 5):
         assert "no test was selected" in said
+
+
+def test_make_test_and_make_test_rabbitmq4_run_both_sessions():
+    makefile = (SCRIPT.parents[1] / "Makefile").read_text()
+    recipes = {}
+    for block in makefile.split("\n\n"):
+        for target in ("test", "test-rabbitmq4"):
+            if f"\n{target}: " in f"\n{block}":
+                recipes[target] = block.split(f"{target}: ", 1)[1]
+    assert set(recipes) == {"test", "test-rabbitmq4"}
+    for target, recipe in recipes.items():
+        assert "sh tools/run-tests.sh $(BIN)/python $(PYTEST_ARGS)" in recipe, target
+        assert "-m pytest" not in recipe, target  # no session of its own beside the two
