@@ -199,7 +199,10 @@ def test_a_suspended_node_and_a_split_counted_under_pause_minority(lab):
     # Suspended: node 1 never saw the others vanish (it may pause once their connections close,
     # depending on timing); the split outlived the resume until the operator's restart
     # (RabbitMQ's partitions guide: pause_minority does not defend against a suspended node).
-    assert suspended.t_restart is not None
+    # On 3.10.8 in every run; on 4.0.5 in 8 of 9 runs on 2026-12-06 (once the cluster served
+    # normally 1.1 s after the resume, by itself): asserted on 3.x only.
+    if suspended.version.startswith("3."):
+        assert suspended.t_restart is not None
     # Split: node 1 paused itself and closed its clients' connections; nothing was lost, and
     # the cluster healed by itself.
     assert split.t_restart is None
