@@ -48,7 +48,7 @@ def test_first_the_tests_beside_others_two_at_a_time_then_the_rest_one_at_a_time
 
 @pytest.mark.parametrize(
     ("first", "second", "status"),
-    [(1, 0, 1), (0, 2, 2), (1, 2, 1), (5, 0, 0), (0, 5, 0), (5, 1, 1), (5, 5, 5)],
+    [(1, 0, 1), (0, 2, 2), (1, 3, 1), (5, 0, 0), (0, 5, 0), (5, 1, 1), (5, 5, 5)],
 )
 def test_both_sessions_run_and_the_first_failure_is_the_status(tmp_path, first, second, status):
     got, calls, said = run(tmp_path, first, second)
@@ -57,6 +57,13 @@ def test_both_sessions_run_and_the_first_failure_is_the_status(tmp_path, first, 
         assert f"FAILED (pytest status {first})" in said
     if (first, second) == (5, 5):
         assert "no test was selected" in said
+
+
+def test_an_interrupted_session_ends_the_run(tmp_path):
+    """pytest's status 2 (Ctrl-C, or a collection error): the other session does not run."""
+    status, calls, said = run(tmp_path, 2, 0)
+    assert status == 2 and len(calls) == 1, said
+    assert "stopped during 1/2 beside others" in said and "did not run" in said
 
 
 def test_make_test_and_make_test_rabbitmq4_run_both_sessions():
