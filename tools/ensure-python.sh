@@ -9,8 +9,9 @@ command -v "$PY" >/dev/null 2>&1 || { echo "mpsoa-lab needs Python 3.10 or newer
 if command -v apt-get >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
         echo "Python's venv module is missing: run  sudo apt-get install -y python3-venv  and run make again." >&2; exit 1; fi
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-venv
+    # wait for another apt's lock (up to 5 min) instead of failing at once
+    $SUDO apt-get -o DPkg::Lock::Timeout=300 update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q python3-venv
     "$PY" -c 'import ensurepip, venv' && exit 0
 fi
 echo "Python's venv module is missing for $PY: install it (Debian/Ubuntu: python3-venv) and run make again." >&2

@@ -6,6 +6,10 @@
 # install_packages WHAT BREW APT: install the Homebrew formulae BREW (macOS), or the apt packages
 # APT (Linux, as root or with sudo that asks no password), saying "Installing WHAT ..." first;
 # BREW and APT are space-separated lists. cannot_install when this machine does not allow it.
+#
+# APT_WAIT: apt-get's options that make it wait up to 5 minutes for the package lock another
+# apt-get holds (apt 1.9.11 and later; older ones ignore an unknown option).
+APT_WAIT="-o DPkg::Lock::Timeout=300"
 install_packages() {
     case "$(uname -s)" in
     Darwin)
@@ -24,9 +28,11 @@ install_packages() {
             cannot_install "installing needs root, and sudo asks for a password"
         fi
         echo "Installing $1 from the OS packages (apt-get install $3)..."
-        $SUDO apt-get update -q
+        # Wait for another apt (a second make, unattended-upgrades) instead of failing at once
+        # on its lock: APT_WAIT, defined above.
+        $SUDO apt-get $APT_WAIT update -q
         # shellcheck disable=SC2086 # a list of packages
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $3
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_WAIT install -y -q $3
         ;;
     *)
         cannot_install "unknown OS $(uname -s)"

@@ -31,7 +31,7 @@ setup() {
     if [ ! -x "$ROOT/usr/lib/rabbitmq/bin/rabbitmq-server" ]; then
         command -v debootstrap >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v debootstrap >/dev/null 2>&1 || {
             echo "Installing debootstrap from the OS packages..."
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null \
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q debootstrap >/dev/null \
                 || fail "could not install debootstrap (apt-get install debootstrap)"
         }
         echo "Making a Debian $SUITE folder for RabbitMQ 4 in $ROOT (debootstrap, about a minute)..."

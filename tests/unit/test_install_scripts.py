@@ -20,6 +20,9 @@ FAKES = {
     "sudo": '[ "$1" = -n ] && shift; [ "$1" = true ] && exit 0; echo "sudo:"; exec "$@"',
 }
 
+# Another apt holding the lock (a second make, unattended-upgrades) is waited for, not an error.
+WAIT = "-o DPkg::Lock::Timeout=300"
+
 
 def machine(tmp_path: Path, os_name: str, uid: int, *tools: str) -> dict[str, str]:
     """The environment of a machine that runs ``os_name`` as ``uid`` and has ``tools`` (of
@@ -63,8 +66,8 @@ def test_linux_installs_with_apt_get_as_root_or_with_sudo(tmp_path, uid, tools):
     assert (done.returncode, done.stdout) == (
         0,
         "Installing a and b from the OS packages (apt-get install apt-a apt-b)...\n"
-        f"{sudo}apt-get update -q (DEBIAN_FRONTEND=)\n"
-        f"{sudo}apt-get install -y -q apt-a apt-b (DEBIAN_FRONTEND=noninteractive)\n",
+        f"{sudo}apt-get {WAIT} update -q (DEBIAN_FRONTEND=)\n"
+        f"{sudo}apt-get {WAIT} install -y -q apt-a apt-b (DEBIAN_FRONTEND=noninteractive)\n",
     )
 
 
