@@ -419,6 +419,16 @@ class Management:
             },
         )
 
+    def delete_policy(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
+        """Remove policy ``name`` of ``vhost``; False if it did not exist."""
+        done = self._request(
+            "DELETE",
+            f"policies/{self._q(self._vh(vhost))}/{self._q(name)}",
+            what=f"policy {name!r} in vhost {self._vh(vhost)!r}",
+            ok_missing=missing_ok,
+        )
+        return done is not _MISSING
+
     # -- deletes and vhosts --------------------------------------------------------------------
     def delete_queue(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete a queue (and its messages and bindings); False if it did not exist."""
