@@ -24,7 +24,7 @@ lab: $(STAMP)
 	$(BIN)/python -m mpsoa_lab run -- $(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/
 
 # make test: two pytest sessions (tools/run-tests.sh): first the unit tests and the integration
-# tests marked beside_others, two at a time; then the rest and every notebook, one at a time.
+# tests marked beside_others, three at a time; then the rest and every notebook, one at a time.
 test: $(STAMP) rabbitmq haproxy
 	@sh tools/run-tests.sh $(BIN)/python $(PYTEST_ARGS)
 

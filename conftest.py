@@ -6,8 +6,8 @@
   starts the lab once, holds it while the notebooks attach to it through the state file, and
   stops it at the end. A missing or broken RabbitMQ is an error in those tests, never a skip.
 * Tests marked ``beside_others`` (the unit tests, and the integration modules that say so:
-  they assert nothing that another test's load could change) may run two at a time under
-  pytest-xdist (``-n 2``), as ``make test`` runs them before the rest; each xdist worker gets a
+  they assert nothing that another test's load could change) may run three at a time under
+  pytest-xdist (``-n 3``), as ``make test`` runs them before the rest; each xdist worker gets a
   lab home and a lab of its own. Everything else, every notebook included, runs one at a time.
 """
 

@@ -4,7 +4,8 @@
 # start and stop (vmstat through them: idle 56 % of the time on average, 70-98 % through the
 # life-cycle tests), so:
 #
-#   1. beside others, two at a time (pytest-xdist, -n 2, each test file on one worker): the unit
+#   1. beside others, three at a time (pytest-xdist, -n 3, each test file on one worker; with
+#      -n 2 the machine was still idle 42 % of the time through it): the unit
 #      tests and the integration tests marked beside_others, which assert nothing that another
 #      test's load could change. Each worker has a lab home and a lab of its own (conftest.py);
 #   2. one at a time: everything else, the tests that measure or count under load and every
@@ -51,7 +52,7 @@ trap 'stopped=SIGINT' INT
 trap 'stopped=SIGTERM' TERM
 trap 'stopped=SIGHUP' HUP
 # shellcheck disable=SC2086 # $common is words on purpose
-run "1/2 beside others, two at a time" tests -m beside_others -n 2 --dist loadfile $common \
+run "1/2 beside others, three at a time" tests -m beside_others -n 3 --dist loadfile $common \
     --junitxml=.pytest_cache/junit-beside-others.xml "$@"
 # shellcheck disable=SC2086
 run "2/2 one at a time, notebooks included" tests notebooks -m "not beside_others" \

@@ -203,6 +203,7 @@ def start_worker(
     trace: bool = False,
     broker_urls: tuple[str, str] | None = None,
     delay_ms: float = 0,
+    force_root: bool = False,
     **options,
 ) -> Worker:
     """Start one of the design's daemons against ``lab``'s broker of that kind, in this
@@ -221,6 +222,11 @@ def start_worker(
 
     ``delay_ms`` makes each task wait that long before it runs (a slow service, or one slow
     instance among several), through ``MPSOA_SERVICE_DELAY_MS``.
+
+    Celery refuses to start a worker that accepts pickle as root (or as a member of the
+    ``sudo`` or ``wheel`` group) unless ``C_FORCE_ROOT`` is set. The lab never hides that guard:
+    ``C_FORCE_ROOT`` is taken out of the worker's environment, and set only with
+    ``force_root=True`` (notebook 12 shows the guard, then goes past it).
     """
     name = name or f"{service}-{kind}-{os.getpid()}-{next(_serial)}"
     cmd = worker_command(service, kind, name, **options)
@@ -233,6 +239,9 @@ def start_worker(
     env.pop(CONFIG_ENV, None)
     env.pop(TRACE_ENV, None)
     env.pop(DELAY_ENV, None)
+    env.pop("C_FORCE_ROOT", None)
+    if force_root:
+        env["C_FORCE_ROOT"] = "1"
     if delay_ms:
         env[DELAY_ENV] = str(delay_ms)
     if trace:

@@ -36,13 +36,13 @@ def test_first_the_tests_beside_others_two_at_a_time_then_the_rest_one_at_a_time
     status, calls, said = run(tmp_path, 0, 0, "-k", "lab")
     assert status == 0 and len(calls) == 2, said
     beside, alone = calls
-    assert beside.startswith("-m pytest tests -m beside_others -n 2 --dist loadfile")
+    assert beside.startswith("-m pytest tests -m beside_others -n 3 --dist loadfile")
     assert "notebooks" not in beside.split() and "--nbval-lax" not in beside
     assert alone.startswith("-m pytest tests notebooks -m not beside_others --nbval-lax")
     for call, junit in ((beside, "junit-beside-others"), (alone, "junit-one-at-a-time")):
         assert call.endswith("-k lab")  # the extra arguments go to both
         assert f"--junitxml=.pytest_cache/{junit}.xml" in call and "--timeout=900" in call
-    assert "1/2 beside others, two at a time: passed" in said
+    assert "1/2 beside others, three at a time: passed" in said
     assert "2/2 one at a time, notebooks included: passed" in said
 
 

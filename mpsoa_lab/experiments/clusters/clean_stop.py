@@ -3,20 +3,25 @@
 :func:`rejoin` publishes persistent and transient messages to :data:`REJOIN_QUEUE`, stops the
 queue's leader (a classic queue's home) cleanly, publishes more through another node, starts
 the node again and reads what the queue and the rejoined node hold (:class:`Rejoin`).
+:func:`rejoin_together` does the same for several queue configurations at once, each queue in a
+vhost of its own and all led by one node, with one stop and one start of that node (a node's
+start is most of the time a rejoin takes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ...plumbing.cluster import Cluster
+from ...plumbing.errors import LabError
 from .clients import _short
-from .queues import QueueConfig
+from .queues import CONFIGS, QueueConfig, _vhost_name, cluster_vhost
 
-__all__ = ["REJOIN_QUEUE", "Rejoin", "rejoin"]
+__all__ = ["REJOIN_QUEUE", "Rejoin", "rejoin", "rejoin_together"]
 
 
 REJOIN_QUEUE = "mpledger.rejoin"
@@ -104,49 +109,93 @@ def rejoin(
     ``config``'s arguments, publish ``messages`` persistent and ``messages`` transient messages,
     stop its leader (a classic queue's home) cleanly, publish ``messages`` more through another
     node, start the node again and read what the queue and the rejoined node hold."""
+    return _rejoin(cluster, {vhost: config}, messages=messages, timeout=timeout)[vhost]
+
+
+def rejoin_together(
+    cluster: Cluster,
+    configs: Iterable[QueueConfig | str],
+    *,
+    messages: int = 50,
+    timeout: float = 60.0,
+) -> dict[str, Rejoin]:
+    """:func:`rejoin` for each configuration, by name, with one clean stop and one start of the
+    node that leads all their queues: each queue in a vhost of its own (its configuration's
+    policy set), declared through the first node, so that node leads every one of them (a
+    classic queue lives there; a quorum queue's leader is placed on the declaring client's
+    node). The vhosts are deleted on the way out."""
+    configs = [CONFIGS[c] if isinstance(c, str) else c for c in configs]
+    with contextlib.ExitStack() as stack:
+        vhosts = {
+            stack.enter_context(cluster_vhost(cluster, _vhost_name(f"{c.name}-rejoin"), c)): c
+            for c in configs
+        }
+        done = _rejoin(cluster, vhosts, messages=messages, timeout=timeout)
+    return {vhosts[vhost].name: r for vhost, r in done.items()}
+
+
+def _rejoin(
+    cluster: Cluster, configs: Mapping[str, QueueConfig], *, messages: int, timeout: float
+) -> dict[str, Rejoin]:
+    """The rejoin of :data:`REJOIN_QUEUE` in each vhost of ``configs`` (vhost: configuration),
+    one stop and one start of the node that leads them all; by vhost."""
     from kombu import Connection, Queue
 
-    first = cluster.node_urls(vhost)[0]
-    with Connection(first, connect_timeout=5) as conn:
-        Queue(REJOIN_QUEUE, durable=True, queue_arguments=dict(config.queue_arguments))(
-            conn.default_channel
-        ).declare()
-    persistent, _ = _publish(first, REJOIN_QUEUE, messages, True, "before")
-    transient, _ = _publish(first, REJOIN_QUEUE, messages, False, "before")
-    node = cluster.queue_leader(REJOIN_QUEUE, vhost)
-    other = next(u for n, u in zip(cluster.nodes, cluster.node_urls(vhost)) if n.nodename != node)
+    before: dict[str, tuple[int, int]] = {}
+    for vhost, config in configs.items():
+        first = cluster.node_urls(vhost)[0]
+        with Connection(first, connect_timeout=5) as conn:
+            Queue(REJOIN_QUEUE, durable=True, queue_arguments=dict(config.queue_arguments))(
+                conn.default_channel
+            ).declare()
+        persistent, _ = _publish(first, REJOIN_QUEUE, messages, True, "before")
+        transient, _ = _publish(first, REJOIN_QUEUE, messages, False, "before")
+        before[vhost] = persistent, transient
+    leaders = {vhost: cluster.queue_leader(REJOIN_QUEUE, vhost) for vhost in configs}
+    if len(set(leaders.values())) != 1:
+        raise LabError(
+            f"the rejoin queues are led by different nodes ({leaders}): one stop cannot do"
+        )
+    node = next(iter(leaders.values()))
+    index = next(i for i, n in enumerate(cluster.nodes) if n.nodename == node)
     t0 = time.monotonic()
     cluster.stop_node(node)
     stop_s = time.monotonic() - t0
+    down: dict[str, tuple[int, str, int | None]] = {}
     try:
-        down, error = _publish(other, REJOIN_QUEUE, messages, True, "while down")
-        depth_down = _depth(other, REJOIN_QUEUE)
+        for vhost in configs:
+            other = next(u for i, u in enumerate(cluster.node_urls(vhost)) if i != index)
+            confirmed, error = _publish(other, REJOIN_QUEUE, messages, True, "while down")
+            down[vhost] = confirmed, error, _depth(other, REJOIN_QUEUE)
     finally:
         t0 = time.monotonic()
         cluster.start_node(node, timeout=timeout)
         start_s = time.monotonic() - t0
     t0 = time.monotonic()
-    sync_s = None
-    while time.monotonic() - t0 < 10:
-        info = cluster.queue(REJOIN_QUEUE, vhost)
-        if node in _in_sync(info):
-            sync_s = time.monotonic() - t0
-            break
+    sync_s: dict[str, float | None] = dict.fromkeys(configs)
+    while time.monotonic() - t0 < 10 and None in sync_s.values():
+        for vhost in configs:
+            if sync_s[vhost] is None and node in _in_sync(cluster.queue(REJOIN_QUEUE, vhost)):
+                sync_s[vhost] = time.monotonic() - t0
         time.sleep(0.2)
-    info = cluster.queue(REJOIN_QUEUE, vhost)
-    return Rejoin(
-        node=node,
-        published_before=persistent,
-        transient_before=transient,
-        published_while_down=down,
-        failed_while_down=messages - down,
-        first_error=error,
-        in_queue_while_down=depth_down,
-        in_queue_after=_depth(first, REJOIN_QUEUE) or 0,
-        leader_after=info.get("leader") or info["node"],
-        replicas_after=tuple(cluster.queue_replicas(REJOIN_QUEUE, vhost)),
-        in_sync_after=_in_sync(info),
-        stop_s=stop_s,
-        start_s=start_s,
-        sync_s=sync_s,
-    )
+    out = {}
+    for vhost in configs:
+        info = cluster.queue(REJOIN_QUEUE, vhost)
+        confirmed, error, depth_down = down[vhost]
+        out[vhost] = Rejoin(
+            node=node,
+            published_before=before[vhost][0],
+            transient_before=before[vhost][1],
+            published_while_down=confirmed,
+            failed_while_down=messages - confirmed,
+            first_error=error,
+            in_queue_while_down=depth_down,
+            in_queue_after=_depth(cluster.node_urls(vhost)[0], REJOIN_QUEUE) or 0,
+            leader_after=info.get("leader") or info["node"],
+            replicas_after=tuple(cluster.queue_replicas(REJOIN_QUEUE, vhost)),
+            in_sync_after=_in_sync(info),
+            stop_s=stop_s,
+            start_s=start_s,
+            sync_s=sync_s[vhost],
+        )
+    return out
