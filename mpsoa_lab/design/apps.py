@@ -12,7 +12,9 @@ broker. What changed against 2014, and why, is shown by running both in notebook
 * each app's router only accepts tasks of its own kind, and unknown queues are an error
   instead of being created on the fly with a direct exchange;
 * sync messages are transient (the design's intent, stated where it takes effect: on the
-  message), async messages persistent.
+  message), async messages persistent;
+* a worker's consumer that keeps the messages it cannot use instead of dropping them or dying
+  of them (:class:`~mpsoa_lab.design.dead_letters.KeepingConsumer`, notebook 12).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from celery import Celery
 from kombu import Queue
 
 from ..plumbing.errors import UnknownService
+from .dead_letters import KEEPING_CONSUMER
 from .naming import SERVICES
 from .routing import kind_router
 from .topology import platform_queues
@@ -57,6 +60,9 @@ def base_config(kind: str, services: tuple[str, ...] = SERVICES) -> dict[str, An
         "worker_disable_rate_limits": True,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
+        # A worker keeps what it cannot use (rejected, so dead-lettered where its queue has a
+        # dead-letter exchange) instead of dropping it or dying of it: notebook 12.
+        "worker_consumer": KEEPING_CONSUMER,
     }
     if kind == "sync":
         config.update(

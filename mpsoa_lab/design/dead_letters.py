@@ -108,7 +108,8 @@ class KeepingConsumer(Consumer):
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
-        passed_on = tuple(self.connection_errors)  # the consumer reconnects on these
+        # the broker's own errors go on to Celery, which recovers from them as it always does
+        passed_on = tuple(self.connection_errors) + tuple(self.channel_errors)
 
         def on_task_received(message: Any) -> Any:
             try:

@@ -57,6 +57,8 @@ __all__ = [
     "drop_dead_letter_policy",
     "LOG_MARKS",
     "DEAD_LETTER_POLICY",
+    "table",
+    "redeclare_with_dead_letter_argument",
     "SETUPS",
 ]
 
@@ -80,10 +82,15 @@ LOG_MARKS = {
     "rejected, unhandled (lab)": "Rejected a message the worker cannot handle",
 }
 
+#: Celery's own consumer (the ``worker_consumer`` default).
+CELERY_CONSUMER = "celery.worker.consumer:Consumer"
+
 #: The three set-ups :func:`compare` runs: (dead-letter policy on the queue, worker settings).
+#: The lab's workers have the keeping consumer by default (``base_config``); Celery's own is
+#: named here to run them as Celery ships.
 SETUPS: dict[str, tuple[bool, dict[str, Any]]] = {
-    "celery default": (False, {}),
-    "celery default, dead-letter policy": (True, {}),
+    "celery default": (False, {"worker_consumer": CELERY_CONSUMER}),
+    "celery + dead-letter policy": (True, {"worker_consumer": CELERY_CONSUMER}),
     "lab": (True, {"worker_consumer": KEEPING_CONSUMER}),
 }
 
@@ -470,3 +477,56 @@ def _drop_policy_if_any(lab: Lab) -> None:
         names = [p["name"] for p in api.policies(lab.async_.vhost)]
     if DEAD_LETTER_POLICY in names:
         drop_dead_letter_policy(lab)
+
+
+def _short(fate: Fate) -> str:
+    if fate.dead_lettered:
+        return f"{SERVICE}.dead"
+    if fate.purged:
+        return "worker died; back in queue" + ("" if fate.next_worker_died else "?")
+    if fate.kept_as_failed:
+        return "ran, failed: kept"
+    if fate.ran:
+        return "ran"
+    return "dropped"
+
+
+def table(runs: dict[str, Run]) -> str:
+    """One row per bad message: where it ended up in each set-up, and what Celery logged (in
+    the first set-up)."""
+    setups = list(runs)
+    first = runs[setups[0]]
+    header = f"{'message':<24}" + "".join(f"{s[:28]:<30}" for s in setups) + "Celery logged"
+    lines = [header]
+    for key, fate in first.fates.items():
+        cells = "".join(
+            f"{_short(runs[s].fates[key]) if key in runs[s].fates else '-':<30}" for s in setups
+        )
+        lines.append(f"{key:<24}{cells}{', '.join(fate.log) or '-'}")
+    return "\n".join(lines)
+
+
+def redeclare_with_dead_letter_argument(lab: Lab) -> str:
+    """Declare the design's existing ``mpledger.async`` again, this time with an
+    ``x-dead-letter-exchange`` argument (what a Celery ``task_queues`` change would do): the
+    broker's answer, ``PRECONDITION_FAILED`` on a queue that was declared without it."""
+    from amqp.exceptions import PreconditionFailed
+    from kombu import Queue
+
+    from ..design.dead_letters import DEAD_LETTER_EXCHANGE
+    from ..design.topology import binding_key
+
+    lab.prepare_topology(purge=False)
+    queue = Queue(
+        queue_name(SERVICE, KIND),
+        Exchange(SERVICE, type="topic", durable=True),
+        routing_key=binding_key(SERVICE, KIND),
+        durable=True,
+        queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE},
+    )
+    try:
+        with Connection(lab.async_.url) as conn, conn.channel() as channel:
+            queue(channel).declare()
+    except PreconditionFailed as exc:
+        return f"{type(exc).__name__}: {str(exc)[:150]}"
+    return "declared"

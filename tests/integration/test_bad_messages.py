@@ -47,7 +47,7 @@ def test_celery_s_default_loses_every_bad_message_and_dies_of_two(runs):
 
 
 def test_a_dead_letter_policy_shows_which_celery_rejects_and_which_it_acknowledges(runs):
-    fates = runs["celery default, dead-letter policy"].fates
+    fates = runs["celery + dead-letter policy"].fates
     for key in REJECTED:
         assert fates[key].dead_lettered and fates[key].death_reason == "rejected", key
     assert not fates["garbage"].dead_lettered  # acknowledged: gone even with the policy

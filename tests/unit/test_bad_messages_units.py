@@ -1,6 +1,7 @@
-"""The dead-letter set-up's pieces that need no broker: the policy's pattern matches the
+"""Notebook 12's pieces that need no broker: the dead-letter policy's pattern matches the
 design's six queues and nothing else, each service's dead letters have a queue of their own,
-and the catalogue of bad messages is what its keys say."""
+the catalogue of bad messages is what its keys say, and the pickle payload does nothing but
+create its marker, under the lab's home."""
 
 from __future__ import annotations
 
@@ -96,3 +97,33 @@ def test_the_pickle_case_is_a_plain_tuple():
     body = next(m for m in catalogue() if m.key == "pickle").body
     ops = {op.name for op, _, _ in pickletools.genops(body)}
     assert not ops & {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "BUILD"}
+
+
+def test_the_pickle_payload_does_nothing_but_touch_its_marker(tmp_path):
+    import pickle
+    import pickletools
+
+    from mpsoa_lab.experiments.pickle_payload import Marker, payload
+
+    marker = tmp_path / "marker"
+    body = payload(((Marker(marker),), {}, {}))
+    globals_named = [
+        arg for op, arg, _ in pickletools.genops(body) if op.name in ("GLOBAL", "SHORT_BINUNICODE")
+    ]
+    assert "Path.touch" in globals_named  # the one callable it names
+    assert not {"os", "system", "subprocess", "eval", "exec"} & set(map(str, globals_named))
+    assert not marker.exists()
+    loaded = pickle.loads(body)  # what a worker that accepts pickle does
+    assert marker.exists() and loaded[0] == (None,)
+
+
+def test_a_marker_outside_the_lab_s_home_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from mpsoa_lab.experiments.pickle_payload import marker_path
+
+    lab = SimpleNamespace(home=tmp_path / "home", space_home=tmp_path / "home" / "spaces" / "k")
+    assert (tmp_path / "home") in marker_path(lab, "x").parents
+    elsewhere = SimpleNamespace(home=tmp_path / "home", space_home=tmp_path / "other")
+    with pytest.raises(ValueError, match="under the lab's home"):
+        marker_path(elsewhere, "x")
