@@ -419,38 +419,32 @@ class Management:
             },
         )
 
-    def delete_policy(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
-        """Remove policy ``name`` of ``vhost``; False if it did not exist."""
+    # -- deletes and vhosts --------------------------------------------------------------------
+    def _delete(
+        self, kind: str, collection: str, name: str, vhost: str | None, missing_ok: bool
+    ) -> bool:
+        """DELETE ``<collection>/<vhost>/<name>``; False if it did not exist (and ``missing_ok``)."""
         done = self._request(
             "DELETE",
-            f"policies/{self._q(self._vh(vhost))}/{self._q(name)}",
-            what=f"policy {name!r} in vhost {self._vh(vhost)!r}",
+            f"{collection}/{self._q(self._vh(vhost))}/{self._q(name)}",
+            what=f"{kind} {name!r} in vhost {self._vh(vhost)!r}",
             ok_missing=missing_ok,
         )
         return done is not _MISSING
 
-    # -- deletes and vhosts --------------------------------------------------------------------
+    def delete_policy(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
+        """Remove policy ``name`` of ``vhost``; False if it did not exist."""
+        return self._delete("policy", "policies", name, vhost, missing_ok)
+
     def delete_queue(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete a queue (and its messages and bindings); False if it did not exist."""
-        done = self._request(
-            "DELETE",
-            f"queues/{self._q(self._vh(vhost))}/{self._q(name)}",
-            what=f"queue {name!r} in vhost {self._vh(vhost)!r}",
-            ok_missing=missing_ok,
-        )
-        return done is not _MISSING
+        return self._delete("queue", "queues", name, vhost, missing_ok)
 
     def delete_exchange(self, name: str, vhost: str | None = None, missing_ok: bool = True) -> bool:
         """Delete an exchange (and the bindings from it); False if it did not exist."""
         if is_builtin(name):
             raise ValueError(f"exchange {name!r} belongs to RabbitMQ and cannot be deleted")
-        done = self._request(
-            "DELETE",
-            f"exchanges/{self._q(self._vh(vhost))}/{self._q(name)}",
-            what=f"exchange {name!r} in vhost {self._vh(vhost)!r}",
-            ok_missing=missing_ok,
-        )
-        return done is not _MISSING
+        return self._delete("exchange", "exchanges", name, vhost, missing_ok)
 
     def create_vhost(self, name: str) -> None:
         """Create a virtual host and give this API user full permissions on it (idempotent).

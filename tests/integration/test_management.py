@@ -128,6 +128,15 @@ def test_declared_with_kombu_read_back_and_deleted(lab, mgmt, prefix):
     assert len(mgmt.get_messages(queue_name, 5, ackmode="ack_requeue_false")) == 2
     assert mgmt.get_messages(queue_name, 5) == []
 
+    # A policy on the queue: applied at once, removed once, then gone.
+    policy = f"{prefix}policy"
+    mgmt.put_policy(policy, f"^{queue_name}$", {"max-length": 1000})
+    assert policy in {p["name"] for p in mgmt.policies()}
+    assert mgmt.delete_policy(policy) is True
+    assert mgmt.delete_policy(policy) is False  # already gone: not an error by default
+    with pytest.raises(EntityNotFound):
+        mgmt.delete_policy(policy, missing_ok=False)
+
     assert mgmt.delete_queue(queue_name) is True
     assert mgmt.delete_exchange(exchange_name) is True
     with pytest.raises(EntityNotFound, match="does not exist"):
