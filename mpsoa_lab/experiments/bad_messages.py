@@ -56,6 +56,7 @@ __all__ = [
     "keep_dead_letters",
     "drop_dead_letter_policy",
     "LOG_MARKS",
+    "read_log",
     "DEAD_LETTER_POLICY",
     "table",
     "redeclare_with_dead_letter_argument",
@@ -75,7 +76,6 @@ LOG_MARKS = {
     "unknown message": "Received and deleted unknown message",
     "unregistered task": "Received unregistered task",
     "invalid task": "Received invalid task message",
-    "bad ETA": "Couldn't convert ETA",
     "task raised": "raised unexpected",
     "worker stopped": "Unrecoverable error",
     "rejected, undecodable (lab)": "Rejected a message that cannot be decoded",
@@ -241,21 +241,6 @@ class Fate:
     #: messages purged by hand from the queue so that the next worker could serve
     purged: int = 0
 
-    @property
-    def where(self) -> str:
-        """One phrase: where the message is now."""
-        if self.dead_lettered:
-            return f"{SERVICE}.dead ({self.death_reason})"
-        if self.purged:
-            return "back in the queue, until purged by hand"
-        if self.kept_as_failed:
-            return "ran and failed: kept in the service's failed tasks"
-        if self.ran:
-            return "ran"
-        if self.left_in_queue:
-            return "still in the queue"
-        return "gone (a log line at most)"
-
 
 @dataclass
 class Run:
@@ -361,12 +346,12 @@ def send_bad_messages(
         with Connection(url) as conn:
             producer = Producer(conn.channel(), exchange=exchange)
             for message in messages:
-                mark = len(_read(worker))
+                mark = len(read_log(worker))
                 _publish(producer, message.body, message)
                 sentinel = _sentinel()
                 _publish(producer, sentinel.body, sentinel)
                 sentinel_ran = _wait_ran(storage, sentinel.task_id, worker, wait)
-                text = _read(worker)[mark:]
+                text = read_log(worker)[mark:]
                 ids = {e["task_id"] for e in storage.executions()}
                 failed = {f["task_id"] for f in storage.failed_tasks()}
                 fate = fates[message.key] = Fate(
@@ -381,11 +366,11 @@ def send_bad_messages(
                     sentinel_ran=sentinel_ran,
                 )
                 if not fate.worker_alive:
-                    logs.append(_read(worker))
+                    logs.append(read_log(worker))
                     worker.stop()
                     worker = start_worker(lab, SERVICE, KIND, config=config, wait=False)
                     fate.next_worker_died = _dies(worker, wait)
-                    logs.append(_read(worker))
+                    logs.append(read_log(worker))
                     worker.stop()
                     fate.purged = conn.default_channel.queue_purge(queue) or 0
                     worker = start_worker(lab, SERVICE, KIND, config=config)
@@ -394,7 +379,7 @@ def send_bad_messages(
             if key in fates:
                 fates[key].dead_lettered = True
                 fates[key].death_reason = death["reason"]
-        logs.append(_read(worker))
+        logs.append(read_log(worker))
         alive = worker.is_running()
     finally:
         worker.stop()
@@ -433,7 +418,8 @@ def _dies(worker: Worker, timeout: float) -> bool:
     return False
 
 
-def _read(worker: Worker) -> str:
+def read_log(worker: Worker) -> str:
+    """Everything ``worker`` has logged so far ('' if its log cannot be read)."""
     try:
         return worker.log_file.read_text(errors="replace")
     except OSError:

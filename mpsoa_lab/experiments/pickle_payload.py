@@ -32,7 +32,7 @@ from kombu import Connection, Exchange, Producer
 from ..design.naming import queue_name
 from ..running.lab import Lab
 from ..running.workers import Worker, start_worker
-from .bad_messages import SERVICE, TASK, _body, _celery_message, good_kwargs
+from .bad_messages import SERVICE, TASK, _body, _celery_message, good_kwargs, read_log
 
 __all__ = [
     "PICKLE_2014",
@@ -122,13 +122,6 @@ def _start(lab: Lab, config: dict[str, Any] | None, force_root: bool) -> Worker:
     return start_worker(lab, SERVICE, "async", config=config, wait=False, force_root=force_root)
 
 
-def _log(worker: Worker) -> str:
-    try:
-        return worker.log_file.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float) -> WorkerOutcome:
     from ..design.services import mpledger
 
@@ -139,7 +132,7 @@ def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float
         try:
             worker.wait_ready(30)
         except Exception:  # noqa: BLE001 - the guard is the observation
-            refused = ROOT_GUARD in _log(worker)
+            refused = ROOT_GUARD in read_log(worker)
             if not refused:
                 raise
             worker.stop()
@@ -150,7 +143,7 @@ def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float
         kwargs = good_kwargs(f"pickle-{uuid.uuid4().hex[:8]}")
         headers, _ = _celery_message(TASK, kwargs)
         embed = _body(kwargs)[2]
-        before = len(_log(worker))
+        before = len(read_log(worker))
         _publish_task(
             lab.async_.url, payload(((Marker(mark),), {}, embed)), PICKLE, "binary", headers
         )
@@ -161,7 +154,7 @@ def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float
         ran = _wait(
             lambda: any(e["task_id"] == good_headers["id"] for e in storage.executions()), wait
         )
-        said = _log(worker)[before:]
+        said = read_log(worker)[before:]
         lines = [line for line in said.splitlines() if "ERROR" in line or "WARNING" in line]
         outcome = WorkerOutcome(
             setup=setup,
