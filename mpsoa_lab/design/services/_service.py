@@ -17,7 +17,9 @@ the same execution log a worker keeps.
 ``MPSOA_CELERY_CONFIG`` (a JSON object of Celery 5 settings, e.g.
 ``{"task_acks_late": true, "worker_prefetch_multiplier": 1}``) is applied on top of the
 factory's configuration: that is how the lab starts one worker with late acks and another
-without, from the same service module.
+without, from the same service module. Settings that ask for Celery's ``auth`` serializer
+(``task_serializer``, ``accept_content`` and the ``security_*`` files) also make the process call
+``setup_security()``, as Celery asks of an app that signs its messages.
 
 A task of the async app that fails is kept in the service's storage with its arguments and
 its error (:meth:`Storage.failed_tasks`, through Celery's ``Task.on_failure``): nobody waits
@@ -141,6 +143,11 @@ class Service:
         for app in (self.sync_app, self.async_app):
             app.conf.update(overrides)
             app.Task = self._task_class(app)
+        if overrides.get("task_serializer") == "auth":
+            # Celery's message signing (notebook 12): registers the ``auth`` serializer with this
+            # process's key, certificate and store, disables every other serializer but JSON and
+            # makes ``auth`` kombu's default, for the whole process (both apps share it).
+            self.sync_app.setup_security()
         # A worker started with start_worker(..., trace=True) records every task it runs.
         connect_worker_from_env()
 
