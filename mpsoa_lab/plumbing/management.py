@@ -446,6 +446,47 @@ class Management:
             raise ValueError(f"exchange {name!r} belongs to RabbitMQ and cannot be deleted")
         return self._delete("exchange", "exchanges", name, vhost, missing_ok)
 
+    # -- users and permissions -----------------------------------------------------------------
+    def put_user(self, name: str, password: str, tags: str = "") -> None:
+        """Create (or change) a user of the broker; users are broker-wide, not per vhost."""
+        self._request("PUT", f"users/{self._q(name)}", json={"password": password, "tags": tags})
+
+    def delete_user(self, name: str, missing_ok: bool = True) -> bool:
+        """Delete a user (and its permissions everywhere); False if it did not exist."""
+        if name == self.user:
+            raise ValueError(f"user {name!r} is the one this API acts as")
+        done = self._request(
+            "DELETE", f"users/{self._q(name)}", what=f"user {name!r}", ok_missing=missing_ok
+        )
+        return done is not _MISSING
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user of the broker (name, tags; never a password)."""
+        return [{"name": u["name"], "tags": u.get("tags")} for u in self._get("users")]
+
+    def put_permissions(
+        self, user: str, configure: str, write: str, read: str, vhost: str | None = None
+    ) -> None:
+        """Set ``user``'s permissions in ``vhost``: three regular expressions over the names of
+        the queues and exchanges it may declare or delete, publish to (or bind to), consume
+        from (or bind from). ``""`` matches nothing."""
+        self._request(
+            "PUT",
+            f"permissions/{self._q(self._vh(vhost))}/{self._q(user)}",
+            json={"configure": configure, "write": write, "read": read},
+        )
+
+    def put_topic_permissions(
+        self, user: str, exchange: str, write: str, read: str, vhost: str | None = None
+    ) -> None:
+        """Narrow ``user``'s rights on topic exchange ``exchange`` by routing key: ``write``
+        matches the keys it may publish with, ``read`` the keys it may bind with."""
+        self._request(
+            "PUT",
+            f"topic-permissions/{self._q(self._vh(vhost))}/{self._q(user)}",
+            json={"exchange": exchange, "write": write, "read": read},
+        )
+
     def create_vhost(self, name: str) -> None:
         """Create a virtual host and give this API user full permissions on it (idempotent).
 

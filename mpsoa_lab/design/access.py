@@ -1,0 +1,90 @@
+"""Who may do what on the design's brokers: a user per party, with the least permissions Celery
+works with, as notebook 13 found them by experiment (:func:`mpsoa_lab.experiments.permissions.discover`).
+
+RabbitMQ grants per vhost three regular expressions over queue and exchange names
+(*configure*, *write*, *read*) and, on a topic exchange, one over routing keys (topic *write*).
+
+* A service's workers (:func:`worker_permissions`): declare, bind and consume their own
+  service's exchange and queues, and their control queues (``celery.pidbox``, one queue per
+  worker named after its node name, which must start with the service's name); publish their
+  answers through the default exchange (``amq.default``), where Celery's ``rpc://`` backend
+  sends them.
+* The edge (:func:`edge_permissions`, :func:`edge_topic_permissions`): declare and consume its
+  reply queues (Celery names them by UUID) and publish to the exchanges of the services it
+  calls, narrowed by routing key to the tasks it calls (:data:`EDGE_TASKS`). It does not declare
+  the services' queues (``declare=[]`` on publish): the deployment does, and declaring them
+  would take *configure*, which is also the right to delete them.
+
+Mind what these do not stop: *write* on ``amq.default`` lets a worker put a message into any
+queue of the vhost, by the queue's name; RabbitMQ has no finer right on the default exchange.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .edge.rest_platform import REST_CALLS
+from .naming import SERVICES, parse_task_name
+
+__all__ = [
+    "ROLES",
+    "EDGE_TASKS",
+    "UUID",
+    "worker_permissions",
+    "edge_permissions",
+    "edge_topic_permissions",
+    "permissions_for",
+]
+
+#: The tasks the edge calls (its HTTP routes), and no other.
+EDGE_TASKS: tuple[str, ...] = tuple(REST_CALLS)
+#: The parties that connect: the edge, and the workers of each service.
+ROLES: tuple[str, ...] = ("edge", *SERVICES)
+#: A reply queue's name, as Celery's ``rpc://`` backend makes it.
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _any(*patterns: str) -> str:
+    return "^(" + "|".join(patterns) + ")$"
+
+
+def worker_permissions(service: str) -> dict[str, str]:
+    """configure, write, read for the workers of ``service`` (sync and async alike)."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}: the design has {', '.join(SERVICES)}")
+    s = re.escape(service)
+    queues = rf"{s}\.(sync|async)"
+    pidbox = rf"{s}(-[^@]+)?@.+\.celery\.pidbox"
+    return {
+        "configure": _any(s, queues, r"celery\.pidbox", pidbox),
+        "write": _any(queues, pidbox, r"amq\.default"),
+        "read": _any(s, queues, r"celery\.pidbox", pidbox),
+    }
+
+
+def edge_permissions(tasks: tuple[str, ...] = EDGE_TASKS) -> dict[str, str]:
+    """configure, write, read for the edge: its reply queues, the exchanges of what it calls."""
+    exchanges = sorted({parse_task_name(t).service for t in tasks})
+    return {
+        "configure": _any(UUID),
+        "write": _any(*(re.escape(e) for e in exchanges)),
+        "read": _any(UUID),
+    }
+
+
+def edge_topic_permissions(tasks: tuple[str, ...] = EDGE_TASKS) -> dict[str, str]:
+    """Per service exchange, the routing keys the edge may publish with: its tasks' names."""
+    by_exchange: dict[str, list[str]] = {}
+    for task in tasks:
+        parsed = parse_task_name(task)
+        by_exchange.setdefault(parsed.service, []).append(re.escape(parsed.routing_key))
+    return {exchange: _any(*keys) for exchange, keys in sorted(by_exchange.items())}
+
+
+def permissions_for(role: str) -> dict[str, str]:
+    """The permissions of one of :data:`ROLES`."""
+    if role == "edge":
+        return edge_permissions()
+    if role in SERVICES:
+        return worker_permissions(role)
+    raise ValueError(f"unknown role {role!r}: the design's are {', '.join(ROLES)}")

@@ -1,0 +1,69 @@
+"""Least privilege on a real broker (mpsoa_lab.experiments.permissions, design.access): what
+Celery needs, found by growing a user's permissions from nothing; the design's permissions
+cover it; every cross-service attempt is refused. If a permission ever loosens (or Celery
+starts needing more), this goes red."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mpsoa_lab.design import access
+from mpsoa_lab.experiments import permissions
+from mpsoa_lab.plumbing.management import Management
+from mpsoa_lab.running.workers import start_worker
+
+#: Outcomes, no timings: make test runs it beside others.
+pytestmark = pytest.mark.beside_others
+
+
+def _covered(found, role):
+    design = access.permissions_for(role)
+    return [
+        s for s in found.steps if s.kind != "topic" and not re.search(design[s.permission], s.name)
+    ]
+
+
+def test_an_edge_that_does_not_declare_needs_its_reply_queue_and_one_exchange(lab):
+    lab.prepare_topology()
+    with start_worker(lab, "mpwallet", "sync"):
+        quiet = permissions.discover(lab, "edge", "call", permissions.sync_call(declare=False))
+        declaring = permissions.discover(lab, "edge", "call", permissions.sync_call())
+    assert quiet.worked and declaring.worked, (quiet.error, declaring.error)
+    assert quiet.granted == {
+        "configure": [f"^{access.UUID}$"],
+        "write": ["^mpwallet$"],
+        "read": [f"^{access.UUID}$"],
+    }
+    # Celery's default publish declares the route's queue: configure (and so delete) on it
+    assert "^mpwallet\\.sync$" in declaring.granted["configure"]
+    assert "^mpwallet$" in declaring.granted["configure"]
+    assert not _covered(quiet, "edge")
+
+
+def test_a_worker_needs_what_the_design_grants_and_nothing_more(lab):
+    lab.prepare_topology()
+    found = permissions.discover(lab, "mpwallet", "serve", permissions.serving_worker("mpwallet"))
+    assert found.worked, found.error
+    refused = {(s.method, s.name.split("@")[0] if "@" in s.name else s.name) for s in found.steps}
+    assert ("Basic.consume", "mpwallet.sync") in refused
+    assert ("Basic.publish", "amq.default") in refused  # its answers
+    assert ("Exchange.declare", "celery.pidbox") in refused  # remote control
+    assert not _covered(found, "mpwallet")  # the design grants each
+
+
+def test_every_cross_service_attempt_is_refused_but_the_default_exchange(lab):
+    attempts = {a.what: a for a in permissions.cross_service(lab)}
+    allowed = {what for what, a in attempts.items() if a.allowed}
+    assert allowed == {
+        "publish to queue mpledger.sync through the default exchange",
+        "consume mpwallet.sync (its own queue: the control)",
+        "publish mpledger.async.record_entry (its own task: the control)",
+    }
+    hole = attempts["publish to queue mpledger.sync through the default exchange"]
+    assert hole.landed == 1  # into another service's queue
+    assert all(a.landed in (None, 0) for a in attempts.values() if not a.allowed)
+    assert all(a.connection_open for a in attempts.values())  # the broker closes the channel only
+    api = Management.for_broker(lab.sync)
+    assert not [u for u in api.users() if u["name"].startswith(f"{lab.sync.vhost}.")]
