@@ -7,16 +7,21 @@ RabbitMQ grants per vhost three regular expressions over queue and exchange name
 * A service's workers (:func:`worker_permissions`): declare, bind and consume their own
   service's exchange and queues, and their control queues (``celery.pidbox``, one queue per
   worker named after its node name, which must start with the service's name); publish their
-  answers through the default exchange (``amq.default``), where Celery's ``rpc://`` backend
-  sends them.
+  answers.
 * The edge (:func:`edge_permissions`, :func:`edge_topic_permissions`): declare and consume its
   reply queues (Celery names them by UUID) and publish to the exchanges of the services it
   calls, narrowed by routing key to the tasks it calls (:data:`EDGE_TASKS`). It does not declare
   the services' queues (``declare=[]`` on publish): the deployment does, and declaring them
   would take *configure*, which is also the right to delete them.
 
-Mind what these do not stop: *write* on ``amq.default`` lets a worker put a message into any
-queue of the vhost, by the queue's name; RabbitMQ has no finer right on the default exchange.
+Answers. Celery's ``rpc://`` backend sends them through the default exchange, so a worker needs
+*write* on ``amq.default``, which lets it put a message into any queue of the vhost by the
+queue's name: RabbitMQ has no finer right on the default exchange. With
+``reply_exchange=True`` (the design's choice) answers go through
+:data:`~mpsoa_lab.design.rpc_backend.REPLY_EXCHANGE` instead
+(:class:`~mpsoa_lab.design.rpc_backend.ReplyExchangeBackend`, for callers and workers alike):
+a worker may write there only, which reaches reply queues and nothing else, and the edge binds
+its reply queues to it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import re
 
 from .edge.rest_platform import REST_CALLS
 from .naming import SERVICES, parse_task_name
+from .rpc_backend import REPLY_EXCHANGE
 
 __all__ = [
     "ROLES",
@@ -48,7 +54,7 @@ def _any(*patterns: str) -> str:
     return "^(" + "|".join(patterns) + ")$"
 
 
-def worker_permissions(service: str) -> dict[str, str]:
+def worker_permissions(service: str, *, reply_exchange: bool = True) -> dict[str, str]:
     """configure, write, read for the workers of ``service`` (sync and async alike)."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}: the design has {', '.join(SERVICES)}")
@@ -57,18 +63,27 @@ def worker_permissions(service: str) -> dict[str, str]:
     pidbox = rf"{s}(-[^@]+)?@.+\.celery\.pidbox"
     return {
         "configure": _any(s, queues, r"celery\.pidbox", pidbox),
-        "write": _any(queues, pidbox, r"amq\.default"),
+        "write": _any(queues, pidbox, _replies(reply_exchange)),
         "read": _any(s, queues, r"celery\.pidbox", pidbox),
     }
 
 
-def edge_permissions(tasks: tuple[str, ...] = EDGE_TASKS) -> dict[str, str]:
-    """configure, write, read for the edge: its reply queues, the exchanges of what it calls."""
-    exchanges = sorted({parse_task_name(t).service for t in tasks})
+def _replies(reply_exchange: bool) -> str:
+    return re.escape(REPLY_EXCHANGE) if reply_exchange else r"amq\.default"
+
+
+def edge_permissions(
+    tasks: tuple[str, ...] = EDGE_TASKS, *, reply_exchange: bool = True
+) -> dict[str, str]:
+    """configure, write, read for the edge: its reply queues, the exchanges of what it calls
+    (and, with the reply exchange, binding its reply queues to it)."""
+    exchanges = [re.escape(e) for e in sorted({parse_task_name(t).service for t in tasks})]
+    if not reply_exchange:
+        return {"configure": _any(UUID), "write": _any(*exchanges), "read": _any(UUID)}
     return {
         "configure": _any(UUID),
-        "write": _any(*(re.escape(e) for e in exchanges)),
-        "read": _any(UUID),
+        "write": _any(*exchanges, UUID),  # a bind writes to its queue
+        "read": _any(UUID, _replies(True)),  # and reads from its exchange
     }
 
 
@@ -81,10 +96,10 @@ def edge_topic_permissions(tasks: tuple[str, ...] = EDGE_TASKS) -> dict[str, str
     return {exchange: _any(*keys) for exchange, keys in sorted(by_exchange.items())}
 
 
-def permissions_for(role: str) -> dict[str, str]:
+def permissions_for(role: str, *, reply_exchange: bool = True) -> dict[str, str]:
     """The permissions of one of :data:`ROLES`."""
     if role == "edge":
-        return edge_permissions()
+        return edge_permissions(reply_exchange=reply_exchange)
     if role in SERVICES:
-        return worker_permissions(role)
+        return worker_permissions(role, reply_exchange=reply_exchange)
     raise ValueError(f"unknown role {role!r}: the design's are {', '.join(ROLES)}")

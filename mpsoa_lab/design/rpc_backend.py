@@ -18,6 +18,14 @@ Notebook 07 measures both on a real broker (Celery 5.7, kombu 5.7):
 
 Use it on the sync app of an edge: ``app.conf.result_backend =
 "mpsoa_lab.design.rpc_backend:RPCBackend"``. A worker may use it too (it sends results like ``rpc://``).
+
+:class:`ReplyExchangeBackend` (``REPLY_EXCHANGE_BACKEND``) sends answers through a direct
+exchange of their own, :data:`REPLY_EXCHANGE`, instead of RabbitMQ's default exchange: a worker
+then needs *write* on that exchange only, which reaches the reply queues bound to it and no
+other queue (notebook 13: *write* on ``amq.default`` reaches every queue of the vhost). The
+deployment declares the exchange (:func:`declare_reply_exchange`); callers bind their reply
+queues to it and never declare it (declaring takes *configure*, which is also the right to
+delete). Caller and worker must both use it.
 """
 
 from __future__ import annotations
@@ -29,10 +37,23 @@ from celery._state import task_join_will_block
 from celery.backends import rpc
 from kombu.common import maybe_declare
 
-__all__ = ["RPCBackend", "ResultConsumer", "DECLARE_RETRY_POLICY", "BACKEND"]
+__all__ = [
+    "RPCBackend",
+    "ResultConsumer",
+    "DECLARE_RETRY_POLICY",
+    "BACKEND",
+    "ReplyExchangeBackend",
+    "REPLY_EXCHANGE",
+    "REPLY_EXCHANGE_BACKEND",
+    "declare_reply_exchange",
+]
 
 #: What ``result_backend`` names to use this backend.
 BACKEND = "mpsoa_lab.design.rpc_backend:RPCBackend"
+#: The exchange :class:`ReplyExchangeBackend` sends answers through.
+REPLY_EXCHANGE = "mpsoa.replies"
+#: What ``result_backend`` names to use :class:`ReplyExchangeBackend`.
+REPLY_EXCHANGE_BACKEND = "mpsoa_lab.design.rpc_backend:ReplyExchangeBackend"
 
 #: How the reply queue's declaration retries when the broker cannot be reached, unless
 #: ``result_backend_transport_options`` says otherwise: about half a second in all.
@@ -73,3 +94,18 @@ class RPCBackend(rpc.RPCBackend):
         # As Celery's, but bounded: Celery passes no retry policy, and kombu retries for ever.
         if not task_join_will_block():
             maybe_declare(self.binding(producer.channel), retry=True, **self.declare_retry_policy())
+
+
+class ReplyExchangeBackend(RPCBackend):
+    """Answers through :data:`REPLY_EXCHANGE` (direct), each reply queue bound to it by its
+    own name; the exchange is the deployment's to declare (``no_declare``)."""
+
+    def _create_exchange(self, name: Any, type: str = "direct", delivery_mode: int = 2) -> Any:
+        return self.Exchange(REPLY_EXCHANGE, type="direct", durable=True, no_declare=True)
+
+
+def declare_reply_exchange(connection: Any) -> None:
+    """Declare :data:`REPLY_EXCHANGE` on ``connection``'s broker (idempotent)."""
+    from kombu import Exchange
+
+    Exchange(REPLY_EXCHANGE, type="direct", durable=True)(connection.default_channel).declare()

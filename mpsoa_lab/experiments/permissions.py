@@ -226,10 +226,15 @@ def discover(
 
 
 def sync_call(
-    task: str = "mpwallet.sync.echo", kwargs: dict | None = None, *, declare: bool = True
+    task: str = "mpwallet.sync.echo",
+    kwargs: dict | None = None,
+    *,
+    declare: bool = True,
+    backend: str | None = None,
 ) -> Callable[[BrokerUser], str | None]:
     """A sync call through the design's sync app, as ``user``; ``declare=False`` publishes
-    without declaring the route's queue (``declare=[]``: the deployment declared it)."""
+    without declaring the route's queue (``declare=[]``: the deployment declared it);
+    ``backend`` is the caller's ``result_backend`` (e.g. the reply exchange's)."""
     from ..design.apps import celery_apps_factory
     from ..design.naming import parse_task_name
 
@@ -239,6 +244,8 @@ def sync_call(
         sync_app, async_app = celery_apps_factory(
             "PUBLISHER", user.url("sync"), user.url("async"), service
         )
+        if backend:
+            sync_app.conf.result_backend = backend
         try:
             options = {} if declare else {"declare": []}
             sync_app.send_task(task, kwargs=kwargs or {"user_id": 7}, **options).get(timeout=5)
@@ -250,23 +257,41 @@ def sync_call(
     return attempt
 
 
-def serving_worker(service: str = "mpwallet", kind: str = "sync", *, wait: float = 15.0) -> Any:
-    """A worker of ``service`` started as ``user``, answering a call the lab's own user makes."""
-    from ..design import services
+def serving_worker(
+    service: str = "mpwallet",
+    *,
+    backend: str | None = None,
+    caller: BrokerUser | None = None,
+    wait: float = 15.0,
+) -> Callable[[BrokerUser], str | None]:
+    """A sync worker of ``service`` started as ``user``, answering a call made by ``caller``
+    (or the lab's own user); ``backend`` is both sides' ``result_backend``."""
+    from ..design.apps import celery_apps_factory
 
     task = {"mpwallet": "echo", "mpledger": "entry_count", "mplogin": "check_session"}[service]
+    config = {"result_backend": backend} if backend else None
 
     def attempt(user: BrokerUser) -> str | None:
-        module = services.load(service)
-        app = module.sync_app if kind == "sync" else module.async_app
-        worker = start_worker(
-            user.lab, service, kind, broker_urls=(user.url("sync"), user.url("async")), wait=False
+        lab = user.lab
+        urls = (
+            (caller.url("sync"), caller.url("async")) if caller else (lab.sync.url, lab.async_.url)
         )
+        app, other = celery_apps_factory("PUBLISHER", *urls, service)
+        other.close()
+        if backend:
+            app.conf.result_backend = backend
+        worker = start_worker(
+            lab, service, "sync", config=config,
+            broker_urls=(user.url("sync"), user.url("async")), wait=False,
+        )  # fmt: skip
         try:
-            result = app.send_task(f"{service}.{kind}.{task}", kwargs=_probe_kwargs(service))
+            result = app.send_task(
+                f"{service}.sync.{task}", kwargs=_probe_kwargs(service), declare=[]
+            )
             return _served(worker, result, wait)
         finally:
             worker.kill()
+            app.close()
 
     return attempt
 
@@ -294,12 +319,12 @@ def _served(worker: Worker, result: Any, wait: float) -> str | None:
 
 
 @contextlib.contextmanager
-def design_user(lab: Lab, role: str) -> Iterator[BrokerUser]:
+def design_user(lab: Lab, role: str, *, reply_exchange: bool = True) -> Iterator[BrokerUser]:
     """A user with the permissions the design gives ``role`` (:mod:`mpsoa_lab.design.access`)."""
     from ..design.access import edge_topic_permissions, permissions_for
 
     with broker_user(lab, role) as user:
-        for permission, regex in permissions_for(role).items():
+        for permission, regex in permissions_for(role, reply_exchange=reply_exchange).items():
             user.grant(permission, regex)
         if role == "edge":
             for exchange, keys in edge_topic_permissions().items():
@@ -393,12 +418,45 @@ def _still_usable(conn: Any) -> bool:
         return False
 
 
-def cross_service(lab: Lab) -> list[Attempt]:
+def prepare(lab: Lab) -> None:
+    """The design's topology, and the reply exchange the design's users answer through."""
+    from kombu import Connection
+
+    from ..design.rpc_backend import declare_reply_exchange
+
+    lab.prepare_topology()
+    for broker in lab.brokers.values():
+        with Connection(broker.url) as conn:
+            declare_reply_exchange(conn)
+
+
+def design_call(lab: Lab, *, reply_exchange: bool = True, service: str = "mpwallet") -> Found:
+    """A sync call from the design's edge user to a worker running as the design's user of
+    ``service``, both with the design's permissions and nothing more: worked, or refused."""
+    from ..design.rpc_backend import BACKEND, REPLY_EXCHANGE_BACKEND
+
+    backend = REPLY_EXCHANGE_BACKEND if reply_exchange else BACKEND
+    prepare(lab)
+    with design_user(lab, "edge", reply_exchange=reply_exchange) as edge:
+        start = permissions_for_user(service, reply_exchange)
+        return discover(
+            lab, service, "serve the edge", serving_worker(service, backend=backend, caller=edge),
+            start=start, limit=1,
+        )  # fmt: skip
+
+
+def permissions_for_user(role: str, reply_exchange: bool) -> dict[str, list[str]]:
+    from ..design.access import permissions_for
+
+    return {p: [r] for p, r in permissions_for(role, reply_exchange=reply_exchange).items()}
+
+
+def cross_service(lab: Lab, *, reply_exchange: bool = False) -> list[Attempt]:
     """The design's users, each trying what its permissions should not allow, and one control
     each (what it must be able to do)."""
-    lab.prepare_topology()
+    prepare(lab)
     out = []
-    with design_user(lab, "mpwallet") as worker:
+    with design_user(lab, "mpwallet", reply_exchange=reply_exchange) as worker:
         out += [
             attempt(worker, "sync", "consume mpledger.sync (another service's requests)",
                     _consume("mpledger.sync")),
@@ -411,7 +469,7 @@ def cross_service(lab: Lab) -> list[Attempt]:
             attempt(worker, "sync", "consume mpwallet.sync (its own queue: the control)",
                     _consume("mpwallet.sync")),
         ]  # fmt: skip
-    with design_user(lab, "edge") as edge:
+    with design_user(lab, "edge", reply_exchange=reply_exchange) as edge:
         out += [
             attempt(edge, "async", "publish mpwallet.async.credit (a task it does not call)",
                     _publish("mpwallet", "mpwallet.async.credit"), count="mpwallet.async"),

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.beside_others
 
 
 def _covered(found, role):
-    design = access.permissions_for(role)
+    """Steps the design's permissions do not grant (with Celery's own rpc:// answers)."""
+    design = access.permissions_for(role, reply_exchange=False)
     return [
         s for s in found.steps if s.kind != "topic" and not re.search(design[s.permission], s.name)
     ]
@@ -54,7 +55,7 @@ def test_a_worker_needs_what_the_design_grants_and_nothing_more(lab):
 
 
 def test_every_cross_service_attempt_is_refused_but_the_default_exchange(lab):
-    attempts = {a.what: a for a in permissions.cross_service(lab)}
+    attempts = {a.what: a for a in permissions.cross_service(lab, reply_exchange=False)}
     allowed = {what for what, a in attempts.items() if a.allowed}
     assert allowed == {
         "publish to queue mpledger.sync through the default exchange",
@@ -67,3 +68,14 @@ def test_every_cross_service_attempt_is_refused_but_the_default_exchange(lab):
     assert all(a.connection_open for a in attempts.values())  # the broker closes the channel only
     api = Management.for_broker(lab.sync)
     assert not [u for u in api.users() if u["name"].startswith(f"{lab.sync.vhost}.")]
+
+
+def test_a_reply_exchange_closes_the_default_exchange_and_calls_still_work(lab):
+    for reply_exchange in (False, True):
+        call = permissions.design_call(lab, reply_exchange=reply_exchange)
+        assert call.worked and not call.steps, (reply_exchange, call.steps, call.error)
+    attempts = {a.what: a for a in permissions.cross_service(lab, reply_exchange=True)}
+    hole = attempts["publish to queue mpledger.sync through the default exchange"]
+    assert not hole.allowed and hole.landed == 0
+    assert "amq.default" in hole.said
+    assert sum(a.allowed for a in attempts.values()) == 2  # the two controls

@@ -81,3 +81,15 @@ def test_an_unknown_role_or_service_is_named():
         access.permissions_for("mpbank")
     with pytest.raises(ValueError, match="unknown service"):
         access.worker_permissions("mpbank")
+
+
+def test_answers_go_through_the_reply_exchange_unless_told_otherwise():
+    through_exchange = access.worker_permissions("mpwallet")["write"]
+    through_default = access.worker_permissions("mpwallet", reply_exchange=False)["write"]
+    assert re.search(through_exchange, "mpsoa.replies") and not re.search(
+        through_exchange, "amq.default"
+    )
+    assert re.search(through_default, "amq.default")
+    edge = access.edge_permissions()
+    assert re.search(edge["read"], "mpsoa.replies")  # binds its reply queues there
+    assert not re.search(access.edge_permissions(reply_exchange=False)["read"], "mpsoa.replies")
