@@ -497,3 +497,42 @@ def _purge(lab: Lab, queues: dict[str, list[str]]) -> None:
             channel = conn.channel()
             for name in names:
                 channel.queue_purge(name)
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def steps_table(found: list[Found]) -> str:
+    """Each search, its refusals in order, and what it ended with."""
+    lines = []
+    for f in found:
+        end = "works" if f.worked else f"stopped: {f.error}"
+        lines.append(f"{f.role} / {f.operation}: {len(f.steps)} grants, {end} ({f.seconds:.1f} s)")
+        lines += [f"  {i:>2}. {step}" for i, step in enumerate(f.steps, 1)]
+    return "\n".join(lines)
+
+
+def attempts_table(attempts: list[Attempt]) -> str:
+    """Who tried what, refused or allowed, and what landed where counted."""
+    lines = [f"{'who':<9} {'outcome':<8} {'landed':<6} what (the broker's refusal)"]
+    for a in attempts:
+        landed = "-" if a.landed is None else str(a.landed)
+        outcome = "allowed" if a.allowed else "refused"
+        lines.append(f"{a.who:<9} {outcome:<8} {landed:<6} {a.what}")
+        if a.said:
+            lines.append(f"{'':<25} {a.said}")
+    return "\n".join(lines)
+
+
+def design_table(*, reply_exchange: bool = True) -> str:
+    """The design's permissions, role by role, and the edge's topic permissions."""
+    from ..design.access import ROLES, edge_topic_permissions, permissions_for
+
+    lines = []
+    for role in ROLES:
+        lines.append(f"{role}:")
+        for permission, regex in permissions_for(role, reply_exchange=reply_exchange).items():
+            lines.append(f"  {permission:<9} {regex}")
+    lines.append("edge, topic write (routing keys) per exchange:")
+    lines += [f"  {ex:<9} {keys}" for ex, keys in edge_topic_permissions().items()]
+    return "\n".join(lines)
