@@ -40,6 +40,8 @@ __all__ = [
     "edge_permissions",
     "edge_topic_permissions",
     "permissions_for",
+    "password_hash",
+    "definitions",
 ]
 
 #: The tasks the edge calls (its HTTP routes), and no other.
@@ -103,3 +105,71 @@ def permissions_for(role: str, *, reply_exchange: bool = True) -> dict[str, str]
     if role in SERVICES:
         return worker_permissions(role, reply_exchange=reply_exchange)
     raise ValueError(f"unknown role {role!r}: the design's are {', '.join(ROLES)}")
+
+
+# -- as RabbitMQ definitions -------------------------------------------------------------------
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64 of a 4-byte salt followed by
+    SHA-256(salt + password), as a definitions file holds a user's password."""
+    import base64
+    import hashlib
+    import os
+
+    salt = os.urandom(4) if salt is None else salt
+    if len(salt) != 4:
+        raise ValueError("RabbitMQ's password salt is 4 bytes")
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def definitions(
+    vhost: str,
+    passwords: dict[str, str],
+    *,
+    prefix: str = "",
+    reply_exchange: bool = True,
+    admin: tuple[str, str] | None = None,
+) -> dict:
+    """The design's users as RabbitMQ definitions (the JSON of ``rabbitmqctl import_definitions``,
+    ``POST /api/definitions``, or ``load_definitions`` at boot): each role of ``passwords``
+    becomes user ``<prefix><role>`` with its permissions in ``vhost`` (and the edge its topic
+    permissions). Passwords go in hashed.
+
+    A node that loads definitions at boot does not create its default user: give ``admin``
+    (name, password) for one with the ``administrator`` tag and every permission in ``vhost``,
+    or nobody can manage the node."""
+    unknown = sorted(set(passwords) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}: the design's are {', '.join(ROLES)}")
+    users, permissions, topics = [], [], []
+    for role, password in passwords.items():
+        name = f"{prefix}{role}"
+        users.append(_user(name, password, ""))
+        perms = permissions_for(role, reply_exchange=reply_exchange)
+        permissions.append({"user": name, "vhost": vhost, **perms})
+        if role == "edge":
+            topics += [
+                {"user": name, "vhost": vhost, "exchange": ex, "write": keys, "read": ".*"}
+                for ex, keys in edge_topic_permissions().items()
+            ]
+    if admin is not None:
+        users.append(_user(admin[0], admin[1], "administrator"))
+        permissions.append(
+            {"user": admin[0], "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        )
+    return {
+        "users": users,
+        "vhosts": [{"name": vhost}],
+        "permissions": permissions,
+        "topic_permissions": topics,
+    }
+
+
+def _user(name: str, password: str, tags: str) -> dict:
+    return {
+        "name": name,
+        "password_hash": password_hash(password),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": tags,
+    }

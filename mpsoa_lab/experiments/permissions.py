@@ -320,16 +320,23 @@ def _served(worker: Worker, result: Any, wait: float) -> str | None:
 
 @contextlib.contextmanager
 def design_user(lab: Lab, role: str, *, reply_exchange: bool = True) -> Iterator[BrokerUser]:
-    """A user with the permissions the design gives ``role`` (:mod:`mpsoa_lab.design.access`)."""
-    from ..design.access import edge_topic_permissions, permissions_for
+    """A user with the permissions the design gives ``role``, loaded into each broker as
+    RabbitMQ definitions (:func:`mpsoa_lab.design.access.definitions`), deleted on exit."""
+    from ..design.access import definitions, permissions_for
 
-    with broker_user(lab, role) as user:
+    user = BrokerUser(lab, role)
+    prefix = user.name[: -len(role)]
+    try:
+        for api in user.apis.values():
+            api.import_definitions(
+                definitions(api.vhost, {role: user._password}, prefix=prefix,
+                            reply_exchange=reply_exchange)
+            )  # fmt: skip
         for permission, regex in permissions_for(role, reply_exchange=reply_exchange).items():
-            user.grant(permission, regex)
-        if role == "edge":
-            for exchange, keys in edge_topic_permissions().items():
-                user.limit_topic(exchange, keys)
+            user.granted[permission] = [regex]
         yield user
+    finally:
+        user.delete()
 
 
 @dataclass

@@ -476,6 +476,12 @@ class Management:
             json={"configure": configure, "write": write, "read": read},
         )
 
+    def import_definitions(self, definitions: dict[str, Any]) -> None:
+        """Load RabbitMQ definitions (users, vhosts, permissions, topology) into the broker, as
+        ``rabbitmqctl import_definitions`` does; what exists already is updated, nothing is
+        deleted. Needs the ``administrator`` tag."""
+        self._request("POST", "definitions", json=definitions)
+
     def put_topic_permissions(
         self, user: str, exchange: str, write: str, read: str, vhost: str | None = None
     ) -> None:

@@ -93,3 +93,29 @@ def test_answers_go_through_the_reply_exchange_unless_told_otherwise():
     edge = access.edge_permissions()
     assert re.search(edge["read"], "mpsoa.replies")  # binds its reply queues there
     assert not re.search(access.edge_permissions(reply_exchange=False)["read"], "mpsoa.replies")
+
+
+def test_a_password_is_hashed_as_rabbitmq_hashes_it():
+    import base64
+    import hashlib
+
+    raw = base64.b64decode(access.password_hash("s3cret", salt=b"\x01\x02\x03\x04"))
+    assert raw[:4] == b"\x01\x02\x03\x04"
+    assert raw[4:] == hashlib.sha256(b"\x01\x02\x03\x04s3cret").digest()
+    assert access.password_hash("s3cret") != access.password_hash("s3cret")  # a salt each time
+    with pytest.raises(ValueError, match="4 bytes"):
+        access.password_hash("x", salt=b"12")
+
+
+def test_definitions_hold_each_role_hashed_and_an_admin_only_when_asked():
+    defs = access.definitions("space-1", {"edge": "pw-e", "mpwallet": "pw-w"}, prefix="space-1.")
+    assert [u["name"] for u in defs["users"]] == ["space-1.edge", "space-1.mpwallet"]
+    assert "pw-e" not in str(defs) and all(u["tags"] == "" for u in defs["users"])
+    assert {p["user"] for p in defs["permissions"]} == {"space-1.edge", "space-1.mpwallet"}
+    assert {t["exchange"] for t in defs["topic_permissions"]} == {"mplogin", "mpwallet", "mpledger"}
+    with_admin = access.definitions("/", {"mpledger": "x"}, admin=("mpsoa", "y"))
+    admin = with_admin["users"][-1]
+    assert admin["name"] == "mpsoa" and admin["tags"] == "administrator"
+    assert with_admin["topic_permissions"] == []  # only the edge has topic permissions
+    with pytest.raises(ValueError, match="unknown roles"):
+        access.definitions("/", {"mpbank": "x"})
