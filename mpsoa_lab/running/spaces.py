@@ -103,7 +103,8 @@ def open_own_nodes(settings: Settings, state: dict[str, Any]) -> bool:
 
 
 def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
-    """Delete the spaces whose owner is gone (their vhosts and storage); True if any was.
+    """Delete the spaces whose owner is gone (their vhosts, the broker users named after them,
+    and their storage); True if any was.
 
     A space's own nodes are components owned by the same process: the reaper has stopped them
     already (:func:`mpsoa_lab.running.reaper`), and only their entries go here."""
@@ -121,6 +122,11 @@ def close_spaces(home: Path, state: dict[str, Any], live: set[int]) -> bool:
             for broker in state["brokers"].values():
                 with Management(broker["management_url"], timeout=2.0) as api:
                     api.delete_vhost(name)
+                    # users a notebook made for its space (notebook 13: "<vhost>.<role>"), left
+                    # behind if its kernel died before deleting them
+                    for user in api.users():
+                        if user["name"].startswith(f"{name}."):
+                            api.delete_user(user["name"])
         except Exception:  # noqa: BLE001 - tried again at the reaper's next look
             continue
         for key in state["spaces"][name].get("nodes", {}).values():

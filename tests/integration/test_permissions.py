@@ -5,7 +5,11 @@ starts needing more), this goes red."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -79,3 +83,38 @@ def test_a_reply_exchange_closes_the_default_exchange_and_calls_still_work(lab):
     assert not hole.allowed and hole.landed == 0
     assert "amq.default" in hole.said
     assert sum(a.allowed for a in attempts.values()) == 2  # the two controls
+
+
+# A kernel that made a design user for its space, then dies without deleting it.
+HOLDER = """
+import sys, time
+import mpsoa_lab
+from mpsoa_lab.experiments import permissions
+lab = mpsoa_lab.up(space=sys.argv[1])
+held = permissions.design_user(lab, "edge")  # kept: its exit would delete the user
+user = held.__enter__()
+print(user.name, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_user_left_by_a_killed_kernel_goes_with_its_space(lab):
+    space = f"users-{os.getpid()}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, space],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MPSOA_SPACE": ""},
+    )
+    try:
+        name = holder.stdout.readline().strip()
+        assert name == f"{space}.edge", f"the holder ended early (exit {holder.poll()})"
+        api = Management.for_broker(lab.sync)
+        assert name in {u["name"] for u in api.users()}
+    finally:
+        holder.kill()  # kill -9: nothing of its own cleans up
+        holder.wait()
+    deadline = time.monotonic() + 60
+    while name in {u["name"] for u in api.users()} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert name not in {u["name"] for u in api.users()}, "the reaper left the user behind"
