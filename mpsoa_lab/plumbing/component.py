@@ -55,6 +55,7 @@ __all__ = [
 TYPES: dict[str, str] = {
     "epmd": "mpsoa_lab.plumbing.node:Epmd",
     "rabbitmq": "mpsoa_lab.plumbing.node:RabbitMQNode",
+    "rabbitmq_tls": "mpsoa_lab.plumbing.tls_node:TLSNode",
     "worker": "mpsoa_lab.running.workers:Worker",
     "program": "mpsoa_lab.plumbing.component:Program",
     "haproxy": "mpsoa_lab.plumbing.haproxy:HAProxy",
