@@ -127,3 +127,36 @@ def lab():
 
         _session["lab"] = mpsoa_lab.up()
     return _session["lab"]
+
+
+@pytest.fixture
+def holder():
+    """Start a stand-in for a notebook kernel: ``holder(script, space)`` runs ``script`` in a
+    child process (its space's name as ``sys.argv[1]``, on this session's lab) and returns the
+    first line it prints; ``holder.kill()`` sends it SIGKILL, so that nothing of its own cleans
+    up. Killed at the end of the test in any case."""
+    import subprocess
+    import sys
+
+    children: list[subprocess.Popen] = []
+
+    def start(script: str, space: str) -> str:
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, space],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MPSOA_SPACE": ""},
+        )
+        children.append(child)
+        line = child.stdout.readline().strip()
+        assert line, f"the holder ended early (exit {child.poll()})"
+        return line
+
+    def kill() -> None:
+        for child in children:
+            child.kill()
+            child.wait()
+
+    start.kill = kill  # type: ignore[attr-defined]
+    yield start
+    kill()

@@ -136,6 +136,7 @@ NODE_NOTEBOOKS = [
     "07_faults.ipynb",
     "10_clusters_and_node_loss.ipynb",
     "11_partitions.ipynb",
+    "13_who_may_publish.ipynb",
 ]
 #: ``make test`` runs on brokers given by URL the notebooks that need the lab's nodes as a whole
 #: (each ends in seconds, every section skipped in one line). 06 and 07, whose other sections

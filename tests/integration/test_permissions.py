@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -98,22 +96,13 @@ time.sleep(600)
 """
 
 
-def test_a_user_left_by_a_killed_kernel_goes_with_its_space(lab):
+def test_a_user_left_by_a_killed_kernel_goes_with_its_space(lab, holder):
     space = f"users-{os.getpid()}"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, space],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MPSOA_SPACE": ""},
-    )
-    try:
-        name = holder.stdout.readline().strip()
-        assert name == f"{space}.edge", f"the holder ended early (exit {holder.poll()})"
-        api = Management.for_broker(lab.sync)
-        assert name in {u["name"] for u in api.users()}
-    finally:
-        holder.kill()  # kill -9: nothing of its own cleans up
-        holder.wait()
+    name = holder(HOLDER, space)
+    assert name == f"{space}.edge"
+    api = Management.for_broker(lab.sync)
+    assert name in {u["name"] for u in api.users()}
+    holder.kill()
     deadline = time.monotonic() + 60
     while name in {u["name"] for u in api.users()} and time.monotonic() < deadline:
         time.sleep(0.5)
