@@ -50,6 +50,7 @@ def test_a_signing_caller_and_its_results(signed):
 
 
 def test_signing_costs_bytes_and_codec_time(signed):
+    # CPU time, not wall time: the machine's load beside this test changes neither
     cost = signed.cost
     assert len(cost.json_ms) == len(cost.signed_ms) == cost.calls == 10
     assert cost.signed_bytes > 4 * cost.json_bytes
