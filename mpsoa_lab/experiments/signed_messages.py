@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celery.security.serialization import DEFAULT_SEPARATOR
 from kombu import Connection, Exchange, Producer, Queue
 
 from ..design.apps import celery_apps_factory
@@ -75,7 +76,7 @@ SERVICE = "mpwallet"
 QUEUE = queue_name(SERVICE, "sync")
 DIGEST = "sha256"
 #: What Celery's auth serializer puts between the parts of a signed body.
-SEPARATOR = b"\x00\x01"
+SEPARATOR = DEFAULT_SEPARATOR
 
 
 @dataclass(frozen=True)
@@ -326,11 +327,11 @@ def run(lab: Lab, *, calls: int = 200, wait: float = 2.0) -> Run:
             stolen, read_a, sizes = gaps.run(out)
             worker = _results(lab, keys, caller, stolen, read_a, user_b, wait, out)
             try:
-                signed_ms = _timed_calls(caller, calls, user_a)
+                signed_ms = timed_echo_calls(caller, calls, user_a)
             finally:
                 _stop(worker, caller)
             with start_worker(lab, SERVICE, "sync"):
-                json_ms = _timed_calls(plain, calls, user_a)
+                json_ms = timed_echo_calls(plain, calls, user_a)
             out.cost = Cost(calls, json_ms, signed_ms, *sizes, *_codec_ms(CODEC_ROUNDS, user_a))
         finally:
             caller.close()
@@ -567,7 +568,8 @@ def _codec_ms(rounds: int, user_id: int) -> tuple[float, float]:
     return statistics.median(times["json"]), statistics.median(times["auth"])
 
 
-def _timed_calls(app: Any, calls: int, user_id: int) -> list[float]:
+def timed_echo_calls(app: Any, calls: int, user_id: int = 7) -> list[float]:
+    """Milliseconds of each of ``calls`` sync calls to ``mpwallet.sync.echo``, one after another."""
     out = []
     for _ in range(calls):
         start = time.perf_counter()

@@ -21,6 +21,7 @@ from ..design.apps import celery_apps_factory
 from ..running.lab import Lab
 from ..running.tls import TLSBroker
 from ..running.workers import Worker, start_worker
+from .signed_messages import timed_echo_calls
 
 __all__ = ["who_gets_in", "Cost", "cost", "REFUSED", "CLOSED"]
 
@@ -98,15 +99,6 @@ def _serving(lab: Lab, url: str, options: dict[str, Any] | None) -> tuple[Worker
                 raise
 
 
-def _call_ms(app: Any, calls: int) -> list[float]:
-    out = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        app.send_task(TASK, kwargs={"user_id": 7}).get(timeout=10)
-        out.append((time.perf_counter() - start) * 1000)
-    return out
-
-
 def cost(lab: Lab, broker: TLSBroker, *, connects: int = 30, calls: int = 200) -> Cost:
     """Connection set-up and sync-call latency, plain (the lab's sync node, this space) and TLS."""
     lab.prepare_topology()
@@ -117,7 +109,7 @@ def cost(lab: Lab, broker: TLSBroker, *, connects: int = 30, calls: int = 200) -
     for name, url, options in (("plain", plain_url, None), ("tls", broker.url, tls_options)):
         worker, app = _serving(lab, url, options)
         try:
-            measured[name] = _call_ms(app, calls)
+            measured[name] = timed_echo_calls(app, calls)
         finally:
             worker.stop()
             app.close()
