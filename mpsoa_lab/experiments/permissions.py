@@ -119,7 +119,6 @@ class BrokerUser:
         self.name = f"{lab.sync.vhost or 'lab'}.{role}"
         self._password = secrets.token_urlsafe(18)
         self.granted: dict[str, list[str]] = {p: [] for p in PERMISSIONS}
-        self.topics: dict[str, tuple[str, str]] = {}
 
     def url(self, kind: str) -> str:
         """The broker URL of ``kind`` as this user (it holds the password: never print it)."""
@@ -136,12 +135,6 @@ class BrokerUser:
         if pattern not in self.granted[permission]:
             self.granted[permission].append(pattern)
         self.apply()
-
-    def limit_topic(self, exchange: str, write: str, read: str = ".*") -> None:
-        """Topic permissions on ``exchange``: the routing keys it may publish and bind with."""
-        self.topics[exchange] = (write, read)
-        for api in self.apis.values():
-            api.put_topic_permissions(self.name, exchange, write, read)
 
     def apply(self) -> None:
         regexes = {p: "|".join(v) for p, v in self.granted.items()}

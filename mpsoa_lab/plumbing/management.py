@@ -482,17 +482,6 @@ class Management:
         deleted. Needs the ``administrator`` tag."""
         self._request("POST", "definitions", json=definitions)
 
-    def put_topic_permissions(
-        self, user: str, exchange: str, write: str, read: str, vhost: str | None = None
-    ) -> None:
-        """Narrow ``user``'s rights on topic exchange ``exchange`` by routing key: ``write``
-        matches the keys it may publish with, ``read`` the keys it may bind with."""
-        self._request(
-            "PUT",
-            f"topic-permissions/{self._q(self._vh(vhost))}/{self._q(user)}",
-            json={"exchange": exchange, "write": write, "read": read},
-        )
-
     def create_vhost(self, name: str) -> None:
         """Create a virtual host and give this API user full permissions on it (idempotent).
 
