@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .plumbing import settings as settings_mod
 from .plumbing.errors import LabError
@@ -27,6 +28,7 @@ COMMANDS = {
     "down": "stop everything the lab started, now, whoever holds it",
     "run": "hold the lab while a command runs: run -- CMD (make lab runs JupyterLab so)",
     "edge": "the HTTP edge and a worker per service queue on the lab, until Ctrl-C",
+    "definitions": "the design's users for docker-compose.secured.yml, fresh passwords, in .secrets/",
 }
 
 
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     edge.add_argument(
         "--no-workers", action="store_true", help="start no workers (you start your own)"
     )
+    commands["definitions"].add_argument(
+        "--out", type=Path, default=None, help="the folder to write (default: .secrets)"
+    )
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "definitions":
+        return _definitions(args.out)
     settings = settings_mod.load()
     if args.command == "status":
         return _status(settings)
@@ -126,6 +133,23 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("Lab stopped.")
         else:
             lab.release()
+
+
+def _definitions(out: Path | None) -> int:
+    from .running import compose_users
+
+    written = compose_users.write(out or compose_users.DEFAULT_FOLDER)
+    print(f"Wrote {written.folder}/ (mode 0700), every password new:")
+    print(f"  {written.definitions.name}  users {', '.join(written.users)} (hashed)")
+    print(f"  {written.compose_env.name}  the administrator's password, for docker compose")
+    print(f"  {written.host_env.name}  the lab's URLs and the users' passwords, for a terminal")
+    print("Start the brokers with them (a node loads them at its first boot and every boot after):")
+    print(
+        f"  docker compose --env-file {written.compose_env} -f docker-compose.yml "
+        "-f docker-compose.secured.yml up -d"
+    )
+    print(f"  set -a; . {written.host_env}; set +a")
+    return 0
 
 
 def _signals_interrupt() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -486,6 +487,56 @@ def cross_service(lab: Lab, *, reply_exchange: bool = False) -> list[Attempt]:
         ]  # fmt: skip
     _purge(lab, {"sync": ["mpledger.sync"], "async": ["mpwallet.async", "mpledger.async"]})
     return out
+
+
+@dataclass
+class CallCost:
+    calls: int
+    lab_ms: list[float]  # as the lab's own user, who may do anything in the vhost
+    design_ms: list[float]  # as the design's edge user
+
+    @property
+    def ratio(self) -> float:
+        """The design user's median over the lab user's."""
+        return statistics.median(self.design_ms) / statistics.median(self.lab_ms)
+
+
+def call_cost(lab: Lab, *, calls: int = 200, service: str = "mpwallet") -> CallCost:
+    """What the design's permissions cost a sync call: one worker running as the design's user
+    of ``service``, answering through the reply exchange, and two callers taking turns, call by
+    call: the lab's own user and the design's edge user, both with ``declare=[]``. Taking turns
+    puts both under the same load, whatever else the machine does."""
+    from ..design.apps import celery_apps_factory
+    from ..design.rpc_backend import REPLY_EXCHANGE_BACKEND
+
+    prepare(lab)
+    task = f"{service}.sync.echo"
+    with design_user(lab, service) as served, design_user(lab, "edge") as edge:
+        worker = start_worker(
+            lab, service, "sync", config={"result_backend": REPLY_EXCHANGE_BACKEND},
+            broker_urls=(served.url("sync"), served.url("async")), wait=False,
+        )  # fmt: skip
+        apps = {}
+        try:
+            for who, urls in (("lab", (lab.sync.url, lab.async_.url)),
+                              ("design", (edge.url("sync"), edge.url("async")))):  # fmt: skip
+                apps[who], other = celery_apps_factory("PUBLISHER", *urls, service)
+                other.close()
+                apps[who].conf.result_backend = REPLY_EXCHANGE_BACKEND
+            if _served(worker, apps["design"].send_task(task, kwargs={"user_id": 7}, declare=[]),
+                       60.0) is not None:  # fmt: skip
+                raise RuntimeError(f"the worker as the design's {service} user did not answer")
+            times: dict[str, list[float]] = {who: [] for who in apps}
+            for _ in range(calls):
+                for who, app in apps.items():
+                    start = time.perf_counter()
+                    app.send_task(task, kwargs={"user_id": 7}, declare=[]).get(timeout=10)
+                    times[who].append((time.perf_counter() - start) * 1000)
+        finally:
+            worker.stop()
+            for app in apps.values():
+                app.close()
+    return CallCost(calls, times["lab"], times["design"])
 
 
 def _purge(lab: Lab, queues: dict[str, list[str]]) -> None:

@@ -96,8 +96,11 @@ class WorkerOutcome:
 
 
 def _publish_task(url: str, body: bytes, content_type: str, encoding: str, headers: dict) -> None:
+    """Publish to the service's exchange without declaring it (the lab declared the topology),
+    so a publisher with the edge's rights alone (write, by routing key) can do it too."""
     with Connection(url) as conn:
-        producer = Producer(conn.channel(), exchange=Exchange(SERVICE, type="topic", durable=True))
+        exchange = Exchange(SERVICE, type="topic", durable=True)
+        producer = Producer(conn.channel(), exchange=exchange, auto_declare=False)
         producer.publish(
             body,
             routing_key=f"{SERVICE}.async.record_entry",
@@ -122,7 +125,9 @@ def _start(lab: Lab, config: dict[str, Any] | None, force_root: bool) -> Worker:
     return start_worker(lab, SERVICE, "async", config=config, wait=False, force_root=force_root)
 
 
-def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float) -> WorkerOutcome:
+def _one_worker(
+    lab: Lab, setup: str, config: dict[str, Any] | None, wait: float, publisher: str
+) -> WorkerOutcome:
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
@@ -144,13 +149,11 @@ def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float
         headers, _ = _celery_message(TASK, kwargs)
         embed = _body(kwargs)[2]
         before = len(read_log(worker))
-        _publish_task(
-            lab.async_.url, payload(((Marker(mark),), {}, embed)), PICKLE, "binary", headers
-        )
+        _publish_task(publisher, payload(((Marker(mark),), {}, embed)), PICKLE, "binary", headers)
         sentinel = f"sentinel-{uuid.uuid4().hex[:12]}"
         good_headers, _ = _celery_message(TASK, good_kwargs(sentinel))
         good_body = json.dumps(_body(good_kwargs(sentinel))).encode()
-        _publish_task(lab.async_.url, good_body, "application/json", "utf-8", good_headers)
+        _publish_task(publisher, good_body, "application/json", "utf-8", good_headers)
         ran = _wait(
             lambda: any(e["task_id"] == good_headers["id"] for e in storage.executions()), wait
         )
@@ -173,17 +176,24 @@ def _one_worker(lab: Lab, setup: str, config: dict[str, Any] | None, wait: float
         worker.stop()
 
 
-def to_worker(lab: Lab, *, wait: float = 10.0) -> dict[str, WorkerOutcome]:
+def to_worker(
+    lab: Lab, *, wait: float = 10.0, publisher: str | None = None
+) -> dict[str, WorkerOutcome]:
     """The payload to the lab's JSON-only worker, then to one with the 2014 ``accept_content``
     (as this machine's user; past Celery's root guard with ``C_FORCE_ROOT=1`` only if the guard
-    stopped it). Each worker is stopped before the next starts."""
+    stopped it). Each worker is stopped before the next starts. ``publisher`` is the async
+    broker URL the payload and the task after it are published with (the lab's own user's by
+    default; e.g. the design's edge user's, :func:`mpsoa_lab.experiments.permissions.design_user`)."""
     from ..design.services import mpledger
 
     mpledger.service.storage.reset()
     lab.prepare_topology()
+    url = publisher or lab.async_.url
     return {
-        "lab (JSON only)": _one_worker(lab, "lab (JSON only)", None, wait),
-        "2014 (pickle accepted)": _one_worker(lab, "2014 (pickle accepted)", PICKLE_2014, wait),
+        "lab (JSON only)": _one_worker(lab, "lab (JSON only)", None, wait, url),
+        "2014 (pickle accepted)": _one_worker(
+            lab, "2014 (pickle accepted)", PICKLE_2014, wait, url
+        ),
     }
 
 

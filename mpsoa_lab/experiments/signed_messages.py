@@ -262,6 +262,7 @@ class Cost:
     signed_bytes: int
     codec_json_ms: float  # median CPU time to serialize and read back one request body, here
     codec_signed_ms: float
+    codec_pickle_ms: float  # the same body in pickle, what the 2014 settings sent
 
     @property
     def json_median(self) -> float:
@@ -550,22 +551,22 @@ def _results(lab, keys, caller, stolen, read_a, user_b, wait, out: Run) -> Worke
 CODEC_ROUNDS = 200
 
 
-def _codec_ms(rounds: int, user_id: int) -> tuple[float, float]:
+def _codec_ms(rounds: int, user_id: int) -> tuple[float, float, float]:
     """Median CPU time of this thread, in ms, to serialize a deposit's body and read it back:
-    in JSON, and with the ``auth`` codec registered here (one signature and one check). The two
-    alternate round by round, and CPU time leaves out any wait for a core: a busy machine
-    changes neither."""
+    in JSON, with the ``auth`` codec registered here (one signature and one check), and in
+    pickle. They alternate round by round, and CPU time leaves out any wait for a core: a busy
+    machine changes none of them."""
     from kombu.serialization import dumps, loads
 
     body = ([], {"user_id": user_id, "amount_cents": 100}, {"callbacks": None})
-    times: dict[str, list[float]] = {"json": [], "auth": []}
+    times: dict[str, list[float]] = {"json": [], "auth": [], "pickle": []}
     for _ in range(rounds):
         for name, spent in times.items():
             start = time.thread_time()
             content_type, encoding, data = dumps(body, serializer=name)
             loads(data, content_type, encoding, accept=[content_type])
             spent.append((time.thread_time() - start) * 1000)
-    return statistics.median(times["json"]), statistics.median(times["auth"])
+    return tuple(statistics.median(times[name]) for name in ("json", "auth", "pickle"))
 
 
 def timed_echo_calls(app: Any, calls: int, user_id: int = 7) -> list[float]:
