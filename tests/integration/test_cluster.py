@@ -8,6 +8,7 @@ One cluster serves the whole module (a start is ~10 s on two cores); the tests r
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import requests
 from kombu import Connection, Producer, Queue
 
 from mpsoa_lab import NodeNameInUse
+from mpsoa_lab.experiments import secured
 from mpsoa_lab.plumbing.cluster import epmd_names
 from mpsoa_lab.plumbing.component import process_gone
 from mpsoa_lab.plumbing.ports import PortAllocator
@@ -102,6 +104,17 @@ def test_every_node_joined_as_the_broker_reports_it(lab, cluster):
     status = json.loads(out)
     assert sorted(status["running_nodes"]) == sorted(cluster.nodenames)
     assert lab.sync.node.nodename not in status["disk_nodes"]  # the lab's own broker stays apart
+
+
+def test_every_member_listens_on_loopback_only(cluster):
+    """guest/guest never on a listener beyond loopback: every socket of every member, read from
+    the operating system (AMQP, management, distribution), is on 127.0.0.0/8."""
+    for node in cluster.nodes:
+        found = secured.sockets_of(node)
+        assert {str(node.amqp_port), str(node.management_port)} <= {
+            s.rsplit(":", 1)[1] for s in found
+        }, found
+        assert all(ipaddress.ip_address(s.rsplit(":", 1)[0]).is_loopback for s in found), found
 
 
 def test_found_again_through_the_state_file(lab, cluster):
