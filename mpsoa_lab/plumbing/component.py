@@ -56,6 +56,7 @@ TYPES: dict[str, str] = {
     "epmd": "mpsoa_lab.plumbing.node:Epmd",
     "rabbitmq": "mpsoa_lab.plumbing.node:RabbitMQNode",
     "rabbitmq_tls": "mpsoa_lab.plumbing.tls_node:TLSNode",
+    "rabbitmq_definitions": "mpsoa_lab.plumbing.definitions_node:DefinitionsNode",
     "worker": "mpsoa_lab.running.workers:Worker",
     "program": "mpsoa_lab.plumbing.component:Program",
     "haproxy": "mpsoa_lab.plumbing.haproxy:HAProxy",

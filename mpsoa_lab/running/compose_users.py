@@ -19,15 +19,19 @@ Nothing here prints a password.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..design.access import ROLES, definitions
+from ..plumbing.definitions_node import DefinitionsNode
+from .lab import Lab
 
-__all__ = ["ADMIN", "DEFAULT_FOLDER", "HOST_PORTS", "Written", "write"]
+__all__ = ["ADMIN", "DEFAULT_FOLDER", "HOST_PORTS", "Written", "write", "booted_with"]
 
 #: The administrator's name, as in docker-compose.yml (where its password is mpsoa).
 ADMIN = "mpsoa"
@@ -84,3 +88,26 @@ def write(folder: Path = DEFAULT_FOLDER) -> Written:
     lines += [f"MPSOA_{role.upper()}_PASSWORD={password}" for role, password in passwords.items()]
     _write(paths.host_env, "\n".join(lines) + "\n", 0o600)
     return paths
+
+
+def admin_password(written: Written) -> str:
+    """The administrator's password, from ``compose.env`` (never printed)."""
+    line = written.compose_env.read_text().strip()
+    return line.split("=", 1)[1]
+
+
+@contextlib.contextmanager
+def booted_with(lab: Lab, written: Written) -> Iterator[DefinitionsNode]:
+    """A node of this space's own that loads ``written``'s definitions at boot, as
+    docker-compose.secured.yml's brokers do; owned by this process (the reaper stops it if the
+    process dies), stopped and its data deleted on exit."""
+    node = DefinitionsNode(
+        f"{lab.space}-defs",
+        Path(lab.space_home) / "definitions-node",
+        definitions=written.definitions.resolve(),
+        user=ADMIN,
+        password=admin_password(written),
+        **lab.beside("defs"),
+    )
+    with lab.own_node(node):
+        yield node

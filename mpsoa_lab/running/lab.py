@@ -271,6 +271,37 @@ class Lab:
             stop()
             raise
 
+    def beside(self, suffix: str) -> dict[str, Any]:
+        """What a node of this space's own needs to run beside the lab's (its epmd, its Erlang
+        home, a node name ending in ``suffix``, the server), owned by this process: the keyword
+        arguments of :class:`~mpsoa_lab.plumbing.node.RabbitMQNode` and its kinds."""
+        base = self.node("sync", "start a node beside")
+        slug = "".join(c if c.isalnum() else "-" for c in self.space)
+        return {
+            "epmd_port": base.epmd_port,
+            "erlang_home": base.erlang_home,
+            "nodename": f"mpsoa-{self.id}-{slug}-{suffix}@localhost",
+            "server": self.settings.rabbitmq_server,
+            "owner": os.getpid(),
+            "mark": str(self.home),
+        }
+
+    @contextlib.contextmanager
+    def own_node(self, node: RabbitMQNode, timeout: float | None = None) -> Iterator[RabbitMQNode]:
+        """Run ``node`` (made with :meth:`beside`) for a ``with`` block: recorded from its start,
+        so the reaper stops it if this process dies; stopped, forgotten and its data deleted on
+        exit."""
+        try:
+            node.start(wait=False)
+            self.record(node)  # from here the reaper knows it
+            node.wait_ready(timeout or self.settings.start_timeout)
+            self.record(node)  # its ports may have moved
+            yield node
+        finally:
+            node.stop(10.0)
+            self.forget(node)
+            shutil.rmtree(node.base_dir, ignore_errors=True)
+
     def forget(self, component: Component) -> None:
         """Remove a component that has stopped from the state file."""
         self._update(lambda state: state.setdefault("components", {}).pop(component.key, None))

@@ -10,8 +10,6 @@ folder, keys included.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +60,6 @@ class TLSBroker:
 @contextlib.contextmanager
 def tls_broker(lab: Lab, *, start_timeout: float | None = None) -> Iterator[TLSBroker]:
     """A TLS-only node of this space's own, with fresh keys; stopped and deleted on exit."""
-    base = lab.node("sync", "start a TLS node beside")
-    slug = "".join(c if c.isalnum() else "-" for c in lab.space)
     with key_folder(Path(lab.space_home), "tls") as folder:
         ca = make_ca(folder)
         make_identity(folder, "server", issuer=ca, hosts=("127.0.0.1", "localhost"))
@@ -73,20 +69,7 @@ def tls_broker(lab: Lab, *, start_timeout: float | None = None) -> Iterator[TLSB
             f"{lab.space}-tls",
             Path(lab.space_home) / "tls-node",
             tls_dir=folder,
-            epmd_port=base.epmd_port,
-            erlang_home=base.erlang_home,
-            nodename=f"mpsoa-{lab.id}-{slug}-tls@localhost",
-            server=lab.settings.rabbitmq_server,
-            owner=os.getpid(),
-            mark=str(lab.home),
+            **lab.beside("tls"),
         )
-        try:
-            node.start(wait=False)
-            lab.record(node)  # from here the reaper knows it
-            node.wait_ready(start_timeout or lab.settings.start_timeout)
-            lab.record(node)  # its ports may have moved
+        with lab.own_node(node, start_timeout):
             yield TLSBroker(node, ca, client, folder)
-        finally:
-            node.stop(10.0)
-            lab.forget(node)
-            shutil.rmtree(node.base_dir, ignore_errors=True)
