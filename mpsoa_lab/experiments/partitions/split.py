@@ -306,10 +306,13 @@ def fault_run(
     Erlang VM (SIGSTOP) for ``hold`` seconds and resumes it (SIGCONT), as a paused virtual
     machine.
 
-    ``settle`` bounds each wait for normal service: after the heal, then (where a node still
-    lists a partition) after the operator's restart of node 1. ``recover`` bounds the wait
-    after the heal under ``autoheal`` (no operator acts: the mode restarts nodes itself), the
-    wait for a cluster that has not agreed by the end, and then each queue's read; a queue
+    ``settle`` bounds the wait for normal service after the heal, which decides whether the
+    cluster came back by itself; where it did not and a node still lists a partition, the
+    operator restarts node 1. ``recover`` bounds the wait for normal service after that restart
+    (publishers refused while the node was down come back on their own back-off: on a busy
+    machine more than ``settle`` after the node is up), the wait after the heal under
+    ``autoheal`` (no operator acts: the mode restarts nodes itself), the wait for a cluster that
+    has not agreed by the end, and then each queue's read; a queue
     not read by then is *unreadable* (:attr:`SplitRun.unreadable`), its losses unknown.
     ``on_step(text)`` is called at each of the :data:`STEPS` steps (for a progress bar)."""
     step = on_step or (lambda text: None)
@@ -354,7 +357,7 @@ def fault_run(
             ):
                 run.t_restart = time.time()  # what the partitions guide tells an operator
                 cluster.restart_node(0)
-                _wait_normal(run, cluster, run.t_restart, settle)
+                _wait_normal(run, cluster, run.t_restart, recover)
             step("served normally" if run.t_normal else "not served normally")
             time.sleep(1.0)
             for publisher in run.publishers.values():
