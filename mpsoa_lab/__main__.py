@@ -29,6 +29,7 @@ COMMANDS = {
     "run": "hold the lab while a command runs: run -- CMD (make lab runs JupyterLab so)",
     "edge": "the HTTP edge and a worker per service queue on the lab, until Ctrl-C",
     "definitions": "the design's users for docker-compose.secured.yml, fresh passwords, in .secrets/",
+    "claims": "write the README's table of claims again from the verdicts the saved notebooks show",
 }
 
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     commands["definitions"].add_argument(
         "--out", type=Path, default=None, help="the folder to write (default: .secrets)"
     )
+    commands["claims"].add_argument(
+        "--readme", type=Path, default=Path("README.md"), help="the README (default: README.md)"
+    )
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "definitions":
         return _definitions(args.out)
+    if args.command == "claims":
+        return _claims(args.readme)
     settings = settings_mod.load()
     if args.command == "status":
         return _status(settings)
@@ -149,6 +155,18 @@ def _definitions(out: Path | None) -> int:
         "-f docker-compose.secured.yml up -d"
     )
     print(f"  set -a; . {written.host_env}; set +a")
+    return 0
+
+
+def _claims(readme: Path) -> int:
+    from .observe.claims import from_notebooks, rewrite_readme
+
+    if not readme.is_file():
+        print(f"mpsoa-lab: no README at {readme}: run this in the lab's checkout", file=sys.stderr)
+        return 2
+    verdicts = from_notebooks(readme.parent / "notebooks")
+    changed = rewrite_readme(readme, verdicts)
+    print(f"{readme}: {len(verdicts)} claims, {'written again' if changed else 'unchanged'}.")
     return 0
 
 

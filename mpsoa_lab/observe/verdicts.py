@@ -110,16 +110,19 @@ class Verdicts:
         remedy: str = "",
         show: bool = True,
     ) -> None:
-        """Record one verdict (replacing an earlier one with the same id) and print its line.
+        """Record one verdict (replacing an earlier one with the same id) and show its line.
 
-        Returns nothing, so a cell that ends with it shows the printed line only; the records are
-        the :class:`Verdicts` object's items (``for v in verdicts``).
+        In a notebook the line is one output with the whole record beside it as JSON (media
+        type :data:`~mpsoa_lab.observe.claims.MIME`, which readers do not render), so a saved
+        notebook carries its verdicts (:func:`mpsoa_lab.observe.claims.from_notebooks`);
+        elsewhere the line is printed. Returns nothing; the records are the :class:`Verdicts`
+        object's items (``for v in verdicts``).
         """
         entry = Verdict(id, claim, verdict, number, conditions, evidence, self.notebook, remedy)
         self._records[id] = entry
         self._write()
         if show:
-            print(entry.line())
+            _show(entry)
 
     def __iter__(self):
         return iter(self._records.values())
@@ -135,6 +138,20 @@ class Verdicts:
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps([asdict(v) for v in self._records.values()], indent=1))
             tmp.replace(self.path)
+
+
+def _show(entry: Verdict) -> None:
+    import sys
+
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if type(shell).__name__ != "ZMQInteractiveShell":  # a terminal, a script, a worker
+        print(entry.line())
+        return
+    from IPython.display import display
+
+    from .claims import MIME
+
+    display({"text/plain": entry.line(), MIME: asdict(entry)}, raw=True)
 
 
 def load_verdicts(home: Path | str | None = None) -> list[Verdict]:
