@@ -33,6 +33,7 @@ __all__ = [
     "sockets_of",
     "listening",
     "guest_connects",
+    "on_loopback",
     "guest_on_loopback",
     "user_per_party",
     "tls_peer_verification",
@@ -92,14 +93,15 @@ def guest_connects(lab: Lab, role: str = "sync") -> bool:
         return False
 
 
-def _host(address: str) -> str:
-    return address.rsplit(":", 1)[0].strip("[]")
+def on_loopback(address: str) -> bool:
+    """Whether ``host:port`` (``[v6]:port`` too) is on a loopback address (127.0.0.0/8, ::1)."""
+    return ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]")).is_loopback
 
 
 def guest_on_loopback(sockets: dict[str, list[str]], guest_connected: bool) -> Layer:
     """``sockets`` from :func:`listening`; ``guest_connected``: guest/guest got in from here."""
     every = [s for found in sockets.values() for s in found]
-    loopback = [s for s in every if ipaddress.ip_address(_host(s)).is_loopback]
+    loopback = [s for s in every if on_loopback(s)]
     return Layer(
         name="guest on loopback only",
         where="every lab node",

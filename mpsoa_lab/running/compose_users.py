@@ -31,7 +31,15 @@ from ..design.access import ROLES, definitions
 from ..plumbing.definitions_node import DefinitionsNode
 from .lab import Lab
 
-__all__ = ["ADMIN", "DEFAULT_FOLDER", "HOST_PORTS", "Written", "write", "booted_with"]
+__all__ = [
+    "ADMIN",
+    "DEFAULT_FOLDER",
+    "HOST_PORTS",
+    "Written",
+    "write",
+    "admin_password",
+    "booted_with",
+]
 
 #: The administrator's name, as in docker-compose.yml (where its password is mpsoa).
 ADMIN = "mpsoa"

@@ -8,7 +8,6 @@ One cluster serves the whole module (a start is ~10 s on two cores); the tests r
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -114,7 +113,7 @@ def test_every_member_listens_on_loopback_only(cluster):
         assert {str(node.amqp_port), str(node.management_port)} <= {
             s.rsplit(":", 1)[1] for s in found
         }, found
-        assert all(ipaddress.ip_address(s.rsplit(":", 1)[0]).is_loopback for s in found), found
+        assert all(secured.on_loopback(s) for s in found), found
 
 
 def test_found_again_through_the_state_file(lab, cluster):

@@ -5,8 +5,6 @@ users. If a lab node ever listens beyond loopback, this goes red."""
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
 from mpsoa_lab.experiments import permissions, pickle_payload, secured
@@ -14,10 +12,6 @@ from mpsoa_lab.running.tls import tls_broker
 
 #: Outcomes, no timings: make test runs it beside others.
 pytestmark = pytest.mark.beside_others
-
-
-def _loopback(address: str) -> bool:
-    return ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]")).is_loopback
 
 
 def test_every_socket_of_every_lab_node_is_on_loopback(lab):
@@ -28,7 +22,7 @@ def test_every_socket_of_every_lab_node_is_on_loopback(lab):
         node = lab.node(role) if role in lab.brokers else broker.node
         ports = {str(p) for p in node.ports.values() if p}
         assert ports <= {s.rsplit(":", 1)[1] for s in found}, (role, found)  # all were read
-        assert all(_loopback(s) for s in found), (role, found)
+        assert all(secured.on_loopback(s) for s in found), (role, found)
     layer = secured.guest_on_loopback(sockets, secured.guest_connects(lab))
     assert layer.stops_all and layer.through == 1  # guest from here: yes; from elsewhere: no
 
