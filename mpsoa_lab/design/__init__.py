@@ -42,6 +42,13 @@ _EXPORTS = {
     "BACKEND": "rpc_backend",
     "draw_architecture": "architecture",
     "what_the_edge_must_know": "architecture",
+    # the design as the lab recommends it (issue 25, notebook 14)
+    "Choice": "recommended",
+    "CHOICES": "recommended",
+    "recommended_apps": "recommended",
+    "recommended_config": "recommended",
+    "worker_options": "recommended",
+    "choices_table": "recommended",
     # the HTTP edge (issue 12, notebook 08)
     "create_app": "edge",
     "EdgeError": "edge",
