@@ -4,7 +4,8 @@
 # Both are idempotent and quick when nothing is missing. Also: make quick (unit tests, the
 # component life cycle and the three short notebooks: a minute or two, for everyday loops),
 # make bench (Celery against raw kombu, a couple of minutes), make notebook NB=04 (one
-# notebook, as make test runs it), make unit / integration / notebooks, make status / down,
+# notebook, as make test runs it), make review (every notebook, then one page of every
+# claim), make unit / integration / notebooks, make status / down,
 # make lint (ruff and the layer contract; also part of the unit tests) and make format (ruff
 # format and ruff's safe fixes).
 
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test quick setup rabbitmq haproxy unit integration notebook notebooks status down clean lint format test-rabbitmq4 test-urls
+.PHONY: lab test quick setup rabbitmq haproxy browser review unit integration notebook notebooks status down clean lint format test-rabbitmq4 test-urls
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
@@ -25,10 +26,10 @@ lab: $(STAMP)
 
 # make test: two pytest sessions (tools/run-tests.sh): first the unit tests and the integration
 # tests marked beside_others, three at a time; then the rest and every notebook, one at a time.
-test: $(STAMP) rabbitmq haproxy
+test: $(STAMP) rabbitmq haproxy browser
 	@sh tools/run-tests.sh $(BIN)/python $(PYTEST_ARGS)
 
-setup: $(STAMP) rabbitmq haproxy
+setup: $(STAMP) rabbitmq haproxy browser
 
 rabbitmq:
 	@sh tools/ensure-rabbitmq.sh
@@ -36,6 +37,10 @@ rabbitmq:
 # HAProxy and wrk, from the OS packages: the REST alternative's load balancer and load generator.
 haproxy:
 	@sh tools/ensure-haproxy.sh
+
+# Chromium and chromedriver, from the OS packages: the tests open the review page in them.
+browser:
+	@sh tools/ensure-browser.sh
 
 $(STAMP): requirements.txt pyproject.toml
 	@sh tools/ensure-python.sh $(PYTHON)
@@ -64,6 +69,13 @@ quick: $(STAMP) rabbitmq
 	$(BIN)/python -m pytest tests/unit tests/integration/test_components.py \
 		notebooks/01_architecture.ipynb notebooks/02_exchanges_queues_bindings.ipynb \
 		notebooks/03_router_and_config.ipynb --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# make review   every notebook on the lab, then review/index.html (one page of every claim, opens
+#               with no network) and review/claims.json. make review NB="01 03" runs those only;
+#               SYNC_URL=... ASYNC_URL=... runs them on brokers the lab did not start.
+review: $(STAMP) rabbitmq haproxy
+	$(BIN)/python -m mpsoa_lab review $(if $(NB),--notebooks $(NB),) \
+		$(if $(SYNC_URL),--sync-url $(SYNC_URL) --async-url $(ASYNC_URL),) $(REVIEW_ARGS)
 
 # make notebook NB=04   one notebook under nbval, as make test runs it
 notebook: $(STAMP) rabbitmq

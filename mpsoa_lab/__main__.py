@@ -4,6 +4,7 @@ same text as the README's and as ``--help``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ COMMANDS = {
     "edge": "the HTTP edge and a worker per service queue on the lab, until Ctrl-C",
     "definitions": "the design's users for docker-compose.secured.yml, fresh passwords, in .secrets/",
     "claims": "write the README's table of claims again from the verdicts the saved notebooks show",
+    "review": "run every notebook (or --notebooks) and write review/: one page of every claim",
 }
 
 
@@ -74,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     commands["claims"].add_argument(
         "--readme", type=Path, default=Path("README.md"), help="the README (default: README.md)"
     )
+    review = commands["review"]
+    review.add_argument("--sync-url", default=None, help="the sync broker's URL (with --async-url)")
+    review.add_argument("--async-url", default=None, help="the async broker's URL")
+    review.add_argument(
+        "--notebooks", nargs="+", default=[], metavar="NN", help="only these, e.g. 01 03"
+    )
+    review.add_argument("--out", type=Path, default=Path("review"), help="default: review")
+    review.add_argument("--timeout", type=float, default=900, help="a cell's limit, seconds")
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -87,6 +97,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _definitions(args.out)
     if args.command == "claims":
         return _claims(args.readme)
+    if args.command == "review":  # bad input is told before any node starts
+        from .running.review import select_notebooks
+
+        _review_brokers(args.sync_url, args.async_url)
+        args.selected = select_notebooks(args.notebooks)
     settings = settings_mod.load()
     if args.command == "status":
         return _status(settings)
@@ -109,6 +124,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_lab(lab)
         if args.command == "edge":
             return _serve_edge(lab, settings, args)
+        if args.command == "review":
+            return _review(lab, args)
         if args.command == "up":
             print("Ctrl-C stops it." if lab.started_here else "Ctrl-C detaches.", flush=True)
             return _hold(lab, settings)
@@ -168,6 +185,35 @@ def _claims(readme: Path) -> int:
     changed = rewrite_readme(readme, verdicts)
     print(f"{readme}: {len(verdicts)} claims, {'written again' if changed else 'unchanged'}.")
     return 0
+
+
+def _review_brokers(sync_url: str | None, async_url: str | None) -> None:
+    """Brokers given on the command line: both or neither, and they win over the environment."""
+    if (sync_url is None) != (async_url is None):
+        raise LabError(
+            "review needs both --sync-url and --async-url (brokers given by URL), or neither "
+            "(the lab's own nodes)"
+        )
+    if sync_url is not None:
+        os.environ["MPSOA_SYNC_BROKER_URL"], os.environ["MPSOA_ASYNC_BROKER_URL"] = (
+            sync_url,
+            async_url,
+        )
+
+
+def _review(lab: Lab, args: argparse.Namespace) -> int:
+    from .running.review import run_review
+
+    notebooks = args.selected
+    print(f"Running {len(notebooks)} notebook(s); the review goes to {args.out}/", flush=True)
+    doc = run_review(lab, args.out, notebooks, timeout=args.timeout)
+    failed = [run for run in doc["notebooks"] if run["status"] != "passed"]
+    summary = doc["summary"]
+    told = ", ".join(f"{summary[k]} {k}" for k in ("holds", "fails", "partly", "obsolete"))
+    print(f"{summary['claims']} claims: {told}. Open {args.out / 'index.html'}")
+    for run in failed:
+        print(f"  {run['notebook']} {run['status']}: {run['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _signals_interrupt() -> None:

@@ -122,3 +122,48 @@ def test_ensure_haproxy_says_what_is_missing_and_optional_goes_on(tmp_path, opti
     assert done.returncode == code
     assert "They could not be installed here: Homebrew is not installed." in done.stderr
     assert "brew install mpsoa-none-a mpsoa-none-b" in done.stderr
+
+
+@pytest.mark.parametrize("option, code", [("", 1), ("--optional", 0)])
+def test_ensure_browser_says_what_is_missing_and_how_to_install_it(tmp_path, option, code):
+    """On a machine that cannot install (macOS without Homebrew), the script names what is
+    missing and the commands for both systems."""
+    copy = tmp_path / "tools"
+    copy.mkdir()
+    shutil.copy(TOOLS / "install-packages.sh", copy)
+    text = (TOOLS / "ensure-browser.sh").read_text()
+    assert 'PROGRAMS="chromium chromedriver"\n' in text
+    (copy / "ensure-browser.sh").write_text(
+        text.replace('PROGRAMS="chromium chromedriver"', 'PROGRAMS="mpsoa-none-c mpsoa-none-d"')
+    )
+    done = subprocess.run(
+        ["sh", str(copy / "ensure-browser.sh"), *([option] if option else [])],
+        env=machine(tmp_path, "Darwin", 501),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == code
+    assert "(mpsoa-none-c mpsoa-none-d missing)" in done.stderr
+    assert "could not be installed here: Homebrew is not installed." in done.stderr
+    assert "sudo apt-get install -y chromium chromium-driver" in done.stderr
+
+
+def test_ensure_browser_installs_debians_packages_as_root(tmp_path):
+    copy = tmp_path / "tools"
+    copy.mkdir()
+    shutil.copy(TOOLS / "install-packages.sh", copy)
+    text = (TOOLS / "ensure-browser.sh").read_text()
+    (copy / "ensure-browser.sh").write_text(
+        text.replace('PROGRAMS="chromium chromedriver"', 'PROGRAMS="mpsoa-none-c"')
+    )
+    done = subprocess.run(
+        ["sh", str(copy / "ensure-browser.sh")],
+        env=machine(tmp_path, "Linux", 0, "apt-get"),
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        "apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium chromium-driver" in done.stdout
+    )
+    assert done.returncode == 1  # the fake apt-get installed nothing: still missing, said so
+    assert "the install finished but mpsoa-none-c is still not found" in done.stderr
