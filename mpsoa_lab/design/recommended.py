@@ -83,6 +83,29 @@ class Choice:
 
 CHOICES: tuple[Choice, ...] = (
     Choice(
+        "Celery 5's names",
+        "both apps",
+        "lowercase settings: timezone, enable_utc, task_ignore_result, "
+        "worker_disable_rate_limits, broker_heartbeat_checkrate, ...",
+        "the uppercase names are deprecated, one new name among them makes Celery refuse them "
+        "all, and three of the post's names (CELERY_BACKEND among them) are ignored",
+        ("03",),
+        (
+            "config2014-timezone",
+            "config2014-enable-utc",
+            "config2014-disable-rate-limits",
+            "config2014-ignore-result",
+        ),
+    ),
+    Choice(
+        "transport",
+        "both apps",
+        "amqp:// (py-amqp) for publishers and workers alike",
+        "the 2014 publishers' librabbitmq:// no longer installs: the PUBLISHER app cannot send",
+        ("03",),
+        ("config2014-publisher-librabbitmq",),
+    ),
+    Choice(
         "router",
         "both apps",
         "one router per kind of app (kind_router); task_create_missing_queues = False",
@@ -93,6 +116,8 @@ CHOICES: tuple[Choice, ...] = (
             "router-2014-names",
             "router-2014-edge-publishes-to-correct-queue",
             "router-2014-one-config-for-both-apps",
+            "config2014-routes",
+            "config2014-queues",
         ),
     ),
     Choice(
@@ -105,6 +130,9 @@ CHOICES: tuple[Choice, ...] = (
             "config2014-pickle-on-a-secured-broker",
             "accept-content-pickle-json",
             "pickle-if-broker-secured",
+            "config2014-accept-content",
+            "config2014-task-serializer",
+            "config2014-result-serializer",
         ),
     ),
     Choice(
@@ -112,8 +140,8 @@ CHOICES: tuple[Choice, ...] = (
         "both apps",
         "broker_pool_limit = 10 (Celery's default), never 0",
         "0 opens a connection for every call: about one per call and a slower p50",
-        ("04",),
-        ("sync-pool-limit-zero",),
+        ("03", "04"),
+        ("sync-pool-limit-zero", "config2014-broker-pool-limit"),
         {"broker_pool_limit": 10},
     ),
     Choice(
@@ -148,8 +176,8 @@ CHOICES: tuple[Choice, ...] = (
         "broker_heartbeat = 10 (the 2014 value)",
         "a frozen worker's prefetched messages come back within three intervals; with Celery "
         "5's default the broker agrees 60 s and holds them much longer",
-        ("07",),
-        (),
+        ("03", "07"),
+        ("config2014-broker-heartbeat", "config2014-broker-heartbeat-checkrate"),
         {"broker_heartbeat": 10, "broker_heartbeat_checkrate": 2.0},
     ),
     Choice(
@@ -159,8 +187,8 @@ CHOICES: tuple[Choice, ...] = (
         "Celery 5.7's rpc:// blocks a call made while the broker is down and can leave an edge "
         "without replies after an outage; answers through their own exchange let a worker "
         "write there only, not into every queue",
-        ("07", "13"),
-        ("faults-sync-call-broker-outage", "least-privilege-users"),
+        ("03", "07", "13"),
+        ("faults-sync-call-broker-outage", "least-privilege-users", "config2014-backend"),
         {"result_backend": REPLY_EXCHANGE_BACKEND, "result_persistent": False},
     ),
     Choice(
@@ -223,8 +251,8 @@ CHOICES: tuple[Choice, ...] = (
         "quorum queues (x-queue-type: quorum) for every queue",
         "HA policy 'all' mirrors nothing today; classic mirrored queues lost confirmed "
         "messages under a split; quorum queues lost none",
-        ("10", "11"),
-        ("queue-ha-policy-all", "replicate-to-all-nodes-under-split"),
+        ("03", "10", "11"),
+        ("queue-ha-policy-all", "replicate-to-all-nodes-under-split", "config2014-queue-ha-policy"),
     ),
     Choice(
         "partition handling",
