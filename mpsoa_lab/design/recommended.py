@@ -42,6 +42,7 @@ __all__ = [
     "recommended_config",
     "recommended_apps",
     "worker_options",
+    "worker_config",
     "queue_arguments",
     "recommended_queues",
     "choices_for",
@@ -381,6 +382,27 @@ def worker_options(kind: str) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     return {"pool": "prefork", "concurrency": 1, "prefetch_multiplier": 1 if kind == "async" else 4}
+
+
+def worker_config(kind: str, services: tuple[str, ...] = SERVICES) -> dict[str, Any]:
+    """What a recommended daemon of ``kind`` takes on top of the lab's app (JSON, for
+    ``start_worker(config=...)``, which passes it in ``MPSOA_CELERY_CONFIG``): its queues as the
+    recommended deployment declares them (the dict shape Celery accepts) and every choice's
+    settings for that kind."""
+    queues = {
+        queue.name: {
+            "exchange": queue.exchange.name,
+            "exchange_type": queue.exchange.type,
+            "binding_key": queue.routing_key,
+            "durable": True,
+            "queue_arguments": dict(queue.queue_arguments or {}),
+        }
+        for queue in recommended_queues(kind, services)
+    }
+    config: dict[str, Any] = {"task_queues": queues}
+    for choice in choices_for(kind):
+        config.update(choice.config)
+    return config
 
 
 def choices_table() -> list[dict[str, str]]:

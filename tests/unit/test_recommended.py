@@ -111,3 +111,18 @@ def test_worker_options_and_the_edges_timeout():
     assert rec.worker_options("sync")["prefetch_multiplier"] == 4
     assert rec.SYNC_TIMEOUT == DEFAULT_TIMEOUT
     assert rec.BROKER_CONFIG == {"cluster_partition_handling": "pause_minority"}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_workers_config_is_json_and_matches_the_apps(kind):
+    import json
+
+    config = json.loads(json.dumps(rec.worker_config(kind)))
+    app = rec.recommended_config(kind)
+    for key, value in config.items():
+        if key != "task_queues":
+            assert app[key] == value, key
+    assert set(config["task_queues"]) == {q.name for q in app["task_queues"]} - {"celery"}
+    assert all(
+        q["queue_arguments"] == {"x-queue-type": "quorum"} for q in config["task_queues"].values()
+    )
