@@ -6,7 +6,7 @@
 #   --optional  print the command and go on
 set -eu
 # shellcheck source-path=SCRIPTDIR source=install-packages.sh
-. "$(dirname "$0")/install-packages.sh"  # install_packages: brew or apt-get, or cannot_install
+. "$(dirname "$0")/install-packages.sh"  # ensure_programs, install_packages
 
 PROGRAMS="chromium chromedriver"
 
@@ -33,10 +33,4 @@ MSG
 
 OPTIONAL=0
 [ "${1:-}" = "--optional" ] && OPTIONAL=1
-MISSING="$(missing)"
-[ -z "$MISSING" ] && exit 0
-
-install_packages "Chromium and its WebDriver" "--cask chromium chromedriver" "chromium chromium-driver"
-
-MISSING="$(missing)"
-[ -z "$MISSING" ] || cannot_install "the install finished but $MISSING is still not found"
+ensure_programs "Chromium and its WebDriver" "--cask chromium chromedriver" "chromium chromium-driver"

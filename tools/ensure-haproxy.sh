@@ -5,7 +5,7 @@
 #   --optional  print the command and go on (make lab: only notebook 09 needs them)
 set -eu
 # shellcheck source-path=SCRIPTDIR source=install-packages.sh
-. "$(dirname "$0")/install-packages.sh"  # install_packages: brew or apt-get, or cannot_install
+. "$(dirname "$0")/install-packages.sh"  # ensure_programs, install_packages
 
 PACKAGES="haproxy wrk"
 
@@ -33,12 +33,6 @@ MSG
 
 OPTIONAL=0
 [ "${1:-}" = "--optional" ] && OPTIONAL=1
-MISSING="$(missing)"
-[ -z "$MISSING" ] && exit 0
-
 # Debian's haproxy package starts a system service on port-less defaults; the lab never
 # uses it (it runs its own haproxy, as your user, with a config of its own).
-install_packages "$MISSING" "$MISSING" "$MISSING"
-
-MISSING="$(missing)"
-[ -z "$MISSING" ] || cannot_install "the install finished but $MISSING is still not found"
+ensure_programs

@@ -39,3 +39,15 @@ install_packages() {
         ;;
     esac
 }
+
+# ensure_programs [WHAT BREW APT]: the caller defines missing (prints the programs it needs that
+# are not found, space-separated): nothing missing, exit 0 at once; otherwise install_packages
+# (WHAT, BREW and APT default to the missing programs' names) and check that they are found now,
+# cannot_install if not.
+ensure_programs() {
+    MISSING="$(missing)"
+    [ -z "$MISSING" ] && exit 0
+    install_packages "${1:-$MISSING}" "${2:-$MISSING}" "${3:-$MISSING}"
+    MISSING="$(missing)"
+    [ -z "$MISSING" ] || cannot_install "the install finished but $MISSING is still not found"
+}

@@ -19,6 +19,7 @@ broker. What changed against 2014, and why, is shown by running both in notebook
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -30,7 +31,7 @@ from .naming import SERVICES
 from .routing import kind_router
 from .topology import platform_queues
 
-__all__ = ["APP_TYPES", "celery_apps_factory", "base_config", "normalize_broker_url"]
+__all__ = ["APP_TYPES", "celery_apps_factory", "build_apps", "base_config", "normalize_broker_url"]
 
 #: The 2014 factory chose a transport by app type; today both use ``pyamqp``.
 APP_TYPES = ("PUBLISHER", "SUBSCRIBER")
@@ -81,6 +82,18 @@ def celery_apps_factory(
     app_type: str, sync_broker_url: str, async_broker_url: str, service_name: str
 ) -> tuple[Celery, Celery]:
     """Return ``(sync_app, async_app)`` for ``service_name``, each on its own broker."""
+    return build_apps(app_type, sync_broker_url, async_broker_url, service_name, base_config)
+
+
+def build_apps(
+    app_type: str,
+    sync_broker_url: str,
+    async_broker_url: str,
+    service_name: str,
+    config_for: Callable[[str], dict[str, Any]],
+) -> tuple[Celery, Celery]:
+    """``(sync_app, async_app)`` for ``service_name``, each on its own broker and configured
+    with ``config_for(kind)``; a clear error for an unknown app type or service."""
     if app_type not in APP_TYPES:
         raise ValueError(f"app_type must be one of {APP_TYPES}, not {app_type!r}")
     if service_name not in SERVICES:
@@ -93,6 +106,6 @@ def celery_apps_factory(
         app = Celery(
             f"{service_name}.{kind}_app", broker=normalize_broker_url(url), set_as_current=False
         )
-        app.conf.update(base_config(kind))
+        app.conf.update(config_for(kind))
         apps.append(app)
     return apps[0], apps[1]

@@ -28,8 +28,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from ..plumbing.errors import UnknownService
-from .apps import APP_TYPES, base_config, normalize_broker_url
+from .apps import base_config, build_apps
 from .naming import KINDS, SERVICES, queue_name
 from .rpc_backend import REPLY_EXCHANGE_BACKEND
 from .topology import binding_key, service_exchange
@@ -358,21 +357,7 @@ def recommended_apps(
 ) -> tuple[Celery, Celery]:
     """``(sync_app, async_app)`` for ``service_name`` as the lab recommends them, each on its
     own broker: the 2014 factory's signature."""
-    if app_type not in APP_TYPES:
-        raise ValueError(f"app_type must be one of {APP_TYPES}, not {app_type!r}")
-    if service_name not in SERVICES:
-        raise UnknownService(
-            f"service_name {service_name!r} is not a service of the platform; "
-            f"known services: {', '.join(SERVICES)}"
-        )
-    apps = []
-    for kind, url in (("sync", sync_broker_url), ("async", async_broker_url)):
-        app = Celery(
-            f"{service_name}.{kind}_app", broker=normalize_broker_url(url), set_as_current=False
-        )
-        app.conf.update(recommended_config(kind))
-        apps.append(app)
-    return apps[0], apps[1]
+    return build_apps(app_type, sync_broker_url, async_broker_url, service_name, recommended_config)
 
 
 def worker_options(kind: str) -> dict[str, Any]:
