@@ -30,7 +30,7 @@ COMMANDS = {
     "run": "hold the lab while a command runs: run -- CMD (make lab runs JupyterLab so)",
     "edge": "the HTTP edge and a worker per service queue on the lab, until Ctrl-C",
     "definitions": "the design's users for docker-compose.secured.yml, fresh passwords, in .secrets/",
-    "claims": "write the README's table of claims again from the verdicts the saved notebooks show",
+    "claims": "write the README's tables of claims (from the saved notebooks) and of the recommended design",
     "review": "run every notebook (or --notebooks) and write review/: one page of every claim",
 }
 
@@ -176,14 +176,25 @@ def _definitions(out: Path | None) -> int:
 
 
 def _claims(readme: Path) -> int:
-    from .observe.claims import from_notebooks, rewrite_readme
+    from .observe.claims import from_notebooks, rewrite_between, rewrite_readme
 
     if not readme.is_file():
         print(f"mpsoa-lab: no README at {readme}: run this in the lab's checkout", file=sys.stderr)
         return 2
+    from .design import recommended
+
     verdicts = from_notebooks(readme.parent / "notebooks")
-    changed = rewrite_readme(readme, verdicts)
-    print(f"{readme}: {len(verdicts)} claims, {'written again' if changed else 'unchanged'}.")
+    try:
+        changed = rewrite_readme(readme, verdicts)
+        print(f"{readme}: {len(verdicts)} claims, {'written again' if changed else 'unchanged'}.")
+        changed = rewrite_between(
+            readme, recommended.README_BEGIN, recommended.README_END, recommended.choices_markdown()
+        )
+    except ValueError as exc:  # a README without the markers
+        print(f"mpsoa-lab: {exc}", file=sys.stderr)
+        return 2
+    told = "written again" if changed else "unchanged"
+    print(f"{readme}: {len(recommended.CHOICES)} recommended choices, {told}.")
     return 0
 
 

@@ -46,6 +46,9 @@ __all__ = [
     "recommended_queues",
     "choices_for",
     "choices_table",
+    "README_BEGIN",
+    "README_END",
+    "choices_markdown",
 ]
 
 #: Seconds a sync caller waits for its answer (``get(timeout=...)``); the request expires after
@@ -403,3 +406,28 @@ def choices_table() -> list[dict[str, str]]:
         }
         for c in CHOICES
     ]
+
+
+README_BEGIN = (
+    "<!-- recommended: written by python -m mpsoa_lab claims from "
+    "mpsoa_lab.design.recommended.CHOICES; do not edit -->"
+)
+README_END = "<!-- /recommended -->"
+
+
+def choices_markdown() -> str:
+    """The choices as the README's table: one row each, with the notebooks that measured it."""
+
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
+    rows = [
+        "| what | where | the setting | why | measured in |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CHOICES:
+        measured = ", ".join(c.notebooks)
+        rows.append(
+            f"| {cell(c.topic)} | {c.where} | {cell(c.setting)} | {cell(c.reason)} | {measured} |"
+        )
+    return "\n".join(rows)

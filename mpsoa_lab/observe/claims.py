@@ -20,7 +20,7 @@ from pathlib import Path
 from .verdicts import VERDICTS, Verdict
 
 __all__ = ["MIME", "BEGIN", "END", "from_notebook", "from_notebooks", "readme_table",
-           "rewrite_readme", "readme_verdicts"]  # fmt: skip
+           "rewrite_between", "rewrite_readme", "readme_verdicts"]  # fmt: skip
 
 #: The media type of a verdict record in a notebook's outputs.
 MIME = "application/vnd.mpsoa.verdict+json"
@@ -74,18 +74,24 @@ def _summary(verdicts: list[Verdict]) -> str:
     return f"{len(verdicts)} claims: {told}."
 
 
-def rewrite_readme(readme: Path | str, verdicts: list[Verdict]) -> bool:
-    """Write the table between :data:`BEGIN` and :data:`END` in ``readme``; True if it changed."""
-    path = Path(readme)
+def rewrite_between(path: Path | str, begin: str, end: str, body: str) -> bool:
+    """Write ``body`` between the lines ``begin`` and ``end`` of the file at ``path``; True if
+    that changed the file."""
+    path = Path(path)
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{path}: no {BEGIN!r} ... {END!r} markers to write the table between")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n{_summary(verdicts)}\n\n{readme_table(verdicts)}\n{END}{tail}"
+    if begin not in text or end not in text:
+        raise ValueError(f"{path}: no {begin!r} ... {end!r} markers to write between")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{begin}\n{body}\n{end}{tail}"
     if new != text:
         path.write_text(new)
     return new != text
+
+
+def rewrite_readme(readme: Path | str, verdicts: list[Verdict]) -> bool:
+    """Write the table between :data:`BEGIN` and :data:`END` in ``readme``; True if it changed."""
+    return rewrite_between(readme, BEGIN, END, f"{_summary(verdicts)}\n\n{readme_table(verdicts)}")
 
 
 def readme_verdicts(readme: Path | str) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from mpsoa_lab.__main__ import main
+from mpsoa_lab.design import recommended
 from mpsoa_lab.observe.claims import (
     BEGIN,
     END,
@@ -105,7 +106,18 @@ def test_the_command_writes_the_table(tmp_path, capsys):
         "text/plain": "[HOLDS] ...", MIME: {**_verdict("sync-one").__dict__}})]  # fmt: skip
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "notebooks" / "04_x.ipynb")
     readme = tmp_path / "README.md"
-    readme.write_text(f"{BEGIN}\n{END}\n")
+    readme.write_text(f"{BEGIN}\n{END}\n{recommended.README_BEGIN}\n{recommended.README_END}\n")
     assert main(["claims", "--readme", str(readme)]) == 0
     assert readme_verdicts(readme) == [("sync-one", "holds")]
-    assert "1 claims, written again" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 claims, written again" in out and "recommended choices, written again" in out
+    assert recommended.choices_markdown() in readme.read_text()
+    readme.write_text(f"{BEGIN}\n{END}\n")  # no place for the recommended design's table
+    assert main(["claims", "--readme", str(readme)]) == 2
+    assert "no '<!-- recommended" in capsys.readouterr().err
+
+
+def test_the_readmes_table_of_the_recommended_design_is_the_codes():
+    text = (ROOT / "README.md").read_text()
+    table = text.split(recommended.README_BEGIN, 1)[1].split(recommended.README_END, 1)[0]
+    assert table.strip() == recommended.choices_markdown(), "run: python -m mpsoa_lab claims"
