@@ -16,16 +16,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..plumbing.util import kernel_shell
+
 __all__ = ["progress"]
-
-
-def _shell() -> Any:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
-    return shell if type(shell).__name__ == "ZMQInteractiveShell" else None
 
 
 class _NotebookBar:
@@ -103,6 +96,6 @@ class _NotebookBar:
 
 def progress(iterable: Iterable | None = None, **options: Any) -> Any:
     """``tqdm(iterable, total=..., desc=..., unit=...)`` that a saved notebook shows finished."""
-    if _shell() is None:
+    if kernel_shell() is None:
         return tqdm(iterable, **options)
     return _NotebookBar(iterable, **options)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..plumbing import settings
+from ..plumbing.util import kernel_shell
 
 __all__ = ["VERDICTS", "Verdict", "Verdicts", "load_verdicts", "verdicts_dir"]
 
@@ -141,10 +142,7 @@ class Verdicts:
 
 
 def _show(entry: Verdict) -> None:
-    import sys
-
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    if type(shell).__name__ != "ZMQInteractiveShell":  # a terminal, a script, a worker
+    if kernel_shell() is None:  # a terminal, a script, a worker
         print(entry.line())
         return
     from IPython.display import display

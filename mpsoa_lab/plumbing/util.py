@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["wait_until", "ready_messages"]
+__all__ = ["wait_until", "ready_messages", "kernel_shell"]
+
+
+def kernel_shell() -> Any:
+    """This process's IPython shell if the process is a Jupyter kernel, else None (a terminal,
+    a script, a worker, or a process that merely imported IPython). Never imports IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell if type(shell).__name__ == "ZMQInteractiveShell" else None
+
 
 T = TypeVar("T")
 

@@ -42,6 +42,7 @@ from ..plumbing.settings import (
     with_vhost,
 )
 from ..plumbing.state import StateFile, running_lab_urls, space_brokers, space_nodes
+from ..plumbing.util import kernel_shell
 from . import lifecycle
 from .lifecycle import STATE_VERSION, Command, Step, external_brokers
 from .spaces import close_spaces, open_own_nodes, open_space
@@ -128,19 +129,17 @@ def _sweep(home: Path) -> None:
     psutil.wait_procs(left, timeout=5)
 
 
-def _in_kernel() -> bool:
-    """Whether this process is a Jupyter kernel (not merely a process that imported IPython)."""
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
-
-
 def _space_name() -> str:
     """A space name for this process: the notebook's name when Jupyter gives it, and the pid."""
     session = os.environ.get("JPY_SESSION_NAME", "")
     program = Path(sys.argv[0] if sys.argv else "")
     if program.stem == "__main__":  # python -m package: the package's name
         program = program.parent
-    slug = Path(session).stem if session else ("kernel" if _in_kernel() else program.stem)
+    slug = (
+        Path(session).stem
+        if session
+        else ("kernel" if kernel_shell() is not None else program.stem)
+    )
     slug = re.sub(r"[^A-Za-z0-9_]+", "-", slug).strip("-")[:40] or "python"
     return f"{slug}-{os.getpid()}"
 
