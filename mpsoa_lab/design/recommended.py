@@ -37,6 +37,7 @@ __all__ = [
     "Choice",
     "CHOICES",
     "SYNC_TIMEOUT",
+    "AS_A_WHOLE",
     "BROKER_CONFIG",
     "recommended_config",
     "recommended_apps",
@@ -54,6 +55,10 @@ __all__ = [
 #: Seconds a sync caller waits for its answer (``get(timeout=...)``); the request expires after
 #: as long (``expires`` on ``send_task``): nobody waits for it then.
 SYNC_TIMEOUT = 5.0
+
+#: Verdicts on the 2014 design as a whole (notebook 14): the whole of this design answers them,
+#: not one choice.
+AS_A_WHOLE = ("celery-as-soa-middleware",)
 
 #: Where a choice takes effect.
 WHERE = ("both apps", "sync app", "async app", "workers", "queues", "broker", "edge", "tasks")

@@ -16,6 +16,7 @@ _EXPORTS = {
     "Tally": "faults",
     "tally": "faults",
     "queued_task_ids": "faults",
+    "settled_task_ids": "faults",
     "wait_started": "faults",
     "wait_acked": "faults",
     "freeze_main_process": "faults",

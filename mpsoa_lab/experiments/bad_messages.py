@@ -324,24 +324,27 @@ def send_bad_messages(
     config: dict[str, Any] | None = None,
     messages: list[BadMessage] | None = None,
     wait: float = 10.0,
+    worker_options: dict[str, Any] | None = None,
 ) -> Run:
     """Publish each bad message, then a sentinel, to ``mpledger.async`` on ``lab``'s async
     broker, which one worker (Celery settings ``config``) consumes; return where each ended up.
 
     A message the worker dies of is left where it is and a second worker is started on the
     queue, to see whether it dies too; then the queue is purged by hand (counted) and a worker
-    started again for the next message."""
+    started again for the next message. ``worker_options`` go to each
+    :func:`~mpsoa_lab.running.workers.start_worker` (e.g. ``prefetch_multiplier``)."""
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
     messages = catalogue() if messages is None else messages
+    options = worker_options or {}
     url, queue = lab.async_.url, queue_name(SERVICE, KIND)
     exchange = Exchange(SERVICE, type="topic", durable=True)
     _dead_letters(url)  # start from an empty dead-letter queue
     started = time.monotonic()
     logs: list[str] = []
     fates: dict[str, Fate] = {}
-    worker = start_worker(lab, SERVICE, KIND, config=config)
+    worker = start_worker(lab, SERVICE, KIND, config=config, **options)
     try:
         with Connection(url) as conn:
             producer = Producer(conn.channel(), exchange=exchange)
@@ -368,12 +371,12 @@ def send_bad_messages(
                 if not fate.worker_alive:
                     logs.append(read_log(worker))
                     worker.stop()
-                    worker = start_worker(lab, SERVICE, KIND, config=config, wait=False)
+                    worker = start_worker(lab, SERVICE, KIND, config=config, wait=False, **options)
                     fate.next_worker_died = _dies(worker, wait)
                     logs.append(read_log(worker))
                     worker.stop()
                     fate.purged = conn.default_channel.queue_purge(queue) or 0
-                    worker = start_worker(lab, SERVICE, KIND, config=config)
+                    worker = start_worker(lab, SERVICE, KIND, config=config, **options)
         time.sleep(0.3)  # a rejected message is dead-lettered as it is rejected: well within
         for key, death in _dead_letters(url).items():
             if key in fates:

@@ -38,6 +38,7 @@ from .faults import (
     negotiated_heartbeat,
     queued_task_ids,
     restored,
+    settled_task_ids,
     tally as tally_ids,
     wait_acked,
     wait_started,
@@ -113,12 +114,14 @@ def kill_mid_task(
     tasks: int = 3,
     seconds: float = 2.0,
     prefetch_multiplier: int | None = 1,
+    worker_options: Mapping[str, Any] | None = None,
 ) -> KillRun:
     """One async ``mpledger`` worker (prefork, concurrency 1, ``prefetch_multiplier``, where
     None is Celery's default of 4; traced, Celery settings ``config``) gets ``tasks``
     ``reconcile(seconds)`` tasks; once the trace shows the first started, the worker and its
     pool get SIGKILL. A fresh worker with the same settings takes what the broker still has;
-    counted when every task that can run has run.
+    counted when every task that can run has run. ``worker_options`` go to
+    :func:`~mpsoa_lab.running.workers.start_worker` as well (e.g. ``force_root``).
 
     The kill always lands mid-task: this process holds the service's database from before the
     tasks are sent until the kill, so the first run cannot write its result (after its
@@ -132,7 +135,12 @@ def kill_mid_task(
 
     storage = mpledger.service.storage
     storage.reset()
-    options = {"config": config, "prefetch_multiplier": prefetch_multiplier, "trace": True}
+    options = {
+        **(worker_options or {}),
+        "config": config,
+        "prefetch_multiplier": prefetch_multiplier,
+        "trace": True,
+    }
     with restored(lab) as scenario:
         worker = scenario.start_worker("mpledger", "async", **options)
         with storage.connect():  # no run can store its result until the kill: see above
@@ -396,18 +404,31 @@ class CrashRun:
 
 
 def crash_while_publishing(
-    lab: Lab, transport: dict, *, crash_after: int = 1000, limit: int = 20_000
+    lab: Lab,
+    transport: dict,
+    *,
+    crash_after: int = 1000,
+    limit: int = 20_000,
+    publisher: Any = None,
+    options: Mapping[str, Any] | None = None,
 ) -> CrashRun:
     """A thread publishes persistent ``record_entry`` tasks to the durable ``mpledger.async``
     as fast as it can (``broker_transport_options = transport``, one reconnection attempt);
     once ``crash_after`` have been sent the async node gets SIGKILL. The thread goes on until
     a publish fails (at most ``limit`` tasks). :func:`restored` starts the node again (its data
-    kept) and the ids in the queue are read on the broker."""
+    kept) and the ids in the queue are read on the broker. ``publisher`` is the async app to
+    publish with (default: the lab's), ``options`` its ``send_task`` options (``mandatory``)."""
     from ..design.apps import celery_apps_factory
 
     lab.prepare_topology()
-    _, publisher = celery_apps_factory("PUBLISHER", lab.sync.url, lab.async_.url, "mpledger")
-    publisher.conf.broker_transport_options = {**transport, "max_retries": 1}
+    if publisher is None:
+        _, publisher = celery_apps_factory("PUBLISHER", lab.sync.url, lab.async_.url, "mpledger")
+    publisher.conf.broker_transport_options = {
+        **publisher.conf.broker_transport_options,
+        **transport,
+        "max_retries": 1,
+    }
+    extra = dict(options or {})
     sent: list[str] = []
     failures: list[str] = []
 
@@ -415,7 +436,8 @@ def crash_while_publishing(
         for i in range(limit):
             kwargs = {"entry_id": f"crash-{i}", "account": "crash", "amount_cents": 100}
             try:
-                sent.append(publisher.send_task("mpledger.async.record_entry", kwargs=kwargs).id)
+                task = publisher.send_task("mpledger.async.record_entry", kwargs=kwargs, **extra)
+                sent.append(task.id)
             except Exception as exc:  # noqa: BLE001 - the publisher's first error is the observation
                 failures.append(f"{type(exc).__name__}: {exc}")
                 return
@@ -428,7 +450,7 @@ def crash_while_publishing(
             before_kill = len(sent)
             lab.kill_node("async")
             publishing.join(timeout=60)
-        kept = frozenset(queued_task_ids(lab.async_, ASYNC_QUEUE))
+        kept = frozenset(settled_task_ids(lab.async_, ASYNC_QUEUE))
     finally:
         publisher.close()
         lab.prepare_topology()

@@ -41,6 +41,7 @@ __all__ = [
     "marker_path",
     "payload",
     "WorkerOutcome",
+    "one_worker",
     "CallerOutcome",
     "to_worker",
     "to_caller",
@@ -121,18 +122,28 @@ def _wait(check: Any, timeout: float) -> bool:
     return bool(check())
 
 
-def _start(lab: Lab, config: dict[str, Any] | None, force_root: bool) -> Worker:
-    return start_worker(lab, SERVICE, "async", config=config, wait=False, force_root=force_root)
+def _start(lab: Lab, config: dict[str, Any] | None, force_root: bool, **options: Any) -> Worker:
+    return start_worker(
+        lab, SERVICE, "async", config=config, wait=False, force_root=force_root, **options
+    )
 
 
-def _one_worker(
-    lab: Lab, setup: str, config: dict[str, Any] | None, wait: float, publisher: str
+def one_worker(
+    lab: Lab,
+    setup: str,
+    config: dict[str, Any] | None,
+    wait: float,
+    publisher: str,
+    **options: Any,
 ) -> WorkerOutcome:
+    """The payload, then a good task, published with ``publisher`` (an async broker URL) to
+    one worker of ``lab`` with Celery settings ``config`` (``options`` to
+    :func:`~mpsoa_lab.running.workers.start_worker`); what became of both."""
     from ..design.services import mpledger
 
     storage = mpledger.service.storage
     forced = refused = False
-    worker = _start(lab, config, force_root=False)
+    worker = _start(lab, config, False, **options)
     try:
         try:
             worker.wait_ready(30)
@@ -141,7 +152,7 @@ def _one_worker(
             if not refused:
                 raise
             worker.stop()
-            worker = _start(lab, config, force_root=True)
+            worker = _start(lab, config, True, **options)
             worker.wait_ready(30)
             forced = True
         mark = marker_path(lab, "worker")
@@ -190,10 +201,8 @@ def to_worker(
     lab.prepare_topology()
     url = publisher or lab.async_.url
     return {
-        "lab (JSON only)": _one_worker(lab, "lab (JSON only)", None, wait, url),
-        "2014 (pickle accepted)": _one_worker(
-            lab, "2014 (pickle accepted)", PICKLE_2014, wait, url
-        ),
+        "lab (JSON only)": one_worker(lab, "lab (JSON only)", None, wait, url),
+        "2014 (pickle accepted)": one_worker(lab, "2014 (pickle accepted)", PICKLE_2014, wait, url),
     }
 
 

@@ -12,6 +12,7 @@ starts nothing and stops nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
@@ -153,6 +154,9 @@ class Lab:
         self._state = state
         self.started_here = started_here
         self.nodes: dict[str, RabbitMQNode] = {}
+        #: Set on a view (:meth:`in_vhost`): the vhost its brokers point at instead of the space's.
+        self.view_vhost: str | None = None
+        self._queues_for: Callable[[str], list[Any]] | None = None
         self._load_nodes(state)
         vhost = settings.vhost
         brokers = space_brokers(state, settings.space)
@@ -350,13 +354,34 @@ class Lab:
 
         purged = {}
         for role, broker in self.brokers.items():
-            queues = platform_queues(kinds=(role,))
+            queues = self._queues_for(role) if self._queues_for else platform_queues(kinds=(role,))
             with Connection(broker.url) as conn:
                 declare(conn, queues)
                 if purge:
                     for queue in queues:
                         purged[queue.name] = conn.default_channel.queue_purge(queue.name) or 0
         return purged
+
+    def in_vhost(self, vhost: str, queues_for: Callable[[str], list[Any]] | None = None) -> Lab:
+        """This lab seen through another vhost of its nodes: the same nodes, home, space and
+        life cycle, with each broker's URL (and management API calls) in ``vhost``, which must
+        exist on each node. Workers started on the view get its URLs; ``queues_for(kind)``
+        gives the queues :meth:`prepare_topology` declares there (default: the design's). Two
+        designs whose queues cannot share a vhost (classic and quorum queues of one name) run
+        side by side so, each driven by the same experiments (notebook 14)."""
+        if self.external:
+            raise NeedsLabNode(
+                f"a view in vhost {vhost!r} needs the lab's own nodes; with brokers given by URL, "
+                "give each design brokers (or vhosts) of its own instead"
+            )
+        view = copy.copy(self)
+        view.brokers = {
+            role: replace(broker, url=with_vhost(str(broker.node_url), vhost), vhost=vhost)
+            for role, broker in self.brokers.items()
+        }
+        view.view_vhost = vhost
+        view._queues_for = queues_for
+        return view
 
     def refresh(self) -> None:
         """Point the node handles at the processes the state file names now.

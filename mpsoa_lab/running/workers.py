@@ -160,6 +160,10 @@ class Worker(Component):
 
                 apps = celery_apps_factory("PUBLISHER", *self.broker_urls, self.service)
                 self._app = apps[0] if self.kind == "sync" else apps[1]
+                # its replies come in the worker's serializer: accept what the worker accepts
+                accepted = json.loads(self._env.get(CONFIG_ENV) or "{}").get("accept_content")
+                if accepted:
+                    self._app.conf.accept_content = accepted
             return self._app
         from ..design import services
 
@@ -250,6 +254,8 @@ def start_worker(
         env[CONFIG_ENV] = json.dumps(config)
     if lab.external:
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = lab.sync.url, lab.async_.url
+    if broker_urls is None and lab.view_vhost:  # a view's vhost: not the one the space names
+        broker_urls = (lab.sync.url, lab.async_.url)
     if broker_urls is not None:
         broker_urls = (str(broker_urls[0]), str(broker_urls[1]))
         env["MPSOA_SYNC_BROKER_URL"], env["MPSOA_ASYNC_BROKER_URL"] = broker_urls

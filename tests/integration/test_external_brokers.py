@@ -137,6 +137,7 @@ NODE_NOTEBOOKS = [
     "10_clusters_and_node_loss.ipynb",
     "11_partitions.ipynb",
     "13_who_may_publish.ipynb",
+    "14_two_designs.ipynb",
 ]
 #: ``make test`` runs on brokers given by URL the notebooks that need the lab's nodes as a whole
 #: (each ends in seconds, every section skipped in one line). 06 and 07, whose other sections
@@ -145,7 +146,7 @@ NODE_NOTEBOOKS = [
 BY_URL = (
     sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if os.environ.get("MPSOA_BY_URL_NOTEBOOKS") == "all"
-    else ["10_clusters_and_node_loss.ipynb", "11_partitions.ipynb"]
+    else ["10_clusters_and_node_loss.ipynb", "11_partitions.ipynb", "14_two_designs.ipynb"]
 )
 
 

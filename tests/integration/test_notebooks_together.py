@@ -85,6 +85,7 @@ MEASURING_PAIRS = {
     "04 and 09": ("04_sync_calls", "09_rest_against_amqp"),
     "05 and 07": ("05_async_tasks_and_fairness", "07_faults"),
     "12 and 13": ("12_what_a_publisher_can_do", "13_who_may_publish"),
+    "11 and 14": ("11_partitions", "14_two_designs"),
 }
 
 
