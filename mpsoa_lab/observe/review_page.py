@@ -143,15 +143,20 @@ def document(
     notebooks: Mapping[str, Mapping[str, Any]],
     verdicts: Mapping[str, Sequence[Verdict]],
     about: Mapping[str, Any],
+    found: Mapping[str, Mapping[str, Evidence]] | None = None,
 ) -> dict[str, Any]:
     """``claims.json``: the runs, the claims with their evidence, a summary, and ``about``
-    (when, the machine, the brokers)."""
+    (when, the machine, the brokers). ``found`` is each notebook's :func:`evidence` where the
+    caller has it already (it reads every output of the notebook)."""
     claims = []
     for run in runs:
-        found = evidence(notebooks.get(run.notebook, {}), verdicts.get(run.notebook, ()))
+        if found is not None and run.notebook in found:
+            where_each = found[run.notebook]
+        else:
+            where_each = evidence(notebooks.get(run.notebook, {}), verdicts.get(run.notebook, ()))
         for verdict in verdicts.get(run.notebook, ()):
             record = {k: v for k, v in asdict(verdict).items() if k != "recorded_at"}
-            where = found.get(verdict.id)
+            where = where_each.get(verdict.id)
             record["link"] = f"notebooks/{run.notebook}.html" + (
                 f"#cell-id={where.cell_id}" if where and where.cell_id else ""
             )

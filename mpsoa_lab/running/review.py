@@ -185,11 +185,12 @@ def run_review(
         runs.append(run)
         executed[run.notebook] = nb
     verdicts = {name: from_notebook(out / "notebooks" / f"{name}.ipynb") for name in executed}
-    doc = document(runs, executed, verdicts, about(lab))
+    found = {name: evidence(nb, verdicts[name]) for name, nb in executed.items()}
+    doc = document(runs, executed, verdicts, about(lab), found)
     plots = {
         claim: where.plot_png
-        for name, nb in executed.items()
-        for claim, where in evidence(nb, verdicts[name]).items()
+        for per_notebook in found.values()
+        for claim, where in per_notebook.items()
         if where.plot_png
     }
     folders = {path.stem: path.parent for path in notebooks}

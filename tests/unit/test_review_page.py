@@ -117,6 +117,16 @@ def test_claims_json_follows_its_schema():
         jsonschema.validate(bad, schema)
 
 
+def test_evidence_found_once_is_not_looked_for_again():
+    nb = sample()
+    verdicts = from_notebook_dict(nb)
+    found = {"99_sample": {v.id: page.Evidence("given", "") for v in verdicts}}
+    doc = page.document(runs()[:1], {"99_sample": nb}, {"99_sample": verdicts},
+                        {"generated_at": "now", "machine": {}, "brokers": {}}, found)  # fmt: skip
+    assert [c["link"] for c in doc["claims"]] == ["notebooks/99_sample.html#cell-id=given"] * 2
+    assert not any(c["has_plot"] for c in doc["claims"])
+
+
 def from_notebook_dict(nb: dict) -> list[Verdict]:
     return [
         Verdict(**o["data"][MIME])
