@@ -5,7 +5,8 @@
 # component life cycle and the three short notebooks: a minute or two, for everyday loops),
 # make bench (Celery against raw kombu, a couple of minutes), make notebook NB=04 (one
 # notebook, as make test runs it), make review (every notebook, then one page of every
-# claim), make unit / integration / notebooks, make status / down,
+# claim), make check (can this machine run the lab?), make integration AREA=cluster (the
+# integration tests of one area), make unit / integration / notebooks, make status / down,
 # make lint (ruff and the layer contract; also part of the unit tests) and make format (ruff
 # format and ruff's safe fixes).
 
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told; containers and CI machines often are root.
 JUPYTER_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test quick setup rabbitmq haproxy browser review unit integration notebook notebooks status down clean lint format test-rabbitmq4 test-urls
+.PHONY: lab test quick check setup rabbitmq haproxy browser review unit integration notebook notebooks status down clean lint format test-rabbitmq4 test-urls
 
 lab: $(STAMP)
 	@sh tools/ensure-rabbitmq.sh --optional
@@ -77,6 +78,14 @@ review: $(STAMP) rabbitmq haproxy
 	$(BIN)/python -m mpsoa_lab review $(if $(NB),--notebooks $(NB),) \
 		$(if $(SYNC_URL),--sync-url $(SYNC_URL) --async-url $(ASYNC_URL),) $(REVIEW_ARGS)
 
+# make check   can this machine run the lab? Python, RabbitMQ and Erlang, HAProxy and wrk, free
+#              ports, memory and disk, then two nodes, a worker and the edge in a scratch lab home
+#              of its own: one line per check with its fix, status 0 only when all is well, in
+#              under a minute. It installs nothing but the Python packages: what it reports
+#              missing is what make setup would install.
+check: $(STAMP)
+	$(BIN)/python -m mpsoa_lab check
+
 # make notebook NB=04   one notebook under nbval, as make test runs it
 notebook: $(STAMP) rabbitmq
 	@test -n "$(NB)" || { echo "make notebook: say which, e.g. make notebook NB=04 (the numbers: ls notebooks/*.ipynb)" >&2; exit 2; }
@@ -87,8 +96,12 @@ notebook: $(STAMP) rabbitmq
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+# make integration AREA=cluster   the integration tests of one area: the files
+#                                 tests/integration/test_*cluster*.py (ls tests/integration)
 integration: $(STAMP) rabbitmq haproxy
-	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	@set -- tests/integration/test_*$(AREA)*.py; test -e "$$1" || { echo "make integration: no test file matches AREA='$(AREA)' (ls tests/integration)" >&2; exit 2; }; \
+	echo $(BIN)/python -m pytest $(if $(AREA),"$$@",tests/integration) $(PYTEST_ARGS); \
+	$(BIN)/python -m pytest $(if $(AREA),"$$@",tests/integration) $(PYTEST_ARGS)
 
 notebooks: $(STAMP) rabbitmq
 	$(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
