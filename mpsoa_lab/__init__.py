@@ -37,9 +37,20 @@ from .running.lab import Broker, Lab, up
 
 __version__ = "0.1.0"
 
+
+def flower(lab: Lab, *, quiet: bool = False) -> dict:
+    """Flower on each of ``lab``'s two brokers, their addresses printed; stopped with the lab
+    (or :func:`mpsoa_lab.running.flower.stop_flower`). Workers started with ``watchable=True``
+    send task events only inside :func:`mpsoa_lab.running.flower.watching`."""
+    from .running.flower import flowers
+
+    return flowers(lab, quiet=quiet)
+
+
 __all__ = [
     "celery_apps_factory",
     "up",
+    "flower",
     "Lab",
     "Broker",
     "versions",

@@ -32,6 +32,8 @@ COMMANDS = {
     "definitions": "the design's users for docker-compose.secured.yml, fresh passwords, in .secrets/",
     "claims": "write the README's tables of claims (from the saved notebooks) and of the recommended design",
     "review": "run every notebook (or --notebooks) and write review/: one page of every claim",
+    "flower": "Flower on both brokers, task events on for the watchable workers, until Ctrl-C",
+    "check": "can this machine run the lab? one line per check, and how to fix what fails (make check)",
 }
 
 
@@ -93,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":  # its own scratch lab home: never the running lab's
+        from .running.check import main as check
+
+        _signals_interrupt()
+        return check()
     if args.command == "definitions":
         return _definitions(args.out)
     if args.command == "claims":
@@ -124,6 +131,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_lab(lab)
         if args.command == "edge":
             return _serve_edge(lab, settings, args)
+        if args.command == "flower":
+            return _flower(lab, settings)
         if args.command == "review":
             return _review(lab, args)
         if args.command == "up":
@@ -320,7 +329,7 @@ def _serve_edge(lab, settings, args: argparse.Namespace) -> int:
     try:
         if not args.no_workers:
             workers = [
-                start_worker(lab, service, kind, wait=False)
+                start_worker(lab, service, kind, wait=False, watchable=True)  # for Flower
                 for service in SERVICES
                 for kind in KINDS
             ]
@@ -343,6 +352,27 @@ def _serve_edge(lab, settings, args: argparse.Namespace) -> int:
             stop_edge(lab, edge)
     finally:
         stop_all(workers)
+
+
+def _flower(lab, settings) -> int:
+    """Flower on both brokers of the lab, task events on for every worker of the lab that can
+    send them (``python -m mpsoa_lab edge`` starts its workers so); everything undone when
+    this command ends."""
+    from .running.flower import flowers, stop_flower, stop_watching, watch_where_possible
+
+    started = flowers(lab)
+    watched: list = []
+    try:
+        watched, refused = watch_where_possible(lab.components("worker"))
+        print(f"Task events on for {len(watched)} worker(s) of this lab while Flower runs.")
+        for name in refused:
+            print(f"  {name}: started without events (the lab's default), not watched")
+        print("Ctrl-C stops Flower and switches the workers' events off again.", flush=True)
+        return _hold(lab, settings)
+    finally:
+        stop_watching(watched)
+        for flower in started.values():
+            stop_flower(lab, flower)
 
 
 if __name__ == "__main__":

@@ -88,22 +88,14 @@ def uvicorn_program(
     this process, ready when ``GET /health`` answers; ``options`` go to uvicorn."""
     args = [sys.executable, "-m", "uvicorn", "--factory", factory]
     args += ["--host", "127.0.0.1", "--port", "{http}", "--no-access-log", *options]
-    return Program(
-        name,
-        lab.home / "logs" / name,
-        args,
-        ports=["http"],
-        env=env,
-        probe=http_probe("http://127.0.0.1:{http}/health"),
-        owner=os.getpid(),
-        mark=str(lab.home),
+    return lab.program(
+        name, args, ports=["http"], env=env, probe=http_probe("http://127.0.0.1:{http}/health")
     )
 
 
 def stop_edge(lab: Lab, edge: Program, timeout: float = 10.0) -> None:
     """Stop the edge (SIGTERM: uvicorn finishes its requests), release its port, forget it."""
-    edge.stop(timeout, keep_ports=False)
-    lab.forget(edge)
+    lab.retire(edge, timeout)
 
 
 def edges(lab: Lab) -> list[Program]:

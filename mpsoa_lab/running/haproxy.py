@@ -88,8 +88,7 @@ def launch_haproxy(
 
 def stop_haproxy(lab: Lab, balancer: HAProxy, timeout: float = 10.0) -> None:
     """Stop HAProxy (SIGUSR1: it finishes the requests in flight), release its ports, forget it."""
-    balancer.stop(timeout, keep_ports=False)
-    lab.forget(balancer)
+    lab.retire(balancer, timeout)
 
 
 def haproxies(lab: Lab) -> list[HAProxy]:

@@ -23,13 +23,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ..plumbing import settings as settings_mod
-from ..plumbing.component import Component, component_from_dict, stop_components
+from ..plumbing.component import Component, Program, component_from_dict, stop_components
 from ..plumbing.errors import BrokerUnreachable, LabInUse, NeedsLabNode, SettingsError
 from ..plumbing.install import find_rabbitmq_server
 from ..plumbing.node import Epmd, RabbitMQNode
@@ -308,6 +308,26 @@ class Lab:
     def forget(self, component: Component) -> None:
         """Remove a component that has stopped from the state file."""
         self._update(lambda state: state.setdefault("components", {}).pop(component.key, None))
+
+    def program(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        ports: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        probe: Callable[[Program], Any] | None = None,
+    ) -> Program:
+        """A :class:`~mpsoa_lab.plumbing.component.Program` of this lab, owned by this process,
+        its logs under the lab's ``logs/<name>``; start it with :meth:`launch`."""
+        return Program(name, self.home / "logs" / name, args, ports=ports, env=env, probe=probe,
+                       owner=os.getpid(), mark=str(self.home))  # fmt: skip
+
+    def retire(self, component: Component, timeout: float = 10.0) -> None:
+        """Stop ``component`` (killed after ``timeout``), release its ports and forget it: the
+        end of an edge, a REST instance, HAProxy or Flower started on this lab."""
+        component.stop(timeout, keep_ports=False)
+        self.forget(component)
 
     def components(self, type_: str | None = None) -> list[Component]:
         """The components the state file records now (of one ``type_``, or all)."""

@@ -110,8 +110,7 @@ def stop_rest(lab: Lab, instances: Iterable[Program], timeout: float = 10.0) -> 
     """Stop instances (SIGTERM: uvicorn finishes its requests), release their ports, forget
     them. An instance killed before (``instance.kill()``) is only forgotten."""
     for instance in list(instances):
-        instance.stop(timeout, keep_ports=False)
-        lab.forget(instance)
+        lab.retire(instance, timeout)
 
 
 def rest_instances(lab: Lab, service: str | None = None) -> list[Program]:

@@ -50,8 +50,15 @@ def worker_command(
     prefetch_multiplier: int | None = None,
     loglevel: str = "INFO",
     extra: tuple[str, ...] = (),
+    watchable: bool = False,
 ) -> list[str]:
-    """The ``celery worker`` command line for one of the design's daemons."""
+    """The ``celery worker`` command line for one of the design's daemons.
+
+    The lab's workers send no events at all (``--without-heartbeat``, ``--without-gossip``,
+    no ``-E``): Celery then has no event dispatcher in them, and none can be switched on later.
+    A ``watchable`` worker keeps its worker heartbeat events (one small message every 2 s to
+    ``celeryev``) so that :func:`mpsoa_lab.running.flower.watching` can switch its task events
+    on and off through the remote control."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
     if kind not in KINDS:
@@ -71,7 +78,7 @@ def worker_command(
         str(concurrency),
         "--loglevel",
         loglevel,
-        "--without-heartbeat",
+        *([] if watchable else ["--without-heartbeat"]),
         "--without-mingle",
         "--without-gossip",
     ]
