@@ -56,8 +56,10 @@ __all__ = [
     "broker_killed",
     "pickle_payload",
     "malformed",
+    "gone",
     "node_lost",
     "SideBySide",
+    "median_ms",
 ]
 
 SERVICE = "mpledger"

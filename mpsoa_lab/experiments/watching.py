@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..plumbing.util import wait_until
-from ..running.flower import flower_url, flowers, stop_flower, watching
+from ..running.flower import flower_url, flowers, stop_flower, wait_idle, watching
 from ..running.lab import Lab
 from ..running.workers import start_worker
 
@@ -109,18 +109,20 @@ def events_cost(
         for _ in range(rounds):
             for mode in MODES:
                 storage.reset()
+                wait_idle(workers)  # the last round's last task reported, before a switch
                 if mode == "on":
                     with watching(workers):
                         result.drain_s[mode].append(
                             _drain(mpledger.async_app, storage, tasks, timeout)
                         )
                         result.sync_s[mode] += _calls(mpledger.sync_app, calls)
+                        wait_idle(workers)  # every watched task's last event sent
                     result.sent_with_events["async"] += tasks
                     result.sent_with_events["sync"] += calls
                 else:
                     result.drain_s[mode].append(_drain(mpledger.async_app, storage, tasks, timeout))
                     result.sync_s[mode] += _calls(mpledger.sync_app, calls)
-        time.sleep(1.0)  # Flower's last events, in flight
+        time.sleep(1.0)  # Flower's last events, in flight to it
         result.seen_by_flower = {role: len(flower_tasks(f)) for role, f in started.items()}
     finally:
         for worker in workers:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..plumbing.component import Program, http_probe
 from ..plumbing.errors import LabError
+from ..plumbing.util import wait_until
 from .lab import Lab
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "watching",
     "watch_where_possible",
     "stop_watching",
+    "wait_idle",
     "NotWatchable",
 ]
 
@@ -143,6 +145,28 @@ def stop_watching(workers: Iterable[Any], timeout: float = 2.0) -> None:
     """Task events off again for ``workers`` that still run."""
     with contextlib.suppress(NotWatchable):  # a worker gone meanwhile has nothing to undo
         _switch([w for w in workers if w.is_running()], "disable_events", timeout)
+
+
+def wait_idle(workers: Iterable[Any], timeout: float = 10.0) -> None:
+    """Return once none of ``workers`` has a task in hand (Celery's ``inspect active``).
+
+    A caller holds a task's result as soon as the pool child has published it; the worker's main
+    process reports the task done (and sends ``task-succeeded``, if events are on) a moment
+    later. Events switched on in that moment report a task that ran before them: wait for this
+    first to count exactly what was watched. Raises :class:`TimeoutError` after ``timeout``."""
+
+    def idle(worker: Any) -> bool:
+        inspect = worker.app.control.inspect(destination=[worker.hostname], timeout=1.0)
+        replies = inspect.active() or {}
+        return worker.hostname in replies and not replies[worker.hostname]
+
+    for worker in workers:
+        try:
+            wait_until(lambda w=worker: idle(w), timeout=timeout, interval=0.05)
+        except TimeoutError:
+            raise TimeoutError(
+                f"worker {worker.name} still had a task in hand after {timeout} s"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from mpsoa_lab.running.flower import (
     flowers,
     running_flowers,
     stop_flower,
+    wait_idle,
     watching,
 )
 from mpsoa_lab.running.workers import start_worker
@@ -51,10 +52,12 @@ def test_flower_sees_a_watched_workers_task_and_none_of_an_unwatched_one(lab):
         with start_worker(lab, "mpledger", "sync", watchable=True) as worker:
             unseen = mpledger.sync_app.send_task("mpledger.sync.balance", kwargs={"account": "a"})
             assert unseen.get(timeout=10) == 0
+            wait_idle([worker])  # else its task-succeeded may go out once events are on
             with watching([worker]) as replies:
                 assert replies[worker.hostname] == {"ok": "task events enabled"}
                 seen = mpledger.sync_app.send_task("mpledger.sync.balance", kwargs={"account": "b"})
                 assert seen.get(timeout=10) == 0
+                wait_idle([worker])  # its task-succeeded sent
                 time.sleep(1.5)  # the events, on their way to Flower
                 tasks = flower_tasks(started["sync"])
             after = mpledger.sync_app.send_task("mpledger.sync.balance", kwargs={"account": "c"})
