@@ -3,8 +3,10 @@
 :func:`who_gets_in` tries a TLS-only node (:func:`~mpsoa_lab.running.tls.tls_broker`) with the
 lab's client certificate, with none, with one from another authority, with an expired one, and
 with plain AMQP. :func:`cost` measures, in one run, connection set-up (a new AMQP connection,
-opened and closed) and sync-call latency (``mpwallet.sync.echo``, one prefork worker) over plain
-AMQP on the lab's node and over TLS on the TLS node, one after the other.
+opened and closed) and sync-call latency (``mpwallet.sync.echo``, one prefork worker each way)
+over plain AMQP on the lab's node and over TLS on the TLS node, taking turns in blocks of
+:data:`TURN` connections or calls, so that the load of anything running beside it falls on both
+alike.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = ["who_gets_in", "Cost", "cost", "REFUSED", "CLOSED"]
 REFUSED = "refused in the TLS handshake"
 CLOSED = "closed by the node"
 TASK = "mpwallet.sync.echo"
+#: Connections opened, or sync calls made, one way before the other way's turn.
+TURN = 10
 
 
 def _connects(url: str, options: dict[str, Any] | None) -> str:
@@ -100,17 +104,29 @@ def _serving(lab: Lab, url: str, options: dict[str, Any] | None) -> tuple[Worker
 
 
 def cost(lab: Lab, broker: TLSBroker, *, connects: int = 30, calls: int = 200) -> Cost:
-    """Connection set-up and sync-call latency, plain (the lab's sync node, this space) and TLS."""
+    """Connection set-up and sync-call latency, plain (the lab's sync node, this space) and TLS,
+    taking turns in blocks of :data:`TURN`: ``connects`` new connections each way, then ``calls``
+    sync calls each way (both rounded down to a multiple of :data:`TURN`), both workers serving
+    throughout."""
     lab.prepare_topology()
-    plain_url, tls_options = lab.sync.url, broker.ssl()
-    plain_connect = _connect_ms(plain_url, None, connects)
-    tls_connect = _connect_ms(broker.url, tls_options, connects)
-    measured = {}
-    for name, url, options in (("plain", plain_url, None), ("tls", broker.url, tls_options)):
-        worker, app = _serving(lab, url, options)
-        try:
-            measured[name] = timed_echo_calls(app, calls)
-        finally:
+    ways = {"plain": (lab.sync.url, None), "tls": (broker.url, broker.ssl())}
+    connect: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(connects // TURN):  # in blocks: a node still closing the other way's
+        for name, (url, options) in ways.items():  # last connection delays only a block's first
+            connect[name] += _connect_ms(url, options, TURN)
+    measured: dict[str, list[float]] = {name: [] for name in ways}
+    serving: dict[str, tuple[Worker, Any]] = {}
+    try:
+        for name, (url, options) in ways.items():
+            serving[name] = _serving(lab, url, options)
+        for _ in range(calls // TURN):
+            for name, (_worker, app) in serving.items():
+                measured[name] += timed_echo_calls(app, TURN)
+    finally:
+        for worker, app in serving.values():
             worker.stop()
             app.close()
-    return Cost(connects, calls, plain_connect, tls_connect, measured["plain"], measured["tls"])
+    return Cost(
+        connects // TURN * TURN, calls // TURN * TURN, connect["plain"], connect["tls"],
+        measured["plain"], measured["tls"],
+    )  # fmt: skip
