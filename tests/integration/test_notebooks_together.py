@@ -75,8 +75,8 @@ def test_notebooks_at_once_on_one_lab(lab, names):
     assert all(result == "ok" for result, _ in outcome.values()), outcome
 
 
-#: Two notebooks that measure, run at once: what each reads from the broker (its counters,
-#: rates, queues and connections) must be its own while the other one works beside it. Each
+#: Notebooks that measure, two or three run at once: what each reads from the broker (its
+#: counters, rates, queues and connections) must be its own while the others work beside it. Each
 #: runs under nbval exactly as ``make test`` runs a notebook alone (its asserts, and the
 #: outputs of its ``NBVAL_CHECK_OUTPUT`` cells compared), so the suite does not also run these
 #: alone: ``conftest.py`` leaves their lone runs out when this test is collected. 12 and 13
