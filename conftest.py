@@ -9,6 +9,8 @@
   they assert nothing that another test's load could change) may run three at a time under
   pytest-xdist (``-n 3``), as ``make test`` runs them before the rest; each xdist worker gets a
   lab home and a lab of its own. Everything else, every notebook included, runs one at a time.
+* The kernels nbval starts take their ports from the lab's allocator
+  (``mpsoa_lab.plumbing.kernels``), not from the range the lab's own connections use.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ _session: dict = {"lab": None, "error": None, "home": None}
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("nbval"):
+        # nbval makes its kernel manager from this module-level name (nbval.kernel's
+        # start_new_kernel); nbval has no option for the class.
+        import nbval.kernel
+
+        from mpsoa_lab.plumbing.kernels import LabKernelManager
+
+        nbval.kernel.KernelManager = LabKernelManager
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # set in xdist's workers only
     if worker or not os.environ.get("MPSOA_LAB_HOME"):
         # An xdist worker inherits its controller's home: two labs of one home would stop each

@@ -94,6 +94,8 @@ def run_notebook(
     from nbclient import NotebookClient
     from tqdm import tqdm
 
+    from ..plumbing.kernels import AsyncLabKernelManager
+
     nb = nbformat.read(path, as_version=4)
     code = sum(cell.cell_type == "code" for cell in nb.cells)
     bar = tqdm(total=code, desc=path.stem[:28], unit="cell", file=stream or sys.stderr)
@@ -101,6 +103,7 @@ def run_notebook(
         nb,
         timeout=timeout,
         kernel_name="python3",
+        kernel_manager_class=AsyncLabKernelManager,
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_executed=lambda **_: bar.update(1),
     )

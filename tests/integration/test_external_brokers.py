@@ -32,6 +32,7 @@ from mpsoa_lab import NeedsLabNode
 from mpsoa_lab.experiments import faults
 from mpsoa_lab.observe.measured import RECORD_ENV
 from mpsoa_lab.plumbing import settings as settings_mod
+from mpsoa_lab.plumbing.kernels import AsyncLabKernelManager
 from mpsoa_lab.plumbing.processes import managed_processes
 from mpsoa_lab.plumbing.settings import redact_url
 from mpsoa_lab.running import notebook as nb_magic
@@ -156,7 +157,11 @@ def test_notebooks_run_on_brokers_given_by_url(lab, tmp_path, name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     env = _external_env(lab, tmp_path / "home")
     client = NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        kernel_manager_class=AsyncLabKernelManager,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     started = time.monotonic()
     try:

@@ -5,6 +5,7 @@ never see each other's rows or messages."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from mpsoa_lab.plumbing.kernels import AsyncLabKernelManager
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # Each run is kept whole, outputs included: after a failure, the numbers beside the failing
 # assert; after a pass, the figures each notebook measured with the other one beside it.
@@ -25,7 +28,11 @@ KEPT = Path(__file__).resolve().parents[2] / ".pytest_cache" / "notebooks-togeth
 def execute(path: Path, outcome: dict, key: str) -> None:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        kernel_manager_class=AsyncLabKernelManager,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     started = time.monotonic()
     try:
@@ -101,20 +108,32 @@ def _nbval(name: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", str(NOTEBOOKS / f"{name}.ipynb")]
         + ["--nbval-lax", "--nbval-current-env", "--timeout=600", "-p", "no:cacheprovider"]
-        + ["-q", "--durations=3"],
+        + ["-q", "--durations=3", "--tb=short", "-rfE"],
         cwd=NOTEBOOKS.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "COLUMNS": "200"},  # the short summary's reasons, not cut at 80
     )
 
 
 def _failures(output: str) -> str:
-    """A failed nbval run's report, without colours, from its first failure on (each failing
-    cell's source and traceback), at most 20,000 characters."""
+    """A failed nbval run's report, without colours: the end of its first error (an error at
+    set-up, such as a kernel that did not start, fails every cell with the same traceback), its
+    failures (each failing cell's source and traceback, at most 20,000 characters) and pytest's
+    short summary (a line per failing cell with its reason)."""
     text = ANSI.sub("", output)
-    start = text.find("= FAILURES =")
-    return text[max(start, 0) :][:20_000]
+    at = {h: text.find(f"= {h} =") for h in ("ERRORS", "FAILURES", "short test summary info")}
+    ends = sorted([i for i in at.values() if i >= 0] + [len(text)])
+    block = {h: text[i : next(e for e in ends if e > i)] for h, i in at.items() if i >= 0}
+    parts = []
+    if "ERRORS" in block:
+        first = re.split(r"\n_{3,} .+ _{3,}\n", block["ERRORS"])[1:2] or [block["ERRORS"]]
+        parts.append("the first error, its end:\n" + "\n".join(first[0].splitlines()[-15:]))
+    if "FAILURES" in block:
+        parts.append(block["FAILURES"][:20_000])
+    parts.append(block.get("short test summary info", text[-4_000:])[-4_000:])
+    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("pair", list(MEASURING_PAIRS))

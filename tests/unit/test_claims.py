@@ -23,6 +23,7 @@ from mpsoa_lab.observe.claims import (
     rewrite_readme,
 )
 from mpsoa_lab.observe.verdicts import Verdict
+from mpsoa_lab.plumbing.kernels import AsyncLabKernelManager
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -43,7 +44,9 @@ def test_a_verdict_shown_in_a_kernel_is_read_back_from_the_saved_notebook(tmp_pa
         "evidence='e', remedy='r')"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
+    NotebookClient(
+        notebook, timeout=60, kernel_name="python3", kernel_manager_class=AsyncLabKernelManager
+    ).execute()
     path = tmp_path / "04_sync_calls.ipynb"
     nbformat.write(notebook, path)
     outputs = notebook.cells[0].outputs

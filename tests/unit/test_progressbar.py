@@ -5,6 +5,8 @@ from __future__ import annotations
 import nbformat
 from nbclient import NotebookClient
 
+from mpsoa_lab.plumbing.kernels import AsyncLabKernelManager
+
 
 def test_a_saved_notebook_shows_the_bar_finished():
     code = (
@@ -16,7 +18,9 @@ def test_a_saved_notebook_shows_the_bar_finished():
         "    bar.set_postfix_str('done')"
     )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", kernel_manager_class=AsyncLabKernelManager
+    ).execute()
     shown = [out["data"]["text/plain"] for out in nb.cells[0].outputs if "data" in out]
     assert len(shown) == 2
     assert shown[0].startswith("looping: 100%") and "3/3" in shown[0]
