@@ -226,6 +226,7 @@ def test_rejoin_table_shows_what_the_rejoined_node_holds():
         "0",
         "150",
         "yes",
+        "1.0",  # seconds after its start until it held a full copy
         "node",
         "2",
         "-",  # nothing refused

@@ -35,7 +35,7 @@ whatever happened; a node it stopped or killed is started again.
 
 from __future__ import annotations
 
-from .clean_stop import Rejoin, rejoin, rejoin_together
+from .clean_stop import STEADY_S, SYNC_TIMEOUT, Rejoin, rejoin, rejoin_together
 from .clients import TRANSIENT_REPLY_BACKEND, TransientReplyRPC
 from .costs import CostRun, confirm_latency, cost
 from .ha_setting import HaSetting, ha_setting_2014
@@ -75,6 +75,8 @@ __all__ = [
     "node_loss",
     "rejoin",
     "rejoin_together",
+    "SYNC_TIMEOUT",
+    "STEADY_S",
     "quorum_specifics",
     "TransientReplyRPC",
     "TRANSIENT_REPLY_BACKEND",

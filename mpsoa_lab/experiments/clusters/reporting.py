@@ -71,10 +71,11 @@ def cost_table(runs: Sequence[CostRun], baseline: str = "2014") -> str:
 def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
     """One row per configuration whose run stopped a queue's leader cleanly and started it
     again: what was published before and while it was down, what the queue held after, who
-    leads it then and whether the rejoined node holds a full copy."""
+    leads it then, whether the rejoined node holds a full copy and how many seconds after its
+    start the management API showed it."""
     lines = [
         f"{'config':<10} {'before':>6} {'transient':>9} {'while down':>10} {'refused':>7} "
-        f"{'after':>5} {'copy on it':>10}  leader after  first refusal"
+        f"{'after':>5} {'copy on it':>10} {'after s':>7}  leader after  first refusal"
     ]
     for run in runs:
         r = run.rejoin
@@ -83,7 +84,9 @@ def rejoin_table(runs: Sequence[NodeLossRun]) -> str:
         lines.append(
             f"{run.config:<10} {r.published_before:>6} {r.transient_before:>9} "
             f"{r.published_while_down:>10} {r.failed_while_down:>7} {r.in_queue_after:>5} "
-            f"{'yes' if r.holds_copy else 'no':>10}  node {r.leader_after.split('@')[0][-1]}"
+            f"{'yes' if r.holds_copy else 'no':>10} "
+            f"{'-' if r.sync_s is None else f'{r.sync_s:.1f}':>7}  "
+            f"node {r.leader_after.split('@')[0][-1]}"
             f"        {r.first_error[:60] or '-'}"
         )
     return "\n".join(lines)
