@@ -89,7 +89,7 @@ def test_notebooks_at_once_on_one_lab(lab, names):
 #: alone: ``conftest.py`` leaves their lone runs out when this test is collected. 12 and 13
 #: assert little timing (12 sizes and a ratio of in-process work, 13 refusals, counts and two
 #: ratios of plain and TLS measured taking turns); 10 asserts counts and ratios within each of
-#: its runs, and passed beside them in eight runs of eight (closest margins in the README).
+#: its runs (their margins over repeated runs of the three together: the README, The notebooks).
 MEASURING_PAIRS = {
     "04 and 09": ("04_sync_calls", "09_rest_against_amqp"),
     "05 and 07": ("05_async_tasks_and_fairness", "07_faults"),
